@@ -1,0 +1,138 @@
+/**
+ * `keystone-edge token decode`: verify and read one token locally, print one JSON object.
+ *
+ * Owns: the CLI contract other checks drive — Keystone's field names on stdout, exit 0 valid,
+ * 4 expired (fields plus the error), 3 invalid, 2 usage or key repository problems.
+ */
+import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
+import { readKeyRepository } from "../fernet/key-repository.js";
+import { staticKeyRing } from "../fernet/key-ring.js";
+import { TokenDecoder } from "../token/decoder.js";
+import { DEFAULT_AUTH_METHODS } from "../token/methods.js";
+import { renderKeystoneFields } from "../token/render.js";
+import { fixedClock, systemClock } from "../units.js";
+import { parseCommandArgs, type Command, type CommandIO } from "./command.js";
+
+const help = `Usage: keystone-edge token decode --key-repository DIR [options] [TOKEN | -]
+
+Verifies a Keystone Fernet token with the keys in DIR and prints one JSON object with
+Keystone's validate_token fields (user_id, methods, audit_ids, system, domain_id,
+project_id, trust_id, federated_group_ids, identity_provider_id, protocol_id,
+access_token_id, app_cred_id, issued_at, expires_at) plus payload_version. Absent values
+are null; times are YYYY-MM-DDTHH:MM:SS.ffffffZ. Nothing is sent to Keystone: roles,
+names, revocation and enabled flags are not checked here.
+
+TOKEN is the token itself; "-" (or no TOKEN with input piped in) reads it from stdin.
+Prefer stdin: a token on the command line is visible to other users in the process list.
+
+Options:
+  --key-repository DIR    Keystone's [fernet_tokens] key_repository (required)
+  --auth-methods LIST     Keystone's [auth] methods, comma separated, in Keystone's order
+                          (default: ${DEFAULT_AUTH_METHODS.join(",")})
+  --default-domain-id ID  Keystone's [identity] default_domain_id (default: default)
+  --at TIME               judge expiry as of TIME (ISO 8601, e.g. 2026-01-31T12:00:00Z)
+                          instead of now
+  -h, --help              show this help
+
+Exit status:
+  0  valid          {fields…}
+  4  expired        {fields…, "error": {"code": "expired", "message": …}}
+  3  invalid        {"error": {"code": malformed|bad_signature|bad_payload|unsupported_version, …}}
+  2  usage or key repository problem   {"error": {"code": …, "message": …}}
+`;
+
+async function readToken(positionals: string[], io: CommandIO): Promise<string> {
+  if (positionals.length > 1) throw new UsageError("give at most one TOKEN");
+  const given = positionals[0];
+  if (given !== undefined && given !== "-") return given;
+  if (given === undefined && io.stdinIsTTY) {
+    throw new UsageError("no TOKEN given (pass it as an argument, or \"-\" to read stdin)");
+  }
+  return (await io.readStdin()).trim();
+}
+
+function parseAuthMethods(value: string | boolean | undefined): readonly string[] | undefined {
+  if (typeof value !== "string") return undefined;
+  const list = value.split(",").map((m) => m.trim());
+  if (list.some((m) => m.length === 0)) {
+    throw new UsageError("--auth-methods must be a comma-separated list of non-empty names");
+  }
+  return list;
+}
+
+function parseAt(value: string | boolean | undefined): number | undefined {
+  if (typeof value !== "string") return undefined;
+  const ms = Date.parse(value);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(ms)) {
+    throw new UsageError(`--at: "${value}" is not an ISO 8601 time`);
+  }
+  return ms;
+}
+
+export const tokenDecode: Command = {
+  path: ["token", "decode"],
+  summary: "verify and read a Fernet token with a local key repository (JSON out)",
+  help,
+  async run(args, io) {
+    try {
+      const { values, positionals } = parseCommandArgs(
+        args,
+        {
+          "key-repository": { type: "string" },
+          "auth-methods": { type: "string" },
+          "default-domain-id": { type: "string" },
+          at: { type: "string" },
+        },
+        true,
+      );
+      if (values.help === true) {
+        io.stdout(help);
+        return ExitStatus.ok;
+      }
+      const directory = values["key-repository"];
+      if (typeof directory !== "string" || directory.length === 0) {
+        throw new UsageError("--key-repository DIR is required");
+      }
+      const authMethods = parseAuthMethods(values["auth-methods"]);
+      const at = parseAt(values.at);
+      const defaultDomainId = values["default-domain-id"];
+      const token = await readToken(positionals, io);
+      const ring = await readKeyRepository(directory);
+      let decoder: TokenDecoder;
+      try {
+        decoder = new TokenDecoder({
+          keys: staticKeyRing(ring),
+          ...(authMethods ? { authMethods } : {}),
+          ...(typeof defaultDomainId === "string" ? { defaultDomainId } : {}),
+          clock: at === undefined ? systemClock : fixedClock(at),
+        });
+      } catch (error) {
+        throw new UsageError(`--auth-methods: ${(error as Error).message}`);
+      }
+      const result = decoder.decode(token);
+      switch (result.status) {
+        case "valid":
+          io.stdout(JSON.stringify(renderKeystoneFields(result.token)) + "\n");
+          return ExitStatus.ok;
+        case "expired":
+          io.stdout(
+            JSON.stringify({
+              ...renderKeystoneFields(result.token),
+              error: result.error.toJSON(),
+            }) + "\n",
+          );
+          return ExitStatus.expiredToken;
+        case "invalid":
+          io.stdout(JSON.stringify({ error: result.error.toJSON() }) + "\n");
+          return exitStatusFor(result.error);
+      }
+    } catch (error) {
+      if (error instanceof EdgeError) {
+        io.stdout(JSON.stringify({ error: error.toJSON() }) + "\n");
+        if (error instanceof UsageError) io.stderr(`keystone-edge token decode: ${error.message}\n`);
+        return exitStatusFor(error);
+      }
+      throw error;
+    }
+  },
+};

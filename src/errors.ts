@@ -1,0 +1,106 @@
+/**
+ * Error classes with stable codes.
+ *
+ * Owns: every error keystone-edge reports to a caller, each with a `code` that never
+ * changes between releases (operators and other checks match on it), and the one place
+ * that maps a code to a CLI exit status (and, later, an HTTP status).
+ */
+
+/** Codes for a token that cannot be accepted. */
+export type TokenErrorCode =
+  | "malformed"
+  | "bad_signature"
+  | "bad_payload"
+  | "unsupported_version"
+  | "expired";
+
+/** Codes for problems with the key repository. */
+export type KeyRepositoryErrorCode =
+  | "key_repository_missing"
+  | "key_repository_unreadable"
+  | "key_repository_empty"
+  | "invalid_key";
+
+/** Codes for a command line that cannot be run. */
+export type UsageErrorCode = "usage";
+
+export type ErrorCode = TokenErrorCode | KeyRepositoryErrorCode | UsageErrorCode;
+
+/** Base class: every error keystone-edge raises on purpose carries a stable code. */
+export abstract class EdgeError extends Error {
+  abstract readonly code: ErrorCode;
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/**
+ * A token that is not acceptable. Never carries the token itself: messages describe the
+ * defect, never the bytes.
+ */
+export class TokenError extends EdgeError {
+  constructor(
+    readonly code: TokenErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "TokenError";
+  }
+}
+
+/** The key repository is missing, unreadable, empty, or holds an invalid key file. */
+export class KeyRepositoryError extends EdgeError {
+  constructor(
+    readonly code: KeyRepositoryErrorCode,
+    message: string,
+    /** The file or directory at fault. */
+    readonly path: string,
+  ) {
+    super(message);
+    this.name = "KeyRepositoryError";
+  }
+}
+
+/** A command line that cannot be run as given. */
+export class UsageError extends EdgeError {
+  readonly code = "usage" as const;
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** CLI exit statuses, in one place. */
+export const ExitStatus = {
+  ok: 0,
+  /** Unexpected internal failure. */
+  internal: 1,
+  /** Usage or key repository problems. */
+  usage: 2,
+  /** The token is invalid (forged, malformed, unknown payload). */
+  invalidToken: 3,
+  /** The token decodes but has expired. */
+  expiredToken: 4,
+} as const;
+
+export type ExitStatus = (typeof ExitStatus)[keyof typeof ExitStatus];
+
+/** Maps an error to the CLI exit status. */
+export function exitStatusFor(error: EdgeError): ExitStatus {
+  switch (error.code) {
+    case "expired":
+      return ExitStatus.expiredToken;
+    case "malformed":
+    case "bad_signature":
+    case "bad_payload":
+    case "unsupported_version":
+      return ExitStatus.invalidToken;
+    case "usage":
+    case "key_repository_missing":
+    case "key_repository_unreadable":
+    case "key_repository_empty":
+    case "invalid_key":
+      return ExitStatus.usage;
+  }
+}
