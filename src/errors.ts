@@ -8,18 +8,11 @@
 
 /** Codes for a token that cannot be accepted. */
 export type TokenErrorCode =
-  | "malformed"
-  | "bad_signature"
-  | "bad_payload"
-  | "unsupported_version"
-  | "expired";
+  "malformed" | "bad_signature" | "bad_payload" | "unsupported_version" | "expired";
 
 /** Codes for problems with the key repository. */
 export type KeyRepositoryErrorCode =
-  | "key_repository_missing"
-  | "key_repository_unreadable"
-  | "key_repository_empty"
-  | "invalid_key";
+  "key_repository_missing" | "key_repository_unreadable" | "key_repository_empty" | "invalid_key";
 
 /** Codes for a command line that cannot be run. */
 export type UsageErrorCode = "usage";

@@ -46,7 +46,7 @@ async function readToken(positionals: string[], io: CommandIO): Promise<string> 
   const given = positionals[0];
   if (given !== undefined && given !== "-") return given;
   if (given === undefined && io.stdinIsTTY) {
-    throw new UsageError("no TOKEN given (pass it as an argument, or \"-\" to read stdin)");
+    throw new UsageError('no TOKEN given (pass it as an argument, or "-" to read stdin)');
   }
   return (await io.readStdin()).trim();
 }
@@ -129,7 +129,8 @@ export const tokenDecode: Command = {
     } catch (error) {
       if (error instanceof EdgeError) {
         io.stdout(JSON.stringify({ error: error.toJSON() }) + "\n");
-        if (error instanceof UsageError) io.stderr(`keystone-edge token decode: ${error.message}\n`);
+        if (error instanceof UsageError)
+          io.stderr(`keystone-edge token decode: ${error.message}\n`);
         return exitStatusFor(error);
       }
       throw error;

@@ -16,6 +16,7 @@ import {
   createSecretKey,
   randomBytes,
   timingSafeEqual,
+  type Decipher,
   type KeyObject,
 } from "node:crypto";
 import { TokenError } from "../errors.js";
@@ -38,12 +39,40 @@ export const MAX_EPOCH_SECONDS = 253_402_300_799;
 
 const BASE64URL = /^[A-Za-z0-9_-]+={0,2}$/;
 
+/**
+ * Rejections carry no per-token data, so each is built once and shared: building an Error
+ * captures a stack trace, which would cost more than the HMAC on the forged-token path.
+ */
+function rejection(code: TokenError["code"], message: string): TokenError {
+  return Object.freeze(new TokenError(code, message));
+}
+const EMPTY = rejection("malformed", "the token is empty");
+const NOT_BASE64URL = rejection("malformed", "the token is not urlsafe base64");
+const TOO_SHORT = rejection("malformed", "the token is too short to be a Fernet token");
+const NOT_FERNET = rejection("malformed", "the token does not start with the Fernet version byte");
+const RAGGED_CIPHERTEXT = rejection(
+  "malformed",
+  "the token's ciphertext is not a whole number of blocks",
+);
+const TIMESTAMP_OUT_OF_RANGE = rejection("bad_payload", "the token's timestamp is out of range");
+const BAD_PADDING = rejection("bad_payload", "the token's ciphertext has invalid padding");
+const TOO_LONG = rejection("malformed", `the token is longer than ${MAX_TOKEN_CHARS} characters`);
+const NO_KEY_SIGNED = rejection("bad_signature", "no key in the ring signed this token");
+
 /** One Fernet key, split and imported once so the hot path does no key setup. */
 export interface FernetKey {
   /** HMAC-SHA256 key (bytes 0–15). */
   readonly signing: KeyObject;
   /** AES-128 key (bytes 16–31). */
   readonly encryption: Buffer;
+  /**
+   * AES-128-ECB decryption of whole blocks with `encryption`, created once per key and
+   * reused: CBC decryption is then one `update()` plus an XOR with the previous ciphertext
+   * block, which saves building a cipher object per token (≈ 1.5 µs of the ≈ 2 µs AES costs
+   * in Node). Never fed a partial block and never finalised, so it carries no state from
+   * one call to the next.
+   */
+  readonly blockDecipher: Decipher;
   /** A short SHA-256 fingerprint of the key, safe to print and compare across hosts. */
   readonly fingerprint: string;
 }
@@ -67,9 +96,13 @@ export function parseFernetKey(text: string): FernetKey | string {
 export function fernetKeyFromBytes(raw: Uint8Array): FernetKey {
   if (raw.length !== 32) throw new RangeError("a Fernet key is 32 bytes");
   const bytes = Buffer.from(raw);
+  const encryption = Buffer.from(bytes.subarray(16, 32));
+  const blockDecipher = createDecipheriv("aes-128-ecb", encryption, null);
+  blockDecipher.setAutoPadding(false);
   return {
     signing: createSecretKey(bytes.subarray(0, 16)),
-    encryption: Buffer.from(bytes.subarray(16, 32)),
+    encryption,
+    blockDecipher,
     fingerprint: createHash("sha256")
       .update("keystone-edge key fingerprint\0")
       .update(bytes)
@@ -85,22 +118,22 @@ export function generateFernetKeyText(): string {
 
 /** The token's bytes, or why it is not a Fernet token at all. */
 export function tokenBytes(token: string): Buffer | TokenError {
-  if (token.length === 0) return new TokenError("malformed", "the token is empty");
+  if (token.length === 0) return EMPTY;
   if (token.length > MAX_TOKEN_CHARS) {
-    return new TokenError("malformed", `the token is longer than ${MAX_TOKEN_CHARS} characters`);
+    return TOO_LONG;
   }
   if (!BASE64URL.test(token) || token.length % 4 === 1) {
-    return new TokenError("malformed", "the token is not urlsafe base64");
+    return NOT_BASE64URL;
   }
   const bytes = Buffer.from(token, "base64url");
   if (bytes.length < MIN_TOKEN_BYTES) {
-    return new TokenError("malformed", "the token is too short to be a Fernet token");
+    return TOO_SHORT;
   }
   if (bytes[0] !== FERNET_VERSION) {
-    return new TokenError("malformed", "the token does not start with the Fernet version byte");
+    return NOT_FERNET;
   }
   if ((bytes.length - HEADER_BYTES - MAC_BYTES) % BLOCK_BYTES !== 0) {
-    return new TokenError("malformed", "the token's ciphertext is not a whole number of blocks");
+    return RAGGED_CIPHERTEXT;
   }
   return bytes;
 }
@@ -129,26 +162,33 @@ export function openEnvelope(
     const key = keys[position] as FernetKey;
     const expected = createHmac("sha256", key.signing).update(signed).digest();
     if (!timingSafeEqual(expected, mac)) continue;
-    const timestamp = bytes.readBigUInt64BE(1);
-    if (timestamp > BigInt(MAX_EPOCH_SECONDS)) {
-      return new TokenError("bad_payload", "the token's timestamp is out of range");
+    // u64 big-endian; anything past MAX_EPOCH_SECONDS has a non-zero high word beyond 2^6.
+    const timestamp = bytes.readUInt32BE(1) * 2 ** 32 + bytes.readUInt32BE(5);
+    if (timestamp > MAX_EPOCH_SECONDS) {
+      return TIMESTAMP_OUT_OF_RANGE;
     }
-    let plaintext: Buffer;
-    try {
-      const decipher = createDecipheriv(
-        "aes-128-cbc",
-        key.encryption,
-        bytes.subarray(9, HEADER_BYTES),
-      );
-      const head = decipher.update(bytes.subarray(HEADER_BYTES, macAt));
-      const tail = decipher.final();
-      plaintext = tail.length === 0 ? head : Buffer.concat([head, tail]);
-    } catch {
-      return new TokenError("bad_payload", "the token's ciphertext has invalid padding");
+    // The MAC is verified, so there is no padding oracle to fear: decrypt the blocks and
+    // strip PKCS7 by hand. CBC: P[i] = D(C[i]) xor C[i-1], with C[-1] = the IV.
+    const padded = key.blockDecipher.update(bytes.subarray(HEADER_BYTES, macAt));
+    for (let i = padded.length - 1; i >= BLOCK_BYTES; i--) {
+      padded[i] = (padded[i] as number) ^ (bytes[HEADER_BYTES + i - BLOCK_BYTES] as number);
     }
-    return { plaintext, issuedAtSeconds: Number(timestamp), keyPosition: position };
+    for (let i = 0; i < BLOCK_BYTES; i++) {
+      padded[i] = (padded[i] as number) ^ (bytes[9 + i] as number);
+    }
+    const pad = padded[padded.length - 1] as number;
+    if (pad < 1 || pad > BLOCK_BYTES || !hasPkcs7Padding(padded, pad)) {
+      return BAD_PADDING;
+    }
+    const plaintext = padded.subarray(0, padded.length - pad);
+    return { plaintext, issuedAtSeconds: timestamp, keyPosition: position };
   }
-  return new TokenError("bad_signature", "no key in the ring signed this token");
+  return NO_KEY_SIGNED;
+}
+
+function hasPkcs7Padding(block: Buffer, pad: number): boolean {
+  for (let i = block.length - pad; i < block.length; i++) if (block[i] !== pad) return false;
+  return true;
 }
 
 /** Options of {@link sealEnvelope}. */

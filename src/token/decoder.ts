@@ -14,6 +14,9 @@ import { systemClock, type Clock } from "../units.js";
 import { AuthMethods } from "./methods.js";
 import { decodePayload, encodePayload, type TokenPayload } from "./payload.js";
 
+/** Shared: building an Error per expired token would capture a stack trace each time. */
+const EXPIRED = Object.freeze(new TokenError("expired", "the token has expired"));
+
 /** A token that Keystone's keys signed and whose payload reads. */
 export interface Token {
   readonly payload: TokenPayload;
@@ -88,7 +91,7 @@ export class TokenDecoder {
       return {
         status: "expired",
         token: decoded,
-        error: new TokenError("expired", "the token has expired"),
+        error: EXPIRED,
       };
     }
     return { status: "valid", token: decoded };

@@ -8,10 +8,11 @@
  * (or `unsupported_version`).
  */
 import { randomBytes } from "node:crypto";
-import { Decoder, encode as msgpackEncode } from "@msgpack/msgpack";
+import { encode as msgpackEncode } from "@msgpack/msgpack";
 import { TokenError } from "../errors.js";
 import type { EpochMicros } from "../units.js";
 import type { AuthMethods } from "./methods.js";
+import { MsgpackReader, MsgpackShapeError } from "./msgpack-reader.js";
 
 /** Latest `expires_at` representable exactly in integer microseconds (year 2255). */
 const MAX_EXPIRES_MICROS = Number.MAX_SAFE_INTEGER;
@@ -127,51 +128,20 @@ export interface PayloadCodecOptions {
 // Decoding
 // ---------------------------------------------------------------------------------------
 
-/** Thrown inside the decoder only; {@link decodePayload} turns it into a result. */
-class Bad extends Error {}
-
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-// rawStrings: msgpack `str` comes back as bytes too, so old-format tokens (everything `raw`)
-// and new ones read alike and a 16-byte binary id is never mangled by UTF-8 decoding.
-const decoder = new Decoder({ rawStrings: true, maxStrLength: 4096, maxBinLength: 4096 });
-
-function isBytes(v: unknown): v is Uint8Array {
-  return v instanceof Uint8Array;
-}
-
-function text(v: unknown, what: string): string {
-  if (!isBytes(v)) throw new Bad(`${what} is not a string`);
-  try {
-    return utf8.decode(v);
-  } catch {
-    throw new Bad(`${what} is not valid UTF-8`);
-  }
-}
-
-const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) =>
-  i.toString(16).padStart(2, "0"),
-);
-
-function uuidHex(v: unknown, what: string): string {
-  if (!isBytes(v) || v.length !== 16) throw new Bad(`${what} is not a 16-byte id`);
-  let out = "";
-  for (let i = 0; i < 16; i++) out += HEX[v[i] as number] as string;
-  return out;
-}
+/** Fields after the version, per payload version, as Keystone's `assemble` writes them. */
+const FIELD_COUNT: readonly number[] = [4, 5, 5, 6, 7, 8, 8, 6, 5, 6, 7];
 
 /** `(is_uuid, value)`: bytes → 32 lowercase hex characters; otherwise a UTF-8 string. */
-function idPair(v: unknown, what: string): string {
-  if (!Array.isArray(v) || v.length !== 2) throw new Bad(`${what} is not an (is_uuid, id) pair`);
-  const [isUuid, value] = v as [unknown, unknown];
-  if (typeof isUuid !== "boolean") throw new Bad(`${what} has a non-boolean uuid flag`);
-  return isUuid ? uuidHex(value, what) : text(value, what);
+function idPair(r: MsgpackReader, what: string): string {
+  if (r.arrayLength(what) !== 2)
+    throw new MsgpackShapeError(`${what} is not an (is_uuid, id) pair`);
+  return r.boolean(`${what}'s uuid flag`) ? r.uuidHex(what) : r.text(what);
 }
 
-function methods(v: unknown, options: PayloadCodecOptions): readonly string[] {
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-    throw new Bad("methods is not a non-negative integer");
-  }
-  return options.authMethods.decode(v);
+function methods(r: MsgpackReader, options: PayloadCodecOptions): readonly string[] {
+  const mask = r.integer("methods");
+  if (mask < 0) throw new MsgpackShapeError("methods is negative");
+  return options.authMethods.decode(mask);
 }
 
 /**
@@ -186,26 +156,43 @@ export function pythonTimestampMicros(seconds: number): number {
   return whole * 1e6 + rounded;
 }
 
-function expires(v: unknown): EpochMicros {
-  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-    throw new Bad("expires_at is not a timestamp");
-  }
+function expires(r: MsgpackReader): EpochMicros {
+  const v = r.number("expires_at");
+  if (!Number.isFinite(v) || v < 0) throw new MsgpackShapeError("expires_at is not a timestamp");
   const micros = pythonTimestampMicros(v);
-  if (micros > MAX_EXPIRES_MICROS) throw new Bad("expires_at is out of range");
+  if (micros > MAX_EXPIRES_MICROS) throw new MsgpackShapeError("expires_at is out of range");
   return micros as EpochMicros;
 }
 
-function auditIds(v: unknown): readonly string[] {
-  if (!Array.isArray(v)) throw new Bad("audit_ids is not a list");
-  return v.map((id: unknown) => {
-    if (!isBytes(id)) throw new Bad("an audit id is not bytes");
-    return Buffer.from(id.buffer, id.byteOffset, id.length).toString("base64url");
-  });
+function auditIds(r: MsgpackReader): readonly string[] {
+  const n = r.arrayLength("audit_ids");
+  const ids = new Array<string>(n);
+  for (let i = 0; i < n; i++) ids[i] = r.base64url("an audit id");
+  return ids;
 }
 
-function groups(v: unknown): readonly string[] {
-  if (!Array.isArray(v)) throw new Bad("federated group ids are not a list");
-  return v.map((g: unknown) => idPair(g, "a federated group id"));
+function federation(r: MsgpackReader): Federation {
+  const n = r.arrayLength("federated group ids");
+  const groupIds = new Array<string>(n);
+  for (let i = 0; i < n; i++) groupIds[i] = idPair(r, "a federated group id");
+  const identityProviderId = idPair(r, "identity_provider_id");
+  const protocolId = r.text("protocol_id");
+  return { groupIds, identityProviderId, protocolId };
+}
+
+/** The settings, prepared once: the default domain id's bytes for version 1. */
+interface PreparedOptions extends PayloadCodecOptions {
+  readonly defaultDomainBytes: Buffer;
+}
+
+const prepared = new WeakMap<PayloadCodecOptions, PreparedOptions>();
+function prepare(options: PayloadCodecOptions): PreparedOptions {
+  let p = prepared.get(options);
+  if (!p) {
+    p = { ...options, defaultDomainBytes: Buffer.from(options.defaultDomainId ?? "default") };
+    prepared.set(options, p);
+  }
+  return p;
 }
 
 /**
@@ -213,154 +200,163 @@ function groups(v: unknown): readonly string[] {
  * literal (Keystone cannot pack a non-UUID domain id any other way). A literal equal to the
  * default domain id wins even when it happens to be 16 bytes long.
  */
-function rawDomain(v: unknown, options: PayloadCodecOptions): string {
-  if (!isBytes(v)) throw new Bad("domain_id is not bytes");
-  const defaultDomainId = options.defaultDomainId ?? "default";
-  const literal = (() => {
-    try {
-      return utf8.decode(v);
-    } catch {
-      return undefined;
-    }
-  })();
-  if (literal === defaultDomainId) return literal;
-  if (v.length === 16) return uuidHex(v, "domain_id");
-  throw new Bad("domain_id is neither a UUID nor the default domain id");
+function rawDomain(r: MsgpackReader, options: PreparedOptions): string {
+  const id = r.literalOrUuidHex(
+    options.defaultDomainId ?? "default",
+    options.defaultDomainBytes,
+    "domain_id",
+  );
+  if (id === undefined) {
+    throw new MsgpackShapeError("domain_id is neither a UUID nor the default domain id");
+  }
+  return id;
 }
 
-function field(payload: readonly unknown[], i: number): unknown {
-  if (i >= payload.length) throw new Bad(`the payload has no field ${i}`);
-  return payload[i];
-}
-
-function federation(payload: readonly unknown[], at: number): Federation {
-  return {
-    groupIds: groups(field(payload, at)),
-    identityProviderId: idPair(field(payload, at + 1), "identity_provider_id"),
-    protocolId: text(field(payload, at + 2), "protocol_id"),
-  };
-}
-
-function disassemble(
-  version: number,
-  p: readonly unknown[],
-  options: PayloadCodecOptions,
-): TokenPayload {
-  // p[0] is the version; Keystone's field i is p[i + 1]. Extra trailing fields are
-  // ignored, as Keystone ignores them.
-  const userId = idPair(field(p, 1), "user_id");
-  const m = methods(field(p, 2), options);
+/** Reads the fields after the version, in Keystone's order. */
+function disassemble(r: MsgpackReader, version: number, o: PreparedOptions): TokenPayload {
+  const userId = idPair(r, "user_id");
+  const m = methods(r, o);
   switch (version) {
-    case 0:
-      return {
-        kind: "unscoped",
-        version,
-        userId,
-        methods: m,
-        expiresAtMicros: expires(field(p, 3)),
-        auditIds: auditIds(field(p, 4)),
-      };
-    case 1:
+    case 0: {
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
+      return { kind: "unscoped", version, userId, methods: m, expiresAtMicros, auditIds: audit };
+    }
+    case 1: {
+      const domainId = rawDomain(r, o);
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
       return {
         kind: "domain",
         version,
         userId,
         methods: m,
-        domainId: rawDomain(field(p, 3), options),
-        expiresAtMicros: expires(field(p, 4)),
-        auditIds: auditIds(field(p, 5)),
+        domainId,
+        expiresAtMicros,
+        auditIds: audit,
       };
-    case 2:
+    }
+    case 2: {
+      const projectId = idPair(r, "project_id");
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
       return {
         kind: "project",
         version,
         userId,
         methods: m,
-        projectId: idPair(field(p, 3), "project_id"),
-        expiresAtMicros: expires(field(p, 4)),
-        auditIds: auditIds(field(p, 5)),
+        projectId,
+        expiresAtMicros,
+        auditIds: audit,
       };
-    case 3:
+    }
+    case 3: {
+      const projectId = idPair(r, "project_id");
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
+      const trustId = r.uuidHex("trust_id");
       return {
         kind: "trust",
         version,
         userId,
         methods: m,
-        projectId: idPair(field(p, 3), "project_id"),
-        expiresAtMicros: expires(field(p, 4)),
-        auditIds: auditIds(field(p, 5)),
-        trustId: uuidHex(field(p, 6), "trust_id"),
+        projectId,
+        expiresAtMicros,
+        auditIds: audit,
+        trustId,
       };
-    case 4:
+    }
+    case 4: {
+      const fed = federation(r);
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
       return {
         kind: "federated-unscoped",
         version,
         userId,
         methods: m,
-        federation: federation(p, 3),
-        expiresAtMicros: expires(field(p, 6)),
-        auditIds: auditIds(field(p, 7)),
+        federation: fed,
+        expiresAtMicros,
+        auditIds: audit,
       };
+    }
     case 5:
     case 6: {
-      const scopeId = idPair(field(p, 3), version === 5 ? "project_id" : "domain_id");
-      const common = {
-        userId,
-        methods: m,
-        federation: federation(p, 4),
-        expiresAtMicros: expires(field(p, 7)),
-        auditIds: auditIds(field(p, 8)),
-      };
+      const scopeId = idPair(r, version === 5 ? "project_id" : "domain_id");
+      const fed = federation(r);
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
+      const common = { userId, methods: m, federation: fed, expiresAtMicros, auditIds: audit };
       return version === 5
         ? { kind: "federated-project", version, projectId: scopeId, ...common }
         : { kind: "federated-domain", version, domainId: scopeId, ...common };
     }
-    case 7:
+    case 7: {
+      const projectId = idPair(r, "project_id");
+      const accessTokenId = idPair(r, "access_token_id");
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
       return {
         kind: "oauth1",
         version,
         userId,
         methods: m,
-        projectId: idPair(field(p, 3), "project_id"),
-        accessTokenId: idPair(field(p, 4), "access_token_id"),
-        expiresAtMicros: expires(field(p, 5)),
-        auditIds: auditIds(field(p, 6)),
+        projectId,
+        accessTokenId,
+        expiresAtMicros,
+        auditIds: audit,
       };
-    case 8:
+    }
+    case 8: {
+      const system = r.text("system");
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
       return {
         kind: "system",
         version,
         userId,
         methods: m,
-        system: text(field(p, 3), "system"),
-        expiresAtMicros: expires(field(p, 4)),
-        auditIds: auditIds(field(p, 5)),
+        system,
+        expiresAtMicros,
+        auditIds: audit,
       };
-    case 9:
+    }
+    case 9: {
+      const projectId = idPair(r, "project_id");
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
+      const appCredId = idPair(r, "app_cred_id");
       return {
         kind: "application-credential",
         version,
         userId,
         methods: m,
-        projectId: idPair(field(p, 3), "project_id"),
-        expiresAtMicros: expires(field(p, 4)),
-        auditIds: auditIds(field(p, 5)),
-        appCredId: idPair(field(p, 6), "app_cred_id"),
+        projectId,
+        expiresAtMicros,
+        auditIds: audit,
+        appCredId,
       };
-    case 10:
+    }
+    case 10: {
+      const projectId = idPair(r, "project_id");
+      const domainId = idPair(r, "domain_id");
+      const expiresAtMicros = expires(r);
+      const audit = auditIds(r);
+      const thumbprint = idPair(r, "thumbprint");
       return {
         kind: "oauth2-credential",
         version,
         userId,
         methods: m,
-        projectId: idPair(field(p, 3), "project_id"),
-        domainId: idPair(field(p, 4), "domain_id"),
-        expiresAtMicros: expires(field(p, 5)),
-        auditIds: auditIds(field(p, 6)),
-        thumbprint: idPair(field(p, 7), "thumbprint"),
+        projectId,
+        domainId,
+        expiresAtMicros,
+        auditIds: audit,
+        thumbprint,
       };
+    }
     default:
-      throw new Bad(`unreachable version ${version}`);
+      throw new MsgpackShapeError(`unreachable version ${version}`);
   }
 }
 
@@ -369,18 +365,19 @@ export function decodePayload(
   plaintext: Uint8Array,
   options: PayloadCodecOptions,
 ): TokenPayload | TokenError {
-  let value: unknown;
+  const r = new MsgpackReader(
+    Buffer.isBuffer(plaintext)
+      ? plaintext
+      : Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength),
+  );
+  let count: number;
+  let version: number;
   try {
-    value = decoder.decode(plaintext);
-  } catch {
-    return new TokenError("bad_payload", "the payload is not valid msgpack");
-  }
-  if (!Array.isArray(value) || value.length === 0) {
-    return new TokenError("bad_payload", "the payload is not a versioned list");
-  }
-  const version: unknown = value[0];
-  if (typeof version !== "number" || !Number.isInteger(version)) {
-    return new TokenError("bad_payload", "the payload version is not an integer");
+    count = r.arrayLength("the payload");
+    if (count === 0) return new TokenError("bad_payload", "the payload is an empty list");
+    version = r.integer("the payload version");
+  } catch (error) {
+    return new TokenError("bad_payload", (error as Error).message);
   }
   if (version < 0 || version > MAX_PAYLOAD_VERSION) {
     return new TokenError(
@@ -388,10 +385,22 @@ export function decodePayload(
       `payload version ${version} is not one Keystone writes (0–${MAX_PAYLOAD_VERSION})`,
     );
   }
+  const fields = FIELD_COUNT[version] as number;
+  if (count - 1 < fields) {
+    return new TokenError(
+      "bad_payload",
+      `payload version ${version} has ${count - 1} fields, not ${fields}`,
+    );
+  }
   try {
-    return disassemble(version, value, options);
+    const payload = disassemble(r, version, prepare(options));
+    // A newer Keystone may append fields; Keystone ignores them, so do we, but they must
+    // still be well-formed msgpack and nothing may follow the list.
+    for (let i = fields + 1; i < count; i++) r.skip();
+    if (!r.atEnd) throw new MsgpackShapeError("bytes follow the payload");
+    return payload;
   } catch (error) {
-    if (error instanceof Bad) {
+    if (error instanceof MsgpackShapeError) {
       return new TokenError("bad_payload", `payload version ${version}: ${error.message}`);
     }
     return new TokenError("bad_payload", `payload version ${version} cannot be read`);
@@ -407,7 +416,11 @@ export function decodePayload(
  * practice (optional `urn:uuid:` prefix, braces, dashes, either case).
  */
 export function uuidBytes(id: string): Uint8Array | undefined {
-  const hex = id.replace("urn:", "").replace("uuid:", "").replace(/^\{+|\}+$/g, "").replace(/-/g, "");
+  const hex = id
+    .replace("urn:", "")
+    .replace("uuid:", "")
+    .replace(/^\{+|\}+$/g, "")
+    .replace(/-/g, "");
   if (!/^[0-9a-fA-F]{32}$/.test(hex)) return undefined;
   return Buffer.from(hex, "hex");
 }
@@ -462,7 +475,15 @@ function assemble(p: TokenPayload, options: PayloadCodecOptions): unknown[] {
     case "project":
       return [p.version, user, m, packId(p.projectId), exp, audit];
     case "trust":
-      return [p.version, user, m, packId(p.projectId), exp, audit, packRawUuid(p.trustId, "trust_id")];
+      return [
+        p.version,
+        user,
+        m,
+        packId(p.projectId),
+        exp,
+        audit,
+        packRawUuid(p.trustId, "trust_id"),
+      ];
     case "federated-unscoped":
       return [p.version, user, m, ...fed(p.federation), exp, audit];
     case "federated-project":
