@@ -9,7 +9,12 @@
  */
 import { createDecipheriv, createHmac } from "node:crypto";
 import { arch, cpus, platform, release, totalmem } from "node:os";
-import { generateFernetKeyText, parseFernetKey, sealEnvelope, type FernetKey } from "../src/fernet/envelope.js";
+import {
+  generateFernetKeyText,
+  parseFernetKey,
+  sealEnvelope,
+  type FernetKey,
+} from "../src/fernet/envelope.js";
 import { KeyRing, staticKeyRing } from "../src/fernet/key-ring.js";
 import { TokenDecoder } from "../src/token/decoder.js";
 import type { EpochMicros } from "../src/units.js";
@@ -52,7 +57,7 @@ const payload = {
   methods: ["password"],
   auditIds: ["GGgSgA3DRS-CUo4CYEd1cA"],
   projectId: "9438ea8b15eb47a2a2a29269380c8c38",
-  expiresAtMicros: (Date.now() + 3_600_000) * 1000 as EpochMicros,
+  expiresAtMicros: ((Date.now() + 3_600_000) * 1000) as EpochMicros,
 } as const;
 const primaryToken = decoder.mint(payload);
 const lastKeyToken = decoder.mint(payload, { keyIndex: 0 });
@@ -92,7 +97,9 @@ const cpu = cpus()[0]?.model ?? "unknown CPU";
 const fmt = (n: number): string => Math.round(n).toLocaleString("en-US").padStart(9);
 const ratio = (n: number): string => (n / results.hmacFloor).toFixed(2);
 console.log(`keystone-edge token engine benchmark`);
-console.log(`machine: ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${platform()} ${release()} ${arch()}`);
+console.log(
+  `machine: ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${platform()} ${release()} ${arch()}`,
+);
 console.log(`node ${process.version}, ${ROUNDS} rounds of ${ROUND_MS} ms, median, one core`);
 console.log(`token: ${primaryToken.length} characters, project scope, 3-key ring`);
 console.log("");
@@ -100,13 +107,20 @@ console.log(`case                               ops/s   ×HMAC floor   target`);
 const rows: [string, number, string, boolean | undefined][] = [
   ["floor: bare HMAC-SHA256", results.hmacFloor, "", undefined],
   ["floor: bare HMAC + AES-CBC", results.cryptoFloor, "", undefined],
-  ["decode, primary key", results.primary, "≥ 70k/s, ≥ 0.35×", results.primary >= 70_000 && results.primary / results.hmacFloor >= 0.35],
+  [
+    "decode, primary key",
+    results.primary,
+    "≥ 70k/s, ≥ 0.35×",
+    results.primary >= 70_000 && results.primary / results.hmacFloor >= 0.35,
+  ],
   ["decode, last key of 3", results.lastKey, "≥ 45k/s", results.lastKey >= 45_000],
   ["reject forged (3 keys)", results.forged, "≥ 60k/s", results.forged >= 60_000],
 ];
 for (const [name, ops, target, met] of rows) {
   const verdict = met === undefined ? "" : met ? "  met" : "  MISSED";
-  console.log(`${name.padEnd(30)} ${fmt(ops)}   ${ratio(ops).padStart(6)}×      ${target}${verdict}`);
+  console.log(
+    `${name.padEnd(30)} ${fmt(ops)}   ${ratio(ops).padStart(6)}×      ${target}${verdict}`,
+  );
 }
 console.log("");
 console.log(`decode vs bare crypto floor: ${(results.primary / results.cryptoFloor).toFixed(2)}×`);

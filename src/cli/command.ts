@@ -30,9 +30,9 @@ export interface Command {
 export type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /** `parseArgs` with strict options; unknown options become a {@link UsageError}. */
-export function parseCommandArgs<O extends Options>(
+export function parseCommandArgs(
   args: readonly string[],
-  options: O,
+  options: Options,
   allowPositionals: boolean,
 ): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   try {
@@ -43,7 +43,7 @@ export function parseCommandArgs<O extends Options>(
       strict: true,
     });
     return {
-      values: parsed.values as Record<string, string | boolean | undefined>,
+      values: parsed.values,
       positionals: parsed.positionals,
     };
   } catch (error) {

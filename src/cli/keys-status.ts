@@ -40,8 +40,7 @@ export const keysStatus: Command = {
       }
       const repository = await KeyRepository.open({ directory, watch: false, pollIntervalMs: 0 });
       repository.close();
-      const { watching: _watching, ...status } = repository.status();
-      io.stdout(JSON.stringify(status, null, 2) + "\n");
+      io.stdout(JSON.stringify(repository.status(), null, 2) + "\n");
       return ExitStatus.ok;
     } catch (error) {
       if (error instanceof EdgeError) {

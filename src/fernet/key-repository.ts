@@ -19,7 +19,7 @@ const KEY_FILE_NAME = /^[0-9]{1,15}$/;
 
 function errnoCode(error: unknown): string | undefined {
   return typeof error === "object" && error !== null && "code" in error
-    ? String((error as { code: unknown }).code)
+    ? String(error.code)
     : undefined;
 }
 

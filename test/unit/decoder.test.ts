@@ -90,7 +90,12 @@ describe("TokenDecoder", () => {
   });
 
   it("follows the ring it is given: a key removed from the ring stops verifying", () => {
-    const source = { ring, current() { return this.ring; } };
+    const source = {
+      ring,
+      current() {
+        return this.ring;
+      },
+    };
     const decoder = new TokenDecoder({ keys: source, clock: fixedClock(0) });
     const token = decoder.mint(payload, { keyIndex: 1 });
     expect(decoder.decode(token).status).toBe("valid");

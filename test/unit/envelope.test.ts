@@ -85,8 +85,14 @@ describe("Fernet envelope", () => {
     ["empty", ""],
     ["not base64", "gAAAAA!!notbase64"],
     ["too short", Buffer.alloc(40, 0x80).toString("base64url")],
-    ["wrong version byte", Buffer.concat([Buffer.from([0x81]), Buffer.alloc(88)]).toString("base64url")],
-    ["ragged ciphertext", Buffer.concat([Buffer.from([0x80]), Buffer.alloc(80)]).toString("base64url")],
+    [
+      "wrong version byte",
+      Buffer.concat([Buffer.from([0x81]), Buffer.alloc(88)]).toString("base64url"),
+    ],
+    [
+      "ragged ciphertext",
+      Buffer.concat([Buffer.from([0x80]), Buffer.alloc(80)]).toString("base64url"),
+    ],
     ["impossible length", "A".repeat(101)],
     ["too long", "A".repeat(MAX_TOKEN_CHARS + 4)],
   ])("rejects %s input as malformed", (_name, token) => {

@@ -5,7 +5,11 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateFernetKeyText, parseFernetKey, type FernetKey } from "../../src/fernet/envelope.js";
+import {
+  generateFernetKeyText,
+  parseFernetKey,
+  type FernetKey,
+} from "../../src/fernet/envelope.js";
 import { KeyRing } from "../../src/fernet/key-ring.js";
 
 export function keyFromText(text: string): FernetKey {

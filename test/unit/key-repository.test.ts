@@ -103,7 +103,10 @@ describe("KeyRepository", () => {
       pollIntervalMs,
       onReload: (o) => outcomes.push(o),
     });
-    cleanups.push(() => Promise.resolve(repository.close()));
+    cleanups.push(() => {
+      repository.close();
+      return Promise.resolve();
+    });
     return repository;
   }
 
@@ -137,7 +140,10 @@ describe("KeyRepository", () => {
       watch: false,
       pollIntervalMs: 30,
     });
-    cleanups.push(() => Promise.resolve(repository.close()));
+    cleanups.push(() => {
+      repository.close();
+      return Promise.resolve();
+    });
     expect(repository.status().watching).toBe("poll");
     await writeFile(join(dir, "2"), generateFernetKeyText());
     await waitUntil(() => repository.current().primary.index === 2, 5_000, "poll reload");

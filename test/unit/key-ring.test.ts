@@ -6,7 +6,12 @@ describe("KeyRing", () => {
   it("orders keys as Keystone does: primary (highest) first, descending, staged 0 last", () => {
     const { ring } = makeRing([3, 0, 5, 4]);
     expect(ring.entries.map((e) => e.index)).toEqual([5, 4, 3, 0]);
-    expect(ring.entries.map((e) => e.role)).toEqual(["primary", "secondary", "secondary", "staged"]);
+    expect(ring.entries.map((e) => e.role)).toEqual([
+      "primary",
+      "secondary",
+      "secondary",
+      "staged",
+    ]);
     expect(ring.primary.index).toBe(5);
     expect(ring.keys[0]).toBe(ring.primary.key);
   });

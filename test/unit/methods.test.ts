@@ -33,6 +33,14 @@ describe("AuthMethods", () => {
     expect(methods.decode(66)).toEqual([]);
   });
 
+  it("reads Keystone's pseudo-method bits beyond 32 bits, whatever the list", () => {
+    expect(methods.decode(2 ** 32 + 2)).toEqual(["ec2credential", "password"]);
+    expect(methods.decode(2 ** 33 + 2 ** 32)).toEqual(["oauth2_credential", "ec2credential"]);
+    expect(methods.encode(["oauth2_credential", "password"])).toBe(2 ** 33 + 2);
+    const withTotp = new AuthMethods([...DEFAULT_AUTH_METHODS, "totp"]);
+    expect(withTotp.decode(2 ** 32 + 64)).toEqual(["ec2credential", "totp"]);
+  });
+
   it("encodes as Keystone does, ignoring unknown names and counting repeats", () => {
     expect(methods.encode(["password", "nope"])).toBe(2);
     expect(methods.encode(["password", "password"])).toBe(4);
@@ -42,6 +50,7 @@ describe("AuthMethods", () => {
     expect(() => new AuthMethods([])).toThrow(/empty/);
     expect(() => new AuthMethods(["password", "password"])).toThrow(/twice/);
     expect(() => new AuthMethods(["password", ""])).toThrow(/empty/);
-    expect(() => new AuthMethods(Array.from({ length: 53 }, (_, i) => `m${i}`))).toThrow(/52/);
+    expect(() => new AuthMethods(Array.from({ length: 33 }, (_, i) => `m${i}`))).toThrow(/32/);
+    expect(() => new AuthMethods(["password", "ec2credential"])).toThrow(/pseudo-method/);
   });
 });

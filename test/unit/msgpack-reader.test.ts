@@ -19,7 +19,26 @@ describe("MsgpackReader", () => {
       }),
       { numRuns: 2000 },
     );
-    for (const n of [0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1]) {
+    for (const n of [
+      0,
+      127,
+      128,
+      255,
+      256,
+      65535,
+      65536,
+      2 ** 32 - 1,
+      2 ** 32,
+      -1,
+      -32,
+      -33,
+      -128,
+      -129,
+      -32768,
+      -32769,
+      -(2 ** 31),
+      -(2 ** 31) - 1,
+    ]) {
       expect(reader(n).integer("n")).toBe(n);
     }
   });
@@ -80,7 +99,12 @@ describe("MsgpackReader", () => {
   it("skips exactly one value of any type the library writes", () => {
     fc.assert(
       fc.property(
-        fc.anything({ maxDepth: 4, withBigInt: false, withTypedArray: true, withNullPrototype: false }),
+        fc.anything({
+          maxDepth: 4,
+          withBigInt: false,
+          withTypedArray: true,
+          withNullPrototype: false,
+        }),
         fc.integer(),
         (value, after) => {
           let bytes: Uint8Array;

@@ -30,15 +30,46 @@ const samples: TokenPayload[] = [
   { ...base, kind: "domain", version: 1, domainId: "default" },
   { ...base, kind: "domain", version: 1, domainId: "a1b2c3d4e5f60718293a4b5c6d7e8f90" },
   { ...base, kind: "project", version: 2, projectId: "proj_non_uuid-42" },
-  { ...base, userId: "cn=José,ou=users,dc=example", kind: "project", version: 2, projectId: "9438ea8b15eb47a2a2a29269380c8c38" },
-  { ...base, kind: "trust", version: 3, projectId: "p1", trustId: "5c7a1c9e3a2b4d6f8e0a1b2c3d4e5f60" },
+  {
+    ...base,
+    userId: "cn=José,ou=users,dc=example",
+    kind: "project",
+    version: 2,
+    projectId: "9438ea8b15eb47a2a2a29269380c8c38",
+  },
+  {
+    ...base,
+    kind: "trust",
+    version: 3,
+    projectId: "p1",
+    trustId: "5c7a1c9e3a2b4d6f8e0a1b2c3d4e5f60",
+  },
   { ...base, kind: "federated-unscoped", version: 4, federation: fed },
-  { ...base, kind: "federated-project", version: 5, projectId: "p2", federation: { ...fed, groupIds: [] } },
+  {
+    ...base,
+    kind: "federated-project",
+    version: 5,
+    projectId: "p2",
+    federation: { ...fed, groupIds: [] },
+  },
   { ...base, kind: "federated-domain", version: 6, domainId: "default", federation: fed },
-  { ...base, kind: "oauth1", version: 7, projectId: "p3", accessTokenId: "f00dfeedf00dfeedf00dfeedf00dfeed" },
+  {
+    ...base,
+    kind: "oauth1",
+    version: 7,
+    projectId: "p3",
+    accessTokenId: "f00dfeedf00dfeedf00dfeedf00dfeed",
+  },
   { ...base, kind: "system", version: 8, system: "all" },
   { ...base, kind: "application-credential", version: 9, projectId: "p4", appCredId: "用户-ü" },
-  { ...base, kind: "oauth2-credential", version: 10, projectId: "p5", domainId: "default", thumbprint: "q83vEjRWeJCrze8SNFZ4kA" },
+  {
+    ...base,
+    kind: "oauth2-credential",
+    version: 10,
+    projectId: "p5",
+    domainId: "default",
+    thumbprint: "q83vEjRWeJCrze8SNFZ4kA",
+  },
 ];
 
 function decode(bytes: Uint8Array, opts = options): TokenPayload | TokenError {
@@ -68,7 +99,12 @@ describe("payloads", () => {
   });
 
   it("renders a dashed or upper-case UUID id as Keystone does: 32 lowercase hex", () => {
-    const payload = { ...base, userId: "3EC3164F-7501-46BE-97F2-1559EE4D9C51", kind: "unscoped", version: 0 } as const;
+    const payload = {
+      ...base,
+      userId: "3EC3164F-7501-46BE-97F2-1559EE4D9C51",
+      kind: "unscoped",
+      version: 0,
+    } as const;
     const decoded = decode(encodePayload(payload, options));
     expect((decoded as TokenPayload).userId).toBe("3ec3164f750146be97f21559ee4d9c51");
   });
@@ -99,7 +135,9 @@ describe("payloads", () => {
     expect(decode(bytes)).toMatchObject({ domainId: "default" });
     const elsewhere = { ...options, defaultDomainId: "corp" };
     expect(codeOf(decode(bytes, elsewhere))).toBe("bad_payload");
-    expect(() => encodePayload({ ...base, kind: "domain", version: 1, domainId: "corp" }, options)).toThrow(/UUID or the default/);
+    expect(() =>
+      encodePayload({ ...base, kind: "domain", version: 1, domainId: "corp" }, options),
+    ).toThrow(/UUID or the default/);
   });
 
   it("accepts extra trailing fields, as Keystone ignores them", () => {
@@ -114,7 +152,10 @@ describe("payloads", () => {
 
   it.each([
     ["not msgpack", Buffer.from([0xc1])],
-    ["trailing bytes", Buffer.concat([Buffer.from(encode([0, [false, "u"], 2, 1.9e9, []])), Buffer.from([0])])],
+    [
+      "trailing bytes",
+      Buffer.concat([Buffer.from(encode([0, [false, "u"], 2, 1.9e9, []])), Buffer.from([0])]),
+    ],
     ["not a list", encode({ a: 1 })],
     ["empty list", encode([])],
     ["string version", encode(["2"])],
@@ -122,7 +163,10 @@ describe("payloads", () => {
     ["id not a pair", encode([2, "u", 2, [false, "p"], 1.9e9, []])],
     ["uuid flag not bool", encode([2, [1, "u"], 2, [false, "p"], 1.9e9, []])],
     ["uuid of 15 bytes", encode([2, [true, new Uint8Array(15)], 2, [false, "p"], 1.9e9, []])],
-    ["invalid UTF-8 id", encode([2, [false, new Uint8Array([0xff, 0xfe])], 2, [false, "p"], 1.9e9, []])],
+    [
+      "invalid UTF-8 id",
+      encode([2, [false, new Uint8Array([0xff, 0xfe])], 2, [false, "p"], 1.9e9, []]),
+    ],
     ["negative methods", encode([2, [false, "u"], -2, [false, "p"], 1.9e9, []])],
     ["fractional methods", encode([2, [false, "u"], 2.5, [false, "p"], 1.9e9, []])],
     ["expires not a number", encode([2, [false, "u"], 2, [false, "p"], "soon", []])],
@@ -138,7 +182,9 @@ describe("payloads", () => {
   });
 
   it.each([[11], [255], [-1]])("rejects payload version %d as unsupported_version", (version) => {
-    expect(codeOf(decode(encode([version, [false, "u"], 2, 1.9e9, []])))).toBe("unsupported_version");
+    expect(codeOf(decode(encode([version, [false, "u"], 2, 1.9e9, []])))).toBe(
+      "unsupported_version",
+    );
   });
 });
 
