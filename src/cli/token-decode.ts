@@ -30,8 +30,8 @@ Options:
   --auth-methods LIST     Keystone's [auth] methods, comma separated, in Keystone's order
                           (default: ${DEFAULT_AUTH_METHODS.join(",")})
   --default-domain-id ID  Keystone's [identity] default_domain_id (default: default)
-  --at TIME               judge expiry as of TIME (ISO 8601, e.g. 2026-01-31T12:00:00Z)
-                          instead of now
+  --at TIME               judge expiry as of TIME (ISO 8601 with a zone, e.g.
+                          2026-01-31T12:00:00Z) instead of now
   -h, --help              show this help
 
 Exit status:
@@ -63,8 +63,9 @@ function parseAuthMethods(value: string | boolean | undefined): readonly string[
 function parseAt(value: string | boolean | undefined): number | undefined {
   if (typeof value !== "string") return undefined;
   const ms = Date.parse(value);
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(ms)) {
-    throw new UsageError(`--at: "${value}" is not an ISO 8601 time`);
+  // A zone is required: without one, Date.parse reads local time.
+  if (!/^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})$/.test(value) || Number.isNaN(ms)) {
+    throw new UsageError(`--at: "${value}" is not an ISO 8601 time with a zone (…Z or …+hh:mm)`);
   }
   return ms;
 }

@@ -158,6 +158,7 @@ describe("keystone-edge token decode", () => {
     [["token", "decode", "--key-repository", "DIR", "--auth-methods", "a,,b", "x"], "usage"],
     [["token", "decode", "--key-repository", "DIR", "--auth-methods", "a,a", "x"], "usage"],
     [["token", "decode", "--key-repository", "DIR", "--at", "yesterday", "x"], "usage"],
+    [["token", "decode", "--key-repository", "DIR", "--at", "2030-01-01T00:00:00", "x"], "usage"],
   ])("exits 2 for %j", async (args, code) => {
     const r = await run(args.map((a) => (a === "DIR" ? dir : a)));
     expect(r.status).toBe(2);
