@@ -78,16 +78,19 @@ export interface FernetKey {
 }
 
 /**
- * Parses a key file's text: urlsafe base64 of exactly 32 bytes (surrounding white space,
- * such as the newline an editor or a Secret adds, is ignored). Returns an error message
- * rather than throwing, so the caller can name the file.
+ * Parses a key file's text: base64 of exactly 32 bytes. Keystone's `Fernet(key)` decodes
+ * leniently, so the edge accepts what it accepts in practice: the urlsafe alphabet Keystone
+ * writes, the standard alphabet (`+`, `/`) that `openssl rand -base64 32` writes, white
+ * space anywhere (editors, Secrets and line-wrapping tools add it), with or without the
+ * `=` padding. Anything else is refused. Returns an error message rather than throwing,
+ * so the caller can name the file.
  */
 export function parseFernetKey(text: string): FernetKey | string {
-  const trimmed = text.trim();
-  if (trimmed.length !== 44 || !/^[A-Za-z0-9_-]{43}=$/.test(trimmed)) {
-    return "a Fernet key must be 32 bytes of urlsafe base64 (44 characters ending in '=')";
+  const compact = text.replace(/\s+/g, "").replace(/=+$/, "");
+  if (!/^[A-Za-z0-9_+/-]{43}$/.test(compact)) {
+    return "a Fernet key must be 32 bytes of base64 (44 characters, as keystone-manage writes them)";
   }
-  const raw = Buffer.from(trimmed, "base64url");
+  const raw = Buffer.from(compact.replace(/\+/g, "-").replace(/\//g, "_"), "base64url");
   if (raw.length !== 32) return "a Fernet key must decode to exactly 32 bytes";
   return fernetKeyFromBytes(raw);
 }
@@ -155,6 +158,10 @@ export function openEnvelope(
   bytes: Buffer,
   keys: readonly FernetKey[],
 ): OpenedEnvelope | TokenError {
+  // Checked again although tokenBytes checks them: the shared block decipher must never
+  // see a partial block, whoever calls this.
+  if (bytes.length < MIN_TOKEN_BYTES) return TOO_SHORT;
+  if ((bytes.length - HEADER_BYTES - MAC_BYTES) % BLOCK_BYTES !== 0) return RAGGED_CIPHERTEXT;
   const macAt = bytes.length - MAC_BYTES;
   const signed = bytes.subarray(0, macAt);
   const mac = bytes.subarray(macAt);

@@ -18,7 +18,9 @@ export class MsgpackShapeError extends Error {}
 const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) =>
   i.toString(16).padStart(2, "0"),
 );
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: keep a leading U+FEFF, as Python's bytes.decode("utf-8") does; dropping it
+// would let "\ufeffadmin" read as "admin".
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 /** Nesting allowed when skipping fields this reader does not know. */
 const MAX_SKIP_DEPTH = 16;
 

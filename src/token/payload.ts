@@ -166,6 +166,8 @@ function expires(r: MsgpackReader): EpochMicros {
 
 function auditIds(r: MsgpackReader): readonly string[] {
   const n = r.arrayLength("audit_ids");
+  // Keystone pops its audit id off this list: an empty one cannot be validated.
+  if (n === 0) throw new MsgpackShapeError("audit_ids is empty");
   const ids = new Array<string>(n);
   for (let i = 0; i < n; i++) ids[i] = r.base64url("an audit id");
   return ids;

@@ -130,6 +130,13 @@ describe("payloads", () => {
     expect((decoded as TokenPayload).auditIds).toEqual(base.auditIds);
   });
 
+  it("keeps a leading byte-order mark in an id, as Python's UTF-8 decoding does", () => {
+    const payload = { ...base, userId: "\ufeffadmin", kind: "unscoped", version: 0 } as const;
+    const decoded = decode(encodePayload(payload, options));
+    expect((decoded as TokenPayload).userId).toBe("\ufeffadmin");
+    expect((decoded as TokenPayload).userId).not.toBe("admin");
+  });
+
   it("reads the default-domain literal only when it is the configured default domain", () => {
     const bytes = encodePayload(samples[1] as TokenPayload, options);
     expect(decode(bytes)).toMatchObject({ domainId: "default" });
@@ -141,12 +148,20 @@ describe("payloads", () => {
   });
 
   it("accepts extra trailing fields, as Keystone ignores them", () => {
-    const packed = encode([2, [false, "u"], 2, [false, "p"], 1.9e9, [], "future-field"]);
+    const packed = encode([
+      2,
+      [false, "u"],
+      2,
+      [false, "p"],
+      1.9e9,
+      [new Uint8Array(16)],
+      "future-field",
+    ]);
     expect(decode(packed)).toMatchObject({ kind: "project", userId: "u", projectId: "p" });
   });
 
   it("accepts an integer expires_at (older Keystones)", () => {
-    const packed = encode([0, [false, "u"], 2, 1_900_000_000, []]);
+    const packed = encode([0, [false, "u"], 2, 1_900_000_000, [new Uint8Array(16)]]);
     expect(decode(packed)).toMatchObject({ expiresAtMicros: 1_900_000_000_000_000 });
   });
 
@@ -172,6 +187,7 @@ describe("payloads", () => {
     ["expires not a number", encode([2, [false, "u"], 2, [false, "p"], "soon", []])],
     ["expires NaN", encode([2, [false, "u"], 2, [false, "p"], NaN, []])],
     ["expires past year 2255", encode([2, [false, "u"], 2, [false, "p"], 1e13, []])],
+    ["no audit id (Keystone pops one)", encode([2, [false, "u"], 2, [false, "p"], 1.9e9, []])],
     ["audit ids not a list", encode([2, [false, "u"], 2, [false, "p"], 1.9e9, "x"])],
     ["audit id not bytes", encode([2, [false, "u"], 2, [false, "p"], 1.9e9, [5]])],
     ["trust id not 16 bytes", encode([3, [false, "u"], 2, [false, "p"], 1.9e9, [], "abc"])],
