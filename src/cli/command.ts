@@ -11,8 +11,8 @@ import { UsageError } from "../errors.js";
 export interface CommandIO {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
-  /** Reads all of standard input. */
-  readonly readStdin: () => Promise<string>;
+  /** Reads standard input, stopping once more than `maxBytes` have arrived. */
+  readonly readStdin: (maxBytes: number) => Promise<string>;
   /** Whether standard input is a terminal (nothing piped in). */
   readonly stdinIsTTY: boolean;
 }
@@ -29,26 +29,48 @@ export interface Command {
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
 
-/** `parseArgs` with strict options; unknown options become a {@link UsageError}. */
+/** What the arguments ask for: the command's help, or a run. */
+export type ParsedArgs =
+  | { readonly kind: "help" }
+  | {
+      readonly kind: "run";
+      readonly values: Readonly<Record<string, string | boolean | undefined>>;
+      readonly positionals: readonly string[];
+    };
+
+/**
+ * `parseArgs` with strict options; unknown options become a {@link UsageError}.
+ *
+ * `-h`/`--help` counts only as the sole argument: a script that passes untrusted input as
+ * a TOKEN must never get exit status 0 (help printed) for the input `-h`. Error messages
+ * never quote a positional argument, which may be a token.
+ */
 export function parseCommandArgs(
   args: readonly string[],
   options: Options,
   allowPositionals: boolean,
-): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+): ParsedArgs {
+  if (args.length === 1 && (args[0] === "-h" || args[0] === "--help")) return { kind: "help" };
+  let parsed;
   try {
-    const parsed = parseArgs({
+    parsed = parseArgs({
       args: [...args],
       options: { ...options, help: { type: "boolean", short: "h" } },
       allowPositionals,
       strict: true,
     });
-    return {
-      values: parsed.values,
-      positionals: parsed.positionals,
-    };
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    const code = (error as { code?: unknown }).code;
+    throw new UsageError(
+      code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL"
+        ? "unexpected argument (not shown: it may be a token)"
+        : error instanceof Error
+          ? error.message
+          : String(error),
+    );
   }
+  if (parsed.values.help === true) throw new UsageError("--help takes no other arguments");
+  return { kind: "run", values: parsed.values, positionals: parsed.positionals };
 }
 
 /** Standard I/O of the process. */
@@ -56,10 +78,17 @@ export function processIO(): CommandIO {
   return {
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
-    readStdin: async () => {
+    readStdin: async (maxBytes) => {
       const chunks: Buffer[] = [];
-      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks).toString("utf8");
+      let total = 0;
+      for await (const chunk of process.stdin) {
+        chunks.push(chunk as Buffer);
+        total += (chunk as Buffer).length;
+        if (total > maxBytes) break; // leaving the loop destroys the stream
+      }
+      return Buffer.concat(chunks)
+        .subarray(0, maxBytes + 1)
+        .toString("utf8");
     },
     stdinIsTTY: process.stdin.isTTY,
   };

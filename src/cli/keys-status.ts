@@ -29,12 +29,12 @@ export const keysStatus: Command = {
   help,
   async run(args, io) {
     try {
-      const { values } = parseCommandArgs(args, { "key-repository": { type: "string" } }, false);
-      if (values.help === true) {
+      const parsed = parseCommandArgs(args, { "key-repository": { type: "string" } }, false);
+      if (parsed.kind === "help") {
         io.stdout(help);
         return ExitStatus.ok;
       }
-      const directory = values["key-repository"];
+      const directory = parsed.values["key-repository"];
       if (typeof directory !== "string" || directory.length === 0) {
         throw new UsageError("--key-repository DIR is required");
       }

@@ -5,6 +5,7 @@
  * 4 expired (fields plus the error), 3 invalid, 2 usage or key repository problems.
  */
 import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
+import { MAX_TOKEN_CHARS } from "../fernet/envelope.js";
 import { readKeyRepository } from "../fernet/key-repository.js";
 import { staticKeyRing } from "../fernet/key-ring.js";
 import { TokenDecoder } from "../token/decoder.js";
@@ -24,6 +25,8 @@ names, revocation and enabled flags are not checked here.
 
 TOKEN is the token itself; "-" (or no TOKEN with input piped in) reads it from stdin.
 Prefer stdin: a token on the command line is visible to other users in the process list.
+-h/--help is honoured only as the sole argument, so no TOKEN value can exit 0 by
+printing help; "--" ends the options.
 
 Options:
   --key-repository DIR    Keystone's [fernet_tokens] key_repository (required)
@@ -39,16 +42,18 @@ Exit status:
   4  expired        {fields…, "error": {"code": "expired", "message": …}}
   3  invalid        {"error": {"code": malformed|bad_signature|bad_payload|unsupported_version, …}}
   2  usage or key repository problem   {"error": {"code": …, "message": …}}
+  1  internal error   {"error": {"code": "internal", "message": …}}
 `;
 
-async function readToken(positionals: string[], io: CommandIO): Promise<string> {
+async function readToken(positionals: readonly string[], io: CommandIO): Promise<string> {
   if (positionals.length > 1) throw new UsageError("give at most one TOKEN");
   const given = positionals[0];
   if (given !== undefined && given !== "-") return given;
   if (given === undefined && io.stdinIsTTY) {
     throw new UsageError('no TOKEN given (pass it as an argument, or "-" to read stdin)');
   }
-  return (await io.readStdin()).trim();
+  // Read a little past the longest token so that an over-long input is reported as such.
+  return (await io.readStdin(MAX_TOKEN_CHARS + 1024)).trim();
 }
 
 function parseAuthMethods(value: string | boolean | undefined): readonly string[] | undefined {
@@ -76,7 +81,7 @@ export const tokenDecode: Command = {
   help,
   async run(args, io) {
     try {
-      const { values, positionals } = parseCommandArgs(
+      const parsed = parseCommandArgs(
         args,
         {
           "key-repository": { type: "string" },
@@ -86,13 +91,18 @@ export const tokenDecode: Command = {
         },
         true,
       );
-      if (values.help === true) {
+      if (parsed.kind === "help") {
         io.stdout(help);
         return ExitStatus.ok;
       }
+      const { values, positionals } = parsed;
       const directory = values["key-repository"];
       if (typeof directory !== "string" || directory.length === 0) {
         throw new UsageError("--key-repository DIR is required");
+      }
+      if (/^gAAAAA[A-Za-z0-9_-]{40,}/.test(directory)) {
+        // Arguments swapped: do not echo the token back in a "no such directory" error.
+        throw new UsageError("--key-repository looks like a token; give it a directory");
       }
       const authMethods = parseAuthMethods(values["auth-methods"]);
       const at = parseAt(values.at);

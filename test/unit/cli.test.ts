@@ -26,7 +26,7 @@ async function run(args: string[], stdin?: string): Promise<Run> {
   const io: CommandIO = {
     stdout: (t) => (stdout += t),
     stderr: (t) => (stderr += t),
-    readStdin: () => Promise.resolve(stdin ?? ""),
+    readStdin: (max) => Promise.resolve((stdin ?? "").slice(0, max + 1)),
     stdinIsTTY: stdin === undefined,
   };
   const status = await main(args, io);
@@ -163,6 +163,34 @@ describe("keystone-edge token decode", () => {
     const r = await run(args.map((a) => (a === "DIR" ? dir : a)));
     expect(r.status).toBe(2);
     expect(r.json()).toMatchObject({ error: { code } });
+  });
+
+  it.each([["-h"], ["--help"]])(
+    "never exits 0 for the TOKEN %s: help counts only as the sole argument",
+    async (input) => {
+      const r = await run(["token", "decode", "--key-repository", dir, input]);
+      expect(r.status).toBe(2);
+      expect(r.json()).toMatchObject({ error: { code: "usage" } });
+    },
+  );
+
+  it("accepts a token after --", async () => {
+    expect((await run(["token", "decode", "--key-repository", dir, "--", token])).status).toBe(0);
+  });
+
+  it("does not echo a token given where it does not belong", async () => {
+    const swapped = await run(["token", "decode", "--key-repository", token, dir]);
+    expect(swapped.status).toBe(2);
+    expect(swapped.stdout + swapped.stderr).not.toContain(token.slice(10, 40));
+    const extra = await run(["keys", "status", "--key-repository", dir, token]);
+    expect(extra.status).toBe(2);
+    expect(extra.stdout + extra.stderr).not.toContain(token.slice(10, 40));
+  });
+
+  it("reports an over-long stdin as a malformed token without reading it all", async () => {
+    const r = await run(["token", "decode", "--key-repository", dir, "-"], "A".repeat(100_000));
+    expect(r.status).toBe(3);
+    expect(r.json()).toMatchObject({ error: { code: "malformed" } });
   });
 
   it("refuses to wait on a terminal when no token is given", async () => {

@@ -75,7 +75,9 @@ describe("Fernet envelope", () => {
         get(target, prop, receiver) {
           if (prop === "update") decryptions++;
           const value: unknown = Reflect.get(target, prop, receiver);
-          return typeof value === "function" ? value.bind(target) : value;
+          return typeof value === "function"
+            ? (value as (...a: unknown[]) => unknown).bind(target)
+            : value;
         },
       }),
     };
