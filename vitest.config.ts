@@ -7,6 +7,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
+          globalSetup: ["test/unit/build-setup.ts"],
           testTimeout: 20_000,
         },
       },

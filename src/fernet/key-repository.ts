@@ -7,10 +7,10 @@
  * a rotation half done. This is a background loop: the request path only calls `current()`.
  */
 import { watch as fsWatch, type FSWatcher } from "node:fs";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { KeyRepositoryError } from "../errors.js";
-import { silentLogger, type Logger } from "../log.js";
+import { silentLogger, type LogFields, type Logger } from "../log.js";
 import { systemClock, type Clock } from "../units.js";
 import { parseFernetKey } from "./envelope.js";
 import { KeyRing, type KeyFile, type KeyRingSource, type KeyRole } from "./key-ring.js";
@@ -23,59 +23,97 @@ function errnoCode(error: unknown): string | undefined {
     : undefined;
 }
 
+/** A failed read that may succeed if tried again in a moment (a change was under way). */
+class Unsettled extends Error {}
+
+interface FileStamp {
+  readonly name: string;
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
 /**
- * Reads a key repository once, as Keystone's `load_keys` does: integer file names only
- * (others, such as `0.tmp` mid-rotation, are ignored), empty files skipped, each key 32 bytes
- * of urlsafe base64. Symbolic links are followed (Kubernetes Secret volumes use them).
- *
- * @throws KeyRepositoryError `key_repository_missing`, `key_repository_unreadable`,
- *   `key_repository_empty`, or `invalid_key` naming the file.
+ * Where the keys really are. In a Kubernetes Secret volume the files are symbolic links into
+ * `..data`, itself a link that the kubelet swaps atomically to a new directory: reading
+ * through `..data` gives one consistent generation of keys, never a mix.
  */
-export async function readKeyRepository(directory: string): Promise<KeyRing> {
-  let names: string[];
+async function keySource(directory: string): Promise<string> {
   try {
-    names = await readdir(directory);
-  } catch (error) {
-    const code = errnoCode(error);
-    if (code === "ENOENT" || code === "ENOTDIR") {
-      throw new KeyRepositoryError(
-        "key_repository_missing",
-        `key repository ${directory} does not exist or is not a directory`,
-        directory,
-      );
-    }
-    throw new KeyRepositoryError(
-      "key_repository_unreadable",
-      `key repository ${directory} cannot be read (${code ?? String(error)})`,
-      directory,
-    );
+    return await realpath(join(directory, "..data"));
+  } catch {
+    return directory;
   }
-  const files: KeyFile[] = [];
-  for (const name of names.filter((n) => KEY_FILE_NAME.test(n))) {
-    const path = join(directory, name);
-    let text: string;
-    let modifiedAtMs: number;
+}
+
+async function listKeyFiles(source: string): Promise<FileStamp[]> {
+  const stamps: FileStamp[] = [];
+  for (const name of (await readdir(source)).filter((n) => KEY_FILE_NAME.test(n)).sort()) {
     try {
-      const info = await stat(path);
-      if (!info.isFile()) continue;
-      modifiedAtMs = info.mtimeMs;
-      text = await readFile(path, "utf8");
+      const info = await stat(join(source, name));
+      if (info.isFile()) {
+        stamps.push({ name, ino: info.ino, size: info.size, mtimeMs: info.mtimeMs });
+      }
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") throw new Unsettled(`${name} vanished`);
+      throw error;
+    }
+  }
+  return stamps;
+}
+
+function sameListing(a: readonly FileStamp[], b: readonly FileStamp[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((f, i) => {
+      const g = b[i];
+      return (
+        g !== undefined &&
+        f.name === g.name &&
+        f.ino === g.ino &&
+        f.size === g.size &&
+        f.mtimeMs === g.mtimeMs
+      );
+    })
+  );
+}
+
+/**
+ * One read: list, read every key file, list again. A listing that changed under the read
+ * (a rotation's renames, a copy in progress) or a file that vanished is {@link Unsettled}.
+ * Empty files are skipped, as Keystone skips them, but only when `acceptEmpty` (an empty
+ * file is usually a copy caught half way).
+ */
+async function readOnce(directory: string, acceptEmpty: boolean): Promise<KeyRing> {
+  const source = await keySource(directory);
+  const before = await listKeyFiles(source);
+  const files: KeyFile[] = [];
+  for (const stamp of before) {
+    const path = join(directory, stamp.name);
+    let text: string;
+    try {
+      text = await readFile(join(source, stamp.name), "utf8");
     } catch (error) {
       const code = errnoCode(error);
+      if (code === "ENOENT") throw new Unsettled(`${path} vanished while being read`);
       throw new KeyRepositoryError(
         "key_repository_unreadable",
-        code === "ENOENT"
-          ? `key file ${path} vanished while being read (a rotation in progress?)`
-          : `key file ${path} cannot be read (${code ?? String(error)})`,
+        `key file ${path} cannot be read (${code ?? String(error)})`,
         path,
       );
     }
-    if (text.length === 0) continue;
+    if (text.trim().length === 0) {
+      if (!acceptEmpty) throw new Unsettled(`${path} is empty`);
+      continue;
+    }
     const key = parseFernetKey(text);
     if (typeof key === "string") {
       throw new KeyRepositoryError("invalid_key", `key file ${path}: ${key}`, path);
     }
-    files.push({ index: Number(name), key, modifiedAtMs });
+    files.push({ index: Number(stamp.name), key, modifiedAtMs: stamp.mtimeMs });
+  }
+  if (!sameListing(before, await listKeyFiles(source))) {
+    throw new Unsettled(`key repository ${directory} changed while being read`);
   }
   if (files.length === 0) {
     throw new KeyRepositoryError(
@@ -88,7 +126,7 @@ export async function readKeyRepository(directory: string): Promise<KeyRing> {
   const seen = new Set<number>();
   for (const f of files) {
     if (seen.has(f.index)) {
-      // "01" and "1" name the same index.
+      // "01" and "1" name the same index; which one Keystone uses depends on listing order.
       throw new KeyRepositoryError(
         "invalid_key",
         `key repository ${directory} has two files for index ${f.index}`,
@@ -98,6 +136,66 @@ export async function readKeyRepository(directory: string): Promise<KeyRing> {
     seen.add(f.index);
   }
   return KeyRing.from(files);
+}
+
+/** Options of {@link readKeyRepository}. */
+export interface ReadOptions {
+  /** Reads tried while the repository is changing under them. Default 5. */
+  readonly attempts?: number;
+  /** Pause between those reads. Default 50 ms. */
+  readonly settleMs?: number;
+}
+
+/**
+ * Reads a key repository as Keystone's `load_keys` does: integer file names only (others,
+ * such as `0.tmp` mid-rotation, are ignored), empty files skipped, each key 32 bytes of
+ * base64. Symbolic links are followed, and a Kubernetes Secret volume is read through its
+ * `..data` link. A read that catches a rotation or a copy half done is tried again, so a
+ * ring is only ever built from a directory that held still while it was read.
+ *
+ * @throws KeyRepositoryError `key_repository_missing`, `key_repository_unreadable` (also
+ *   when the directory never held still), `key_repository_empty`, or `invalid_key` naming
+ *   the file.
+ */
+export async function readKeyRepository(
+  directory: string,
+  options: ReadOptions = {},
+): Promise<KeyRing> {
+  const attempts = Math.max(1, options.attempts ?? 5);
+  let last = "";
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      return await readOnce(directory, attempt === attempts);
+    } catch (error) {
+      if (error instanceof KeyRepositoryError) throw error;
+      if (!(error instanceof Unsettled)) throw asRepositoryError(directory, error);
+      last = error.message;
+      if (attempt < attempts) {
+        await new Promise((resolve) => setTimeout(resolve, options.settleMs ?? 50));
+      }
+    }
+  }
+  throw new KeyRepositoryError(
+    "key_repository_unreadable",
+    `key repository ${directory} kept changing while being read (${last})`,
+    directory,
+  );
+}
+
+function asRepositoryError(directory: string, error: unknown): KeyRepositoryError {
+  const code = errnoCode(error);
+  if (code === "ENOENT" || code === "ENOTDIR") {
+    return new KeyRepositoryError(
+      "key_repository_missing",
+      `key repository ${directory} does not exist or is not a directory`,
+      directory,
+    );
+  }
+  return new KeyRepositoryError(
+    "key_repository_unreadable",
+    `key repository ${directory} cannot be read (${code ?? String(error)})`,
+    directory,
+  );
 }
 
 /** Options of {@link KeyRepository.open}. */
@@ -115,6 +213,8 @@ export interface KeyRepositoryOptions {
   readonly settleMs?: number;
   /** After a failed reload, try again this soon. Default 1 000 ms. */
   readonly retryMs?: number;
+  /** A read that takes longer (a hung NFS mount) counts as failed. Default 10 000 ms. */
+  readonly readTimeoutMs?: number;
   /** Default: the wall clock. */
   readonly clock?: Clock;
   /** Default: silent. */
@@ -162,6 +262,8 @@ export interface KeyRepositoryStatus {
   readonly watching: "events+poll" | "events" | "poll" | "off";
 }
 
+const DEFAULT_POLL_MS = 10_000;
+
 export class KeyRepository implements KeyRingSource {
   private ring: KeyRing;
   private loadedAtMs: number;
@@ -169,6 +271,8 @@ export class KeyRepository implements KeyRingSource {
   private reloads = 0;
   private failures = 0;
   private watcher: FSWatcher | undefined;
+  /** The watched directory's identity; a new one means the directory was replaced. */
+  private watchedIno: number | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private pendingTimer: NodeJS.Timeout | undefined;
   private inFlight: Promise<ReloadOutcome> | undefined;
@@ -190,12 +294,26 @@ export class KeyRepository implements KeyRingSource {
 
   /**
    * Loads the repository and starts watching it. A repository that cannot be loaded now
-   * refuses to start: the error says why, naming the directory or file.
+   * refuses to start: the error says why, naming the directory or file. Events are
+   * subscribed to before the first read, so a change during start-up is not missed.
    */
   static async open(options: KeyRepositoryOptions): Promise<KeyRepository> {
-    const ring = await readKeyRepository(options.directory);
+    const seen = { change: false };
+    const early =
+      (options.watch ?? true)
+        ? tryWatch(options.directory, () => {
+            seen.change = true;
+          })
+        : undefined;
+    let ring: KeyRing;
+    try {
+      ring = await readKeyRepository(options.directory);
+    } finally {
+      early?.close();
+    }
     const repository = new KeyRepository(options, ring);
-    repository.start();
+    await repository.start();
+    if (seen.change) repository.schedule(options.settleMs ?? 200);
     return repository;
   }
 
@@ -207,13 +325,14 @@ export class KeyRepository implements KeyRingSource {
   /**
    * Reads the directory again and swaps in the new ring if it differs. A bad read keeps
    * the last good ring. Concurrent calls share one read (and queue one more after it).
+   * Never rejects.
    */
   reload(): Promise<ReloadOutcome> {
     if (this.inFlight) {
       this.rerun = true;
       return this.inFlight;
     }
-    const run = this.readOnce().finally(() => {
+    const run = this.readAndSwap().finally(() => {
       this.inFlight = undefined;
       if (this.rerun && !this.closed) {
         this.rerun = false;
@@ -273,32 +392,43 @@ export class KeyRepository implements KeyRingSource {
     this.pendingTimer = undefined;
   }
 
-  private start(): void {
+  private async start(): Promise<void> {
+    if (this.options.watch ?? true) await this.watch();
+    const pollMs = this.options.pollIntervalMs ?? DEFAULT_POLL_MS;
+    if (pollMs > 0) this.startPolling(pollMs);
+  }
+
+  private startPolling(intervalMs: number): void {
+    if (this.pollTimer || this.closed) return;
+    this.pollTimer = setInterval(() => void this.reload(), intervalMs);
+    this.pollTimer.unref();
+  }
+
+  /** (Re)subscribes to events on the directory as it is now. */
+  private async watch(): Promise<void> {
     const { directory } = this.options;
-    if (this.options.watch ?? true) {
-      try {
-        this.watcher = fsWatch(directory, { persistent: false }, () => {
-          this.schedule(this.options.settleMs ?? 200);
-        });
-        this.watcher.on("error", (error) => {
-          this.logger.warn("key repository watch failed; relying on polling", {
-            directory,
-            error: String(error),
-          });
-          this.watcher?.close();
-          this.watcher = undefined;
-        });
-      } catch (error) {
-        this.logger.warn("cannot watch key repository; relying on polling", {
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.closed) return;
+    this.watchedIno = await directoryIno(directory);
+    this.watcher = tryWatch(
+      directory,
+      () => {
+        this.schedule(this.options.settleMs ?? 200);
+      },
+      (error) => {
+        this.safeLog("warn", "key repository watch failed; relying on polling", {
           directory,
           error: String(error),
         });
-      }
-    }
-    const pollMs = this.options.pollIntervalMs ?? 10_000;
-    if (pollMs > 0) {
-      this.pollTimer = setInterval(() => void this.reload(), pollMs);
-      this.pollTimer.unref();
+        this.watcher?.close();
+        this.watcher = undefined;
+        this.startPolling(this.options.pollIntervalMs || DEFAULT_POLL_MS);
+      },
+    );
+    if (!this.watcher) {
+      this.safeLog("warn", "cannot watch key repository; relying on polling", { directory });
+      this.startPolling(this.options.pollIntervalMs || DEFAULT_POLL_MS);
     }
   }
 
@@ -312,14 +442,24 @@ export class KeyRepository implements KeyRingSource {
     this.pendingTimer.unref();
   }
 
-  private async readOnce(): Promise<ReloadOutcome> {
+  private async readAndSwap(): Promise<ReloadOutcome> {
+    const { directory } = this.options;
     let outcome: ReloadOutcome;
     try {
-      const ring = await readKeyRepository(this.options.directory);
+      const ring = await withDeadline(
+        readKeyRepository(directory),
+        this.options.readTimeoutMs ?? 10_000,
+        () =>
+          new KeyRepositoryError(
+            "key_repository_unreadable",
+            `key repository ${directory} did not answer within ${String(this.options.readTimeoutMs ?? 10_000)} ms`,
+            directory,
+          ),
+      );
       const atMs = this.clock.nowMs();
       this.reloads++;
       if (this.state.kind === "failing") {
-        this.logger.info("key repository readable again", { directory: this.options.directory });
+        this.safeLog("info", "key repository readable again", { directory });
       }
       this.state = { kind: "ok", atMs };
       if (ring.signature === this.ring.signature) {
@@ -329,8 +469,8 @@ export class KeyRepository implements KeyRingSource {
         this.ring = ring;
         this.loadedAtMs = atMs;
         outcome = { kind: "changed", atMs, ring };
-        this.logger.info("key repository reloaded", {
-          directory: this.options.directory,
+        this.safeLog("info", "key repository reloaded", {
+          directory,
           keys: ring.size,
           primary_index: ring.primary.index,
           previous_primary_index: before,
@@ -343,14 +483,14 @@ export class KeyRepository implements KeyRingSource {
           ? error
           : new KeyRepositoryError(
               "key_repository_unreadable",
-              `key repository ${this.options.directory}: ${String(error)}`,
-              this.options.directory,
+              `key repository ${directory}: ${String(error)}`,
+              directory,
             );
       this.failures++;
       const sinceMs = this.state.kind === "failing" ? this.state.sinceMs : atMs;
       if (this.state.kind === "ok") {
-        this.logger.warn("key repository reload failed; keeping the last good key ring", {
-          directory: this.options.directory,
+        this.safeLog("warn", "key repository reload failed; keeping the last good key ring", {
+          directory,
           code: failure.code,
           error: failure.message,
           keys_kept: this.ring.size,
@@ -360,7 +500,62 @@ export class KeyRepository implements KeyRingSource {
       outcome = { kind: "failed", atMs, error: failure };
       this.schedule(this.options.retryMs ?? 1_000);
     }
-    this.options.onReload?.(outcome);
+    // A directory replaced or a symbolic link repointed silently ends fs events: follow it.
+    if (this.watcher && !this.closed && (await directoryIno(directory)) !== this.watchedIno) {
+      await this.watch();
+    }
+    try {
+      this.options.onReload?.(outcome);
+    } catch (error) {
+      this.safeLog("error", "key repository onReload hook threw", { error: String(error) });
+    }
     return outcome;
   }
+
+  /** Logging must never take the loop down. */
+  private safeLog(level: "info" | "warn" | "error", message: string, fields: LogFields): void {
+    try {
+      this.logger[level](message, fields);
+    } catch {
+      // Nothing sensible is left to do.
+    }
+  }
+}
+
+function tryWatch(
+  directory: string,
+  onChange: () => void,
+  onError?: (error: unknown) => void,
+): FSWatcher | undefined {
+  try {
+    const watcher = fsWatch(directory, { persistent: false }, onChange);
+    watcher.on("error", (error) => {
+      onError?.(error);
+    });
+    return watcher;
+  } catch {
+    return undefined;
+  }
+}
+
+async function directoryIno(directory: string): Promise<number | undefined> {
+  try {
+    return (await stat(directory)).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `promise`, or `onTimeout()` as a rejection after `ms` (the promise is left to settle). */
+function withDeadline<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(onTimeout());
+    }, ms);
+    timer.unref();
+  });
+  return Promise.race([promise, deadline]).finally(() => {
+    clearTimeout(timer);
+  });
 }

@@ -95,9 +95,10 @@ describe("readKeyRepository", () => {
 });
 
 describe("KeyRepository", () => {
-  async function open(dir: string, outcomes: ReloadOutcome[], pollIntervalMs = 0) {
+  async function open(dir: string, outcomes: ReloadOutcome[], pollIntervalMs = 0, watch = true) {
     const repository = await KeyRepository.open({
       directory: dir,
+      watch,
       settleMs: 20,
       retryMs: 50,
       pollIntervalMs,
@@ -152,11 +153,12 @@ describe("KeyRepository", () => {
   it("keeps the last good ring when the repository is emptied, and reports it", async () => {
     const dir = await repo({ "0": generateFernetKeyText(), "1": generateFernetKeyText() });
     const outcomes: ReloadOutcome[] = [];
-    const repository = await open(dir, outcomes);
+    // No events: the test decides when reads happen, so none sees the first rm alone.
+    const repository = await open(dir, outcomes, 0, false);
     const good = repository.current();
     await rm(join(dir, "0"));
     await rm(join(dir, "1"));
-    await waitUntil(() => outcomes.some((o) => o.kind === "failed"), 5_000, "failed reload");
+    expect((await repository.reload()).kind).toBe("failed");
     expect(repository.current()).toBe(good);
     const status = repository.status();
     expect(status.last_reload.result).toBe("failing");
@@ -172,13 +174,100 @@ describe("KeyRepository", () => {
   it("keeps the last good ring when a key file is half written", async () => {
     const dir = await repo({ "0": generateFernetKeyText(), "1": generateFernetKeyText() });
     const outcomes: ReloadOutcome[] = [];
-    const repository = await open(dir, outcomes);
+    const repository = await open(dir, outcomes, 0, false);
     const good = repository.current();
     await writeFile(join(dir, "2"), generateFernetKeyText().slice(0, 20));
-    await waitUntil(() => outcomes.some((o) => o.kind === "failed"), 5_000, "failed reload");
+    expect((await repository.reload()).kind).toBe("failed");
     expect(repository.current()).toBe(good);
     const failed = outcomes.find((o) => o.kind === "failed");
     expect(failed?.kind === "failed" && failed.error.path).toBe(join(dir, "2"));
+  });
+
+  it("reads a Kubernetes Secret volume through ..data, one generation at a time", async () => {
+    const dir = await repo({});
+    const generation = async (name: string, keys: Record<string, string>): Promise<void> => {
+      await mkdir(join(dir, name));
+      for (const [file, text] of Object.entries(keys)) await writeFile(join(dir, name, file), text);
+    };
+    const k = [generateFernetKeyText(), generateFernetKeyText(), generateFernetKeyText()];
+    await generation("..2026_01", { "0": k[0] as string, "1": k[1] as string });
+    await symlink("..2026_01", join(dir, "..data"));
+    await symlink(join("..data", "0"), join(dir, "0"));
+    await symlink(join("..data", "1"), join(dir, "1"));
+    const repository = await open(dir, [], 0, false);
+    expect(repository.current().primary.index).toBe(1);
+    // The kubelet writes a new generation and swaps ..data atomically; the top-level link
+    // for the new key "2" does not exist yet. Reading through ..data sees the whole set.
+    await generation("..2026_02", {
+      "0": k[0] as string,
+      "1": k[1] as string,
+      "2": k[2] as string,
+    });
+    await symlink("..2026_02", join(dir, "..data_tmp"));
+    await rename(join(dir, "..data_tmp"), join(dir, "..data"));
+    expect((await repository.reload()).kind).toBe("changed");
+    expect(repository.current().entries.map((e) => e.index)).toEqual([2, 1, 0]);
+  });
+
+  it("waits out an empty key file (a copy in progress) instead of dropping the key", async () => {
+    const dir = await repo({ "0": generateFernetKeyText(), "1": generateFernetKeyText(), "2": "" });
+    const late = generateFernetKeyText();
+    const filled = new Promise<void>((resolve) => {
+      setTimeout(() => {
+        void writeFile(join(dir, "2"), late).then(resolve);
+      }, 60);
+    });
+    const ring = await readKeyRepository(dir, { attempts: 20, settleMs: 20 });
+    await filled;
+    expect(ring.primary.index).toBe(2);
+    // A file that stays empty is skipped in the end, as Keystone skips it.
+    await writeFile(join(dir, "2"), "");
+    expect((await readKeyRepository(dir, { attempts: 2, settleMs: 5 })).primary.index).toBe(1);
+  });
+
+  it("follows the directory when it is replaced (a symbolic link repointed)", async () => {
+    const parent = await repo({});
+    const a = join(parent, "a");
+    const b = join(parent, "b");
+    await mkdir(a);
+    await mkdir(b);
+    await writeFile(join(a, "0"), generateFernetKeyText());
+    await writeFile(join(b, "0"), generateFernetKeyText());
+    await writeFile(join(b, "5"), generateFernetKeyText());
+    const link = join(parent, "keys");
+    await symlink(a, link);
+    const repository = await open(link, [], 0, true);
+    expect(repository.current().primary.index).toBe(0);
+    await symlink(b, join(parent, "keys.tmp"));
+    await rename(join(parent, "keys.tmp"), link);
+    expect((await repository.reload()).kind).toBe("changed");
+    expect(repository.current().primary.index).toBe(5);
+    // Events now come from the new directory: no polling in this test.
+    await writeFile(join(b, "6"), generateFernetKeyText());
+    await waitUntil(() => repository.current().primary.index === 6, 5_000, "event from b");
+  });
+
+  it("survives an onReload hook and a logger that throw", async () => {
+    const dir = await repo({ "0": generateFernetKeyText() });
+    const throwing = () => {
+      throw new Error("hook failure");
+    };
+    const repository = await KeyRepository.open({
+      directory: dir,
+      watch: false,
+      pollIntervalMs: 0,
+      onReload: throwing,
+      logger: { debug: throwing, info: throwing, warn: throwing, error: throwing },
+    });
+    cleanups.push(() => {
+      repository.close();
+      return Promise.resolve();
+    });
+    await writeFile(join(dir, "1"), generateFernetKeyText());
+    expect((await repository.reload()).kind).toBe("changed");
+    await writeFile(join(dir, "2"), "bad");
+    expect((await repository.reload()).kind).toBe("failed");
+    expect(repository.status()).toMatchObject({ reloads: 1, reload_failures: 1 });
   });
 
   it("reports keys with roles, fingerprints and ages", async () => {
