@@ -28,24 +28,36 @@ function key(): FernetKey {
   return k;
 }
 
-/** Runs `fn` in rounds of ROUND_MS; returns the median ops/s. */
-function measure(fn: () => unknown): number {
-  for (let i = 0; i < 20_000; i++) fn();
-  const rates: number[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    let ops = 0;
-    const start = process.hrtime.bigint();
-    const end = start + BigInt(ROUND_MS) * 1_000_000n;
-    let now = start;
-    while (now < end) {
-      for (let i = 0; i < 1_000; i++) fn();
-      ops += 1_000;
-      now = process.hrtime.bigint();
-    }
-    rates.push(ops / (Number(now - start) / 1e9));
+/** ops/s of `fn` over one round of ROUND_MS. */
+function round(fn: () => unknown): number {
+  let ops = 0;
+  const start = process.hrtime.bigint();
+  const end = start + BigInt(ROUND_MS) * 1_000_000n;
+  let now = start;
+  while (now < end) {
+    for (let i = 0; i < 1_000; i++) fn();
+    ops += 1_000;
+    now = process.hrtime.bigint();
   }
-  rates.sort((a, b) => a - b);
-  return rates[Math.floor(rates.length / 2)] as number;
+  return ops / (Number(now - start) / 1e9);
+}
+
+/**
+ * Median ops/s of each case. Rounds are interleaved (every case once per round, in turn),
+ * so drift in the machine's speed over the run hits every case alike, floors included.
+ */
+function measureAll<K extends string>(cases: Record<K, () => unknown>): Record<K, number> {
+  const names = Object.keys(cases) as K[];
+  for (const name of names) for (let i = 0; i < 20_000; i++) cases[name]();
+  const rates = new Map<K, number[]>(names.map((n) => [n, []]));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const name of names) rates.get(name)?.push(round(cases[name]));
+  }
+  const median = (xs: number[]): number => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)] ?? 0;
+  };
+  return Object.fromEntries(names.map((n) => [n, median(rates.get(n) ?? [])])) as Record<K, number>;
 }
 
 const ring = KeyRing.from([0, 1, 2].map((index) => ({ index, key: key() })));
@@ -85,13 +97,13 @@ const cryptoFloor = (): Buffer => {
   return mac.length > 0 ? out : mac;
 };
 
-const results = {
-  hmacFloor: measure(hmacFloor),
-  cryptoFloor: measure(cryptoFloor),
-  primary: measure(() => decoder.decode(primaryToken)),
-  lastKey: measure(() => decoder.decode(lastKeyToken)),
-  forged: measure(() => decoder.decode(forgedToken)),
-};
+const results = measureAll({
+  hmacFloor,
+  cryptoFloor,
+  primary: () => decoder.decode(primaryToken),
+  lastKey: () => decoder.decode(lastKeyToken),
+  forged: () => decoder.decode(forgedToken),
+});
 
 const cpu = cpus()[0]?.model ?? "unknown CPU";
 const fmt = (n: number): string => Math.round(n).toLocaleString("en-US").padStart(9);
@@ -100,7 +112,9 @@ console.log(`keystone-edge token engine benchmark`);
 console.log(
   `machine: ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${platform()} ${release()} ${arch()}`,
 );
-console.log(`node ${process.version}, ${ROUNDS} rounds of ${ROUND_MS} ms, median, one core`);
+console.log(
+  `node ${process.version}, ${ROUNDS} interleaved rounds of ${ROUND_MS} ms per case, median, one core`,
+);
 console.log(`token: ${primaryToken.length} characters, project scope, 3-key ring`);
 console.log("");
 console.log(`case                               ops/s   ×HMAC floor   target`);
