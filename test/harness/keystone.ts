@@ -35,7 +35,11 @@ import {
   type ValidateResult,
 } from "./client.js";
 
-/** Keystone 22's default `[auth] methods`. */
+/**
+ * Keystone 22's default `[auth] methods`. Written out here on purpose rather than imported
+ * from src/: the harness configures the real Keystone, and must not inherit a mistake in
+ * the code under test.
+ */
 export const DEFAULT_AUTH_METHODS: readonly string[] = [
   "external",
   "password",
