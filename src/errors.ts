@@ -14,10 +14,13 @@ export type TokenErrorCode =
 export type KeyRepositoryErrorCode =
   "key_repository_missing" | "key_repository_unreadable" | "key_repository_empty" | "invalid_key";
 
+/** Codes for a configuration that cannot be used. */
+export type ConfigErrorCode = "config_unreadable" | "invalid_config";
+
 /** Codes for a command line that cannot be run. */
 export type UsageErrorCode = "usage";
 
-export type ErrorCode = TokenErrorCode | KeyRepositoryErrorCode | UsageErrorCode;
+export type ErrorCode = TokenErrorCode | KeyRepositoryErrorCode | ConfigErrorCode | UsageErrorCode;
 
 /** Base class: every error keystone-edge raises on purpose carries a stable code. */
 export abstract class EdgeError extends Error {
@@ -55,6 +58,19 @@ export class KeyRepositoryError extends EdgeError {
   }
 }
 
+/** A configuration file that cannot be read or used; `problems` name each option. */
+export class ConfigError extends EdgeError {
+  constructor(
+    readonly code: ConfigErrorCode,
+    message: string,
+    /** One line per problem, each starting with the option's dotted path. */
+    readonly problems: readonly string[],
+  ) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
 /** A command line that cannot be run as given. */
 export class UsageError extends EdgeError {
   readonly code = "usage" as const;
@@ -69,7 +85,7 @@ export const ExitStatus = {
   ok: 0,
   /** Unexpected internal failure. */
   internal: 1,
-  /** Usage or key repository problems. */
+  /** Usage, configuration or key repository problems. */
   usage: 2,
   /** The token is invalid (forged, malformed, unknown payload). */
   invalidToken: 3,
@@ -90,6 +106,8 @@ export function exitStatusFor(error: EdgeError): ExitStatus {
     case "unsupported_version":
       return ExitStatus.invalidToken;
     case "usage":
+    case "config_unreadable":
+    case "invalid_config":
     case "key_repository_missing":
     case "key_repository_unreadable":
     case "key_repository_empty":

@@ -10,10 +10,11 @@ import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ExitStatus } from "../errors.js";
 import { processIO, type Command, type CommandIO } from "./command.js";
+import { checkConfig } from "./check-config.js";
 import { keysStatus } from "./keys-status.js";
 import { tokenDecode } from "./token-decode.js";
 
-export const commands: readonly Command[] = [tokenDecode, keysStatus];
+export const commands: readonly Command[] = [tokenDecode, keysStatus, checkConfig];
 
 function version(): string {
   const pkg = JSON.parse(

@@ -1,0 +1,298 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import {
+  loadConfig,
+  redactConfig,
+  validateConfig,
+  type SecretSources,
+} from "../../src/config/load.js";
+import { parseListenAddress } from "../../src/config/schema.js";
+import { ConfigError } from "../../src/errors.js";
+import { main } from "../../src/cli/main.js";
+import type { CommandIO } from "../../src/cli/command.js";
+import { generateFernetKeyText } from "../../src/fernet/envelope.js";
+import { makeRepository } from "./helpers.js";
+
+/** The configuration contract, verbatim from the proxy issue. */
+const CONTRACT = `
+listen: "127.0.0.1:8774"            # host:port; IPv6 "[::1]:8774" works
+upstream: "http://127.0.0.1:18774"  # the local service
+admin_listen: "127.0.0.1:9464"      # /metrics, /healthz, /readyz
+keystone:
+  www_authenticate_uri: "http://127.0.0.1:5000/v3"
+  endpoints: ["http://127.0.0.1:5000/v3"]
+  cafile: null        # also certfile, keyfile, insecure
+  timeout_ms: 2000
+  auth:               # the edge's own service user; or type: application_credential
+    type: password    # with application_credential_id / application_credential_secret
+    username: edge-svc
+    password: secret
+    user_domain_id: default
+    project_name: service
+    project_domain_id: default
+fernet:
+  key_repository: /etc/keystone/fernet-keys
+  auth_methods: [external, password, token, oauth1, mapped, application_credential]
+cache:
+  memcached_servers: ["127.0.0.1:11211"]   # empty or absent: in-process LRU only
+  memcache_secret_key: "change-me-please-16+"  # required when memcached_servers is set
+  token_cache_time: 300
+  lru_max_entries: 100000
+auth_token:
+  delay_auth_decision: false
+  include_service_catalog: true
+  service_token_roles: [service]
+  service_token_roles_required: true
+`;
+
+const noSecrets: SecretSources = {
+  env: {},
+  readFile: () => {
+    throw Object.assign(new Error("no"), { code: "ENOENT" });
+  },
+};
+
+function contract(): Record<string, unknown> {
+  return parse(CONTRACT) as Record<string, unknown>;
+}
+
+function problemsOf(doc: unknown, sources: SecretSources = noSecrets): readonly string[] {
+  try {
+    validateConfig(doc, { sources });
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error("expected the configuration to be refused");
+}
+
+const minimal = {
+  listen: "127.0.0.1:8774",
+  upstream: "http://127.0.0.1:18774",
+  keystone: {
+    www_authenticate_uri: "https://keystone.example:5000/v3",
+    auth: {
+      type: "application_credential",
+      application_credential_id: "ac",
+      application_credential_secret: "s",
+    },
+  },
+  fernet: { key_repository: "/etc/keystone/fernet-keys" },
+};
+
+describe("configuration", () => {
+  it("accepts the contract's example as written", () => {
+    const config = validateConfig(contract(), { sources: noSecrets });
+    expect(config.keystone.auth).toMatchObject({ type: "password", username: "edge-svc" });
+    expect(config.cache.memcached_servers).toEqual(["127.0.0.1:11211"]);
+    expect(Object.isFrozen(config.keystone.endpoints)).toBe(true);
+  });
+
+  it("fills every default from a minimal file", () => {
+    const config = validateConfig(minimal, { sources: noSecrets });
+    expect(config).toMatchObject({
+      admin_listen: "127.0.0.1:9464",
+      keystone: {
+        endpoints: ["https://keystone.example:5000/v3"],
+        cafile: null,
+        insecure: false,
+        timeout_ms: 2000,
+      },
+      fernet: { default_domain_id: "default" },
+      cache: { memcached_servers: [], token_cache_time: 300, lru_max_entries: 100_000 },
+      auth_token: {
+        delay_auth_decision: false,
+        include_service_catalog: true,
+        service_token_roles: ["service"],
+        service_token_roles_required: true,
+      },
+    });
+    expect(config.fernet.auth_methods).toHaveLength(6);
+  });
+
+  it("names unknown options, however deep", () => {
+    const doc = contract();
+    (doc.keystone as Record<string, unknown>).timeout = 5;
+    doc.listne = "x";
+    expect(problemsOf(doc)).toEqual(
+      expect.arrayContaining(["keystone.timeout: unknown option", "listne: unknown option"]),
+    );
+  });
+
+  it("names options of the wrong type or range", () => {
+    const doc = contract();
+    (doc.keystone as Record<string, unknown>).timeout_ms = "2s";
+    (doc.cache as Record<string, unknown>).token_cache_time = -1;
+    doc.listen = "localhost";
+    const problems = problemsOf(doc);
+    expect(problems.some((p) => p.startsWith("keystone.timeout_ms:"))).toBe(true);
+    expect(problems.some((p) => p.startsWith("cache.token_cache_time:"))).toBe(true);
+    expect(problems.some((p) => p.startsWith("listen:"))).toBe(true);
+  });
+
+  it("requires the memcache secret with memcached servers", () => {
+    const doc = contract();
+    delete (doc.cache as Record<string, unknown>).memcache_secret_key;
+    expect(problemsOf(doc)).toEqual([
+      "cache.memcache_secret_key: memcache_secret_key is required when memcached_servers is set",
+    ]);
+  });
+
+  it("reads secrets from files and the environment, exactly one source each", () => {
+    const sources: SecretSources = {
+      env: { EDGE_MC_SECRET: "sixteen-characters-at-least" },
+      readFile: (path) => {
+        if (path === "/run/secrets/pw") return "s3cret\n";
+        throw Object.assign(new Error("no"), { code: "ENOENT" });
+      },
+    };
+    const doc = contract();
+    const auth = (doc.keystone as { auth: Record<string, unknown> }).auth;
+    delete auth.password;
+    auth.password_file = "/run/secrets/pw";
+    const cache = doc.cache as Record<string, unknown>;
+    delete cache.memcache_secret_key;
+    cache.memcache_secret_key_env = "EDGE_MC_SECRET";
+    const config = validateConfig(doc, { sources });
+    expect(config.keystone.auth).toMatchObject({ password: "s3cret" });
+    expect(config.cache.memcache_secret_key).toBe("sixteen-characters-at-least");
+
+    auth.password = "inline";
+    expect(problemsOf(doc, sources)).toEqual([
+      "keystone.auth.password: give only one of password, password_file",
+    ]);
+    delete auth.password;
+    auth.password_file = "/run/secrets/missing";
+    expect(problemsOf(doc, sources)).toEqual([
+      "keystone.auth.password_file: cannot read /run/secrets/missing (ENOENT)",
+    ]);
+    delete auth.password_file;
+    auth.password_env = "NOT_SET";
+    expect(problemsOf(doc, sources)).toEqual([
+      "keystone.auth.password_env: environment variable NOT_SET is not set",
+    ]);
+  });
+
+  it("checks the service user's identity and scope", () => {
+    const doc = contract();
+    const auth = (doc.keystone as { auth: Record<string, unknown> }).auth;
+    delete auth.username;
+    auth.project_id = "p";
+    expect(problemsOf(doc)).toEqual([
+      "keystone.auth: give exactly one of username, user_id",
+      "keystone.auth: give exactly one of project_name, project_id",
+    ]);
+    auth.type = "kerberos";
+    const [problem, ...others] = problemsOf(doc);
+    expect(others).toEqual([]);
+    expect(problem).toMatch(/^keystone\.auth\.type: .*password.*application_credential/);
+  });
+
+  it("checks TLS files: readable, certificate and key together", () => {
+    const doc = contract();
+    const keystone = doc.keystone as Record<string, unknown>;
+    keystone.cafile = "/nonexistent/ca.pem";
+    keystone.certfile = "/etc/hostname";
+    const problems = problemsOf(doc);
+    expect(problems).toContain("keystone: certfile and keyfile go together");
+    expect(problems).toContain("keystone.cafile: cannot read /nonexistent/ca.pem (ENOENT)");
+  });
+
+  it("parses listen addresses, IPv6 included", () => {
+    expect(parseListenAddress("[::1]:8774")).toEqual({ host: "::1", port: 8774 });
+    expect(parseListenAddress("0.0.0.0:0")).toEqual({ host: "0.0.0.0", port: 0 });
+    expect(parseListenAddress("edge.local:443")).toEqual({ host: "edge.local", port: 443 });
+    for (const bad of ["8774", "::1:8774", "host:70000", "host:", ":80", "a b:1"]) {
+      expect(parseListenAddress(bad), bad).toBeUndefined();
+    }
+  });
+
+  it("redacts every secret", () => {
+    const config = validateConfig(contract(), { sources: noSecrets });
+    const text = JSON.stringify(redactConfig(config));
+    expect(text).not.toContain('secret"');
+    expect(text).not.toContain("change-me-please");
+    expect(text).toContain("<redacted>");
+    expect(config.keystone.auth).toMatchObject({ password: "secret" });
+  });
+});
+
+describe("loadConfig and check-config", () => {
+  let dir = "";
+  let keys: Awaited<ReturnType<typeof makeRepository>>;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "ke-config-"));
+    keys = await makeRepository({ "0": generateFernetKeyText(), "1": generateFernetKeyText() });
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await keys.cleanup();
+  });
+
+  async function run(args: string[]) {
+    let stdout = "";
+    let stderr = "";
+    const io: CommandIO = {
+      stdout: (t) => (stdout += t),
+      stderr: (t) => (stderr += t),
+      readStdin: () => Promise.resolve(""),
+      stdinIsTTY: true,
+    };
+    const status = await main(args, io);
+    return { status, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> };
+  }
+
+  it("reads relative secret files next to the configuration", async () => {
+    await writeFile(join(dir, "pw"), "from-file\n");
+    const file = join(dir, "edge.yaml");
+    await writeFile(
+      file,
+      CONTRACT.replace("password: secret", "password_file: pw").replace(
+        "/etc/keystone/fernet-keys",
+        keys.dir,
+      ),
+    );
+    expect(loadConfig(file).keystone.auth).toMatchObject({ password: "from-file" });
+    const r = await run(["check-config", file]);
+    expect(r.status).toBe(0);
+    expect(r.json()).toMatchObject({
+      ok: true,
+      key_repository: { primary_index: 1, key_count: 2 },
+    });
+    expect(r.stdout).not.toContain("from-file");
+  });
+
+  it("reports YAML errors with their place, and duplicate keys", async () => {
+    const file = join(dir, "broken.yaml");
+    await writeFile(file, "listen: [unclosed\n");
+    expect(() => loadConfig(file)).toThrow(/not valid YAML/);
+    await writeFile(file, "listen: a\nlisten: b\n");
+    expect(() => loadConfig(file)).toThrow(/not valid YAML.*[Dd]uplicate|unique/);
+  });
+
+  it("check-config exits 2 and names each problem on stderr", async () => {
+    const file = join(dir, "bad.yaml");
+    await writeFile(file, CONTRACT.replace("timeout_ms: 2000", "timeout_ms: 2000\n  retries: 3"));
+    const r = await run(["check-config", file, "--skip-keys"]);
+    expect(r.status).toBe(2);
+    expect(r.json()).toMatchObject({
+      error: { code: "invalid_config", problems: ["keystone.retries: unknown option"] },
+    });
+    expect(r.stderr).toContain("keystone.retries: unknown option");
+    const missing = await run(["check-config", join(dir, "nope.yaml")]);
+    expect(missing.status).toBe(2);
+    expect(missing.json()).toMatchObject({ error: { code: "config_unreadable" } });
+  });
+
+  it("check-config refuses a configuration whose key repository does not load", async () => {
+    const file = join(dir, "nokeys.yaml");
+    await writeFile(file, CONTRACT.replace("/etc/keystone/fernet-keys", join(dir, "no-keys-here")));
+    const r = await run(["check-config", file]);
+    expect(r.status).toBe(2);
+    expect(r.json()).toMatchObject({ error: { code: "key_repository_missing" } });
+    expect((await run(["check-config", file, "--skip-keys"])).status).toBe(0);
+  });
+});
