@@ -1,0 +1,158 @@
+/**
+ * One Keystone endpoint: a pooled keep-alive HTTP(S) client with a deadline per call.
+ *
+ * Owns: the undici Pool for one Identity v3 base URL (bounded connections, keep-alive, TLS
+ * CA / client certificate / insecure), turning a call into a typed outcome (a response, or
+ * why there was none) and never throwing. A dead pooled connection (Keystone restarted) is
+ * retried once on a fresh one, transparently: that is the only retry here; failover across
+ * endpoints belongs to the caller.
+ */
+import { readFileSync } from "node:fs";
+import { Pool, errors as undiciErrors } from "undici";
+
+/** Options of {@link KeystoneEndpoint}. */
+export interface KeystoneEndpointOptions {
+  /** Identity v3 base URL, e.g. `https://keystone.example:5000/v3`. */
+  readonly url: string;
+  /** Deadline of one call, connect to last body byte. Default 2 000 ms. */
+  readonly timeoutMs?: number;
+  /** Pooled connections at most. Default 16. */
+  readonly connections?: number;
+  /** Idle keep-alive connections are closed after this. Default 30 000 ms. */
+  readonly keepAliveTimeoutMs?: number;
+  /** PEM CA bundle path. Default: Node's CAs. */
+  readonly cafile?: string | null;
+  /** PEM client certificate and key paths (mutual TLS). Default: none. */
+  readonly certfile?: string | null;
+  readonly keyfile?: string | null;
+  /** Skip certificate verification. Default `false`. */
+  readonly insecure?: boolean;
+}
+
+/** What a call came to. */
+export type CallOutcome =
+  | {
+      readonly kind: "response";
+      readonly status: number;
+      readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+      readonly body: string;
+      readonly latencyMs: number;
+    }
+  | {
+      readonly kind: "failed";
+      /** `timeout`, `connection` (refused, reset, TLS), or `aborted`. */
+      readonly reason: "timeout" | "connection" | "aborted";
+      readonly detail: string;
+      readonly latencyMs: number;
+    };
+
+export interface CallOptions {
+  readonly method: "GET" | "HEAD" | "POST" | "DELETE";
+  /** Path below the base URL, with query, e.g. `/auth/tokens?nocatalog`. */
+  readonly path: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string;
+  /** Overrides the endpoint's deadline for this call. */
+  readonly timeoutMs?: number;
+}
+
+const RETRYABLE_SOCKET_CODES = new Set(["ECONNRESET", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+
+export class KeystoneEndpoint {
+  readonly url: string;
+  private readonly origin: string;
+  private readonly basePath: string;
+  private readonly pool: Pool;
+  private readonly timeoutMs: number;
+
+  constructor(options: KeystoneEndpointOptions) {
+    const url = new URL(options.url);
+    this.url = options.url;
+    this.origin = url.origin;
+    this.basePath = url.pathname.replace(/\/+$/, "");
+    this.timeoutMs = options.timeoutMs ?? 2_000;
+    const tls =
+      url.protocol === "https:"
+        ? {
+            ...(options.cafile ? { ca: readFileSync(options.cafile) } : {}),
+            ...(options.certfile ? { cert: readFileSync(options.certfile) } : {}),
+            ...(options.keyfile ? { key: readFileSync(options.keyfile) } : {}),
+            rejectUnauthorized: !(options.insecure ?? false),
+          }
+        : {};
+    this.pool = new Pool(this.origin, {
+      connections: options.connections ?? 16,
+      pipelining: 1,
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      connect: { timeout: this.timeoutMs, ...tls },
+    });
+  }
+
+  /** Makes one call (two when a pooled connection turns out dead). Never throws. */
+  async call(options: CallOptions): Promise<CallOutcome> {
+    const started = performance.now();
+    const first = await this.once(options, started);
+    if (first.kind === "failed" && first.reason === "connection" && isStaleSocket(first.detail)) {
+      // Keystone restarted and closed our idle keep-alive socket: one fresh try.
+      return this.once(options, started);
+    }
+    return first;
+  }
+
+  private async once(options: CallOptions, started: number): Promise<CallOutcome> {
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const remaining = Math.max(1, timeoutMs - (performance.now() - started));
+    const signal = AbortSignal.timeout(remaining);
+    try {
+      const response = await this.pool.request({
+        origin: this.origin,
+        path: this.basePath + options.path,
+        method: options.method,
+        headers: {
+          ...options.headers,
+          ...(options.body ? { "content-type": "application/json" } : {}),
+        },
+        body: options.body ?? null,
+        signal,
+      });
+      const body = options.method === "HEAD" ? "" : await response.body.text();
+      if (options.method === "HEAD") await response.body.dump();
+      return {
+        kind: "response",
+        status: response.statusCode,
+        headers: response.headers,
+        body,
+        latencyMs: performance.now() - started,
+      };
+    } catch (error) {
+      const latencyMs = performance.now() - started;
+      const rawCode = (error as { code?: unknown }).code;
+      const code = typeof rawCode === "string" ? rawCode : undefined;
+      const detail =
+        `${code ?? ""} ${error instanceof Error ? error.message : String(error)}`.trim();
+      if (
+        signal.aborted ||
+        error instanceof undiciErrors.HeadersTimeoutError ||
+        error instanceof undiciErrors.BodyTimeoutError ||
+        error instanceof undiciErrors.ConnectTimeoutError
+      ) {
+        return { kind: "failed", reason: "timeout", detail, latencyMs };
+      }
+      return { kind: "failed", reason: "connection", detail, latencyMs };
+    }
+  }
+
+  /** Closes idle connections and refuses new calls. */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+function isStaleSocket(detail: string): boolean {
+  return (
+    [...RETRYABLE_SOCKET_CODES].some((code) => detail.startsWith(code)) ||
+    /other side closed/i.test(detail)
+  );
+}

@@ -1,0 +1,164 @@
+/**
+ * Asking Keystone about a token: `GET /v3/auth/tokens`, the last tier.
+ *
+ * Owns: the call (the edge's service token as `X-Auth-Token`, the subject as
+ * `X-Subject-Token`), what each answer means — 200 a context, 404 not valid, 401 our own
+ * token went stale (re-authenticate once and ask again), 403 the service user lacks the
+ * policy (an operator error: unavailable, logged) — and trying the endpoints in order.
+ * Never throws; never logs the subject token.
+ */
+import { silentLogger, tokenHash, type Logger } from "../log.js";
+import type { KeystoneEndpoint } from "./endpoint.js";
+import type { ServiceToken } from "./service-token.js";
+import type { KeystoneToken } from "./token-body.js";
+
+/** What Keystone said about a token. */
+export type KeystoneVerdict =
+  | { readonly kind: "valid"; readonly token: KeystoneToken; readonly endpoint: string }
+  | { readonly kind: "invalid"; readonly endpoint: string }
+  | {
+      readonly kind: "unavailable";
+      readonly reason:
+        | "timeout"
+        | "connection"
+        | "server_error"
+        | "forbidden"
+        | "no_service_token"
+        | "bad_response";
+      readonly detail: string;
+    };
+
+/** Per-call observations, for metrics. */
+export interface KeystoneCallObserver {
+  (
+    endpoint: string,
+    outcome:
+      | "ok"
+      | "not_found"
+      | "unauthorized"
+      | "forbidden"
+      | "server_error"
+      | "timeout"
+      | "connection"
+      | "bad_response",
+    latencyMs: number,
+  ): void;
+}
+
+export interface KeystoneValidatorOptions {
+  readonly endpoints: () => readonly KeystoneEndpoint[];
+  readonly serviceToken: ServiceToken;
+  /** Ask for the catalog (for `X-Service-Catalog`). Default `true`. */
+  readonly includeCatalog?: boolean;
+  readonly logger?: Logger;
+  readonly observe?: KeystoneCallObserver;
+}
+
+export class KeystoneValidator {
+  private readonly logger: Logger;
+
+  constructor(private readonly options: KeystoneValidatorOptions) {
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  async validate(subject: string): Promise<KeystoneVerdict> {
+    let service = await this.options.serviceToken.ensure();
+    if (service === undefined) {
+      return {
+        kind: "unavailable",
+        reason: "no_service_token",
+        detail: "the edge has no service token",
+      };
+    }
+    let last: KeystoneVerdict = {
+      kind: "unavailable",
+      reason: "connection",
+      detail: "no Keystone endpoint configured",
+    };
+    const path = this.options.includeCatalog === false ? "/auth/tokens?nocatalog" : "/auth/tokens";
+    for (const endpoint of this.options.endpoints()) {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const outcome = await endpoint.call({
+          method: "GET",
+          path,
+          headers: { "x-auth-token": service, "x-subject-token": subject },
+        });
+        const observe = (o: Parameters<KeystoneCallObserver>[1], ms: number): void =>
+          this.options.observe?.(endpoint.url, o, ms);
+        if (outcome.kind === "failed") {
+          observe(outcome.reason === "timeout" ? "timeout" : "connection", outcome.latencyMs);
+          last = {
+            kind: "unavailable",
+            reason: outcome.reason === "timeout" ? "timeout" : "connection",
+            detail: `${endpoint.url}: ${outcome.detail}`,
+          };
+          break;
+        }
+        const status = outcome.status;
+        if (status === 200) {
+          const token = parseToken(outcome.body);
+          if (!token) {
+            observe("bad_response", outcome.latencyMs);
+            last = {
+              kind: "unavailable",
+              reason: "bad_response",
+              detail: `${endpoint.url}: unreadable token body`,
+            };
+            break;
+          }
+          observe("ok", outcome.latencyMs);
+          return { kind: "valid", token, endpoint: endpoint.url };
+        }
+        if (status === 404) {
+          observe("not_found", outcome.latencyMs);
+          return { kind: "invalid", endpoint: endpoint.url };
+        }
+        if (status === 401 && attempt === 0) {
+          observe("unauthorized", outcome.latencyMs);
+          const renewed = await this.options.serviceToken.rejected(service);
+          if (renewed === undefined) {
+            return {
+              kind: "unavailable",
+              reason: "no_service_token",
+              detail: "re-authentication failed",
+            };
+          }
+          service = renewed;
+          continue; // ask again with the new token
+        }
+        if (status === 403) {
+          observe("forbidden", outcome.latencyMs);
+          this.logger.error(
+            "Keystone refuses the edge's service user the right to validate tokens",
+            {
+              endpoint: endpoint.url,
+              subject: tokenHash(subject),
+            },
+          );
+          return { kind: "unavailable", reason: "forbidden", detail: `${endpoint.url}: HTTP 403` };
+        }
+        observe(status >= 500 ? "server_error" : "bad_response", outcome.latencyMs);
+        last = {
+          kind: "unavailable",
+          reason: status >= 500 ? "server_error" : "bad_response",
+          detail: `${endpoint.url}: HTTP ${status}`,
+        };
+        break;
+      }
+    }
+    return last;
+  }
+}
+
+function parseToken(body: string): KeystoneToken | undefined {
+  try {
+    const parsed = JSON.parse(body) as { token?: unknown };
+    const t = parsed.token;
+    if (typeof t !== "object" || t === null) return undefined;
+    const token = t as KeystoneToken;
+    if (typeof token.user !== "object" || typeof token.expires_at !== "string") return undefined;
+    return token;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The listener in front of the service.
+ *
+ * Owns: the per-request sequence — copy the client's headers minus hop-by-hop and minus
+ * every identity header (strip before set), take the tokens, ask the authenticator, then
+ * either answer (401, 503) or forward with the injected headers and `X-Forwarded-*`. It
+ * knows nothing about tokens beyond where they travel; a request can never crash the
+ * process: any unexpected error is a 500 and a log line.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { silentLogger, type Logger } from "../log.js";
+import { connectionListed, isHopByHop } from "./hop-by-hop.js";
+import type { ForwardOutcome, Forwarder } from "./forward.js";
+
+/** What the authenticator decided for one request. */
+export type AuthDecision =
+  | {
+      readonly kind: "forward";
+      /** Identity headers to add, `[name, value]`. */
+      readonly headers: readonly (readonly [string, string])[];
+      /** For metrics and logs: how the user token was settled. */
+      readonly outcome: string;
+    }
+  | {
+      readonly kind: "respond";
+      readonly status: number;
+      readonly headers: readonly (readonly [string, string])[];
+      readonly body: string;
+      readonly outcome: string;
+    };
+
+/** Settles a request's tokens. Must not throw; a throw is answered 500. */
+export interface RequestAuthenticator {
+  authenticate(
+    userToken: string | undefined,
+    serviceToken: string | undefined,
+  ): Promise<AuthDecision>;
+}
+
+export interface EdgeServerOptions {
+  readonly authenticator: RequestAuthenticator;
+  readonly forwarder: Forwarder;
+  /** Lower-case names never forwarded from the client (the identity headers). */
+  readonly isIdentityHeader: (lowerName: string) => boolean;
+  readonly logger?: Logger;
+  /** Called once per request when it is over. */
+  readonly onRequestDone?: (outcome: RequestOutcome) => void;
+}
+
+export interface RequestOutcome {
+  readonly auth: string;
+  readonly forward: ForwardOutcome["kind"] | "not_forwarded";
+  readonly status: number;
+  readonly durationMs: number;
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The outgoing request headers: the client's, minus hop-by-hop, identity and forwarding ones. */
+export function outgoingHeaders(
+  req: IncomingMessage,
+  isIdentityHeader: (n: string) => boolean,
+): string[] {
+  const raw = req.rawHeaders;
+  const listed = connectionListed(req.headers.connection);
+  const out: string[] = [];
+  let forwardedFor: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    const lower = name.toLowerCase();
+    if (isHopByHop(lower, listed) || isIdentityHeader(lower)) continue;
+    if (lower === "x-forwarded-for") {
+      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      continue;
+    }
+    if (lower === "x-forwarded-proto" || lower === "x-forwarded-host") continue;
+    out.push(name, value);
+  }
+  const client = req.socket.remoteAddress ?? "unknown";
+  out.push("X-Forwarded-For", forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
+  out.push("X-Forwarded-Proto", "encrypted" in req.socket ? "https" : "http");
+  const host = req.headers.host;
+  if (host !== undefined) out.push("X-Forwarded-Host", host);
+  return out;
+}
+
+export function createEdgeServer(options: EdgeServerOptions): Server {
+  const logger = options.logger ?? silentLogger;
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = performance.now();
+    const headers = outgoingHeaders(req, options.isIdentityHeader);
+    const userToken = single(req.headers["x-auth-token"]) ?? single(req.headers["x-storage-token"]);
+    const serviceToken = single(req.headers["x-service-token"]);
+    const decision = await options.authenticator.authenticate(userToken, serviceToken);
+    const done = (forward: RequestOutcome["forward"], status: number): void => {
+      options.onRequestDone?.({
+        auth: decision.outcome,
+        forward,
+        status,
+        durationMs: performance.now() - started,
+      });
+    };
+    if (decision.kind === "respond") {
+      req.resume(); // discard any body
+      res.writeHead(decision.status, [
+        ...decision.headers.flat(),
+        "Content-Length",
+        String(Buffer.byteLength(decision.body)),
+      ]);
+      res.end(decision.body);
+      done("not_forwarded", decision.status);
+      return;
+    }
+    for (const [name, value] of decision.headers) headers.push(name, value);
+    options.forwarder.forward(req, res, headers, (outcome) => {
+      done(outcome.kind, "status" in outcome ? outcome.status : 499);
+    });
+  };
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      logger.error("request failed unexpectedly", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+      if (!res.headersSent && !res.destroyed) {
+        res.writeHead(500, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            error: { code: 500, title: "Internal Server Error", message: "keystone-edge failed" },
+          }),
+        );
+      } else {
+        res.destroy();
+      }
+    });
+  });
+  server.on("clientError", (_error, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    else socket.destroy();
+  });
+  return server;
+}
