@@ -1,0 +1,72 @@
+/**
+ * The Prometheus metrics of the request path (first cut; the operations issue completes it).
+ *
+ * Owns: every metric's name, help and label set, registered on a registry that is passed
+ * in (never prom-client's global one). Labels are bounded enums and configured endpoint
+ * hosts: no token, user, project or raw path ever becomes a label.
+ */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export type ValidationSource = "l1" | "local_reject" | "negative" | "memcached" | "keystone";
+export type CacheTier = "l1" | "memcached";
+
+export class EdgeMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<"outcome" | "status_class">;
+  readonly validations: Counter<"source" | "result">;
+  readonly cacheLookups: Counter<"tier" | "result">;
+  readonly keystoneCalls: Histogram<"endpoint" | "outcome">;
+  readonly memcachedErrors: Counter<"kind">;
+
+  /** @param registry Default: a new registry with Node's default process metrics. */
+  constructor(registry?: Registry) {
+    this.registry = registry ?? new Registry();
+    if (!registry) collectDefaultMetrics({ register: this.registry, prefix: "keystone_edge_" });
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: "keystone_edge_requests_total",
+      help: "Requests handled, by outcome (valid, invalid, no_token, unavailable, delayed, …) and status class.",
+      labelNames: ["outcome", "status_class"],
+      registers,
+    });
+    this.validations = new Counter({
+      name: "keystone_edge_validations_total",
+      help: "Token validations by the tier that settled them and the result.",
+      labelNames: ["source", "result"],
+      registers,
+    });
+    this.cacheLookups = new Counter({
+      name: "keystone_edge_cache_lookups_total",
+      help: "Cache lookups per tier, hit or miss.",
+      labelNames: ["tier", "result"],
+      registers,
+    });
+    this.keystoneCalls = new Histogram({
+      name: "keystone_edge_keystone_call_duration_seconds",
+      help: "Calls to Keystone by endpoint host and outcome.",
+      labelNames: ["endpoint", "outcome"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.memcachedErrors = new Counter({
+      name: "keystone_edge_memcached_errors_total",
+      help: "memcached calls that failed (error, timeout, breaker_open, auth_failure).",
+      labelNames: ["kind"],
+      registers,
+    });
+  }
+
+  /** A bounded label for an endpoint URL: its host, never credentials or paths. */
+  static endpointLabel(url: string): string {
+    try {
+      return new URL(url).host;
+    } catch {
+      return "invalid";
+    }
+  }
+}
+
+/** `2xx`, `4xx`, … */
+export function statusClass(status: number): string {
+  return `${String(Math.floor(status / 100))}xx`;
+}
