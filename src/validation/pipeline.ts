@@ -1,0 +1,123 @@
+/**
+ * The validation tiers, in order: in-process cache → local Fernet decode → memcached →
+ * Keystone.
+ *
+ * Owns: what a token is worth, and which tier settled it. A malformed, forged or expired
+ * token is refused by local decryption and remembered briefly, with no call to Keystone
+ * (keystonemiddleware sends every garbage token to Keystone). Concurrent misses for one
+ * token share one Keystone call. A positive answer lives `min(token_cache_time,
+ * expires_at − now)`; an unreachable Keystone caches nothing.
+ */
+import { silentLogger, tokenHash, type Logger } from "../log.js";
+import type { TokenDecoder } from "../token/decoder.js";
+import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneVerdict } from "../keystone/validate.js";
+import { systemClock, type Clock } from "../units.js";
+import { SingleFlight } from "./single-flight.js";
+
+/** What the caches answer for a token. */
+export type CachedVerdict =
+  | { readonly kind: "positive"; readonly token: KeystoneToken }
+  | { readonly kind: "negative"; readonly code: string };
+
+/** The cache tiers, as the pipeline uses them. */
+export interface ValidationCache {
+  /** The in-process tier: synchronous, no I/O. */
+  peek(token: string): CachedVerdict | undefined;
+  /** The shared tier (memcached); any failure is a miss. */
+  fetch(token: string): Promise<KeystoneToken | undefined>;
+  storePositive(token: string, value: KeystoneToken, expiresAtMs: number): void;
+  storeNegative(token: string, code: string): void;
+}
+
+/** Who settled a token. */
+export type Verdict =
+  | {
+      readonly kind: "valid";
+      readonly token: KeystoneToken;
+      readonly source: "l1" | "memcached" | "keystone";
+    }
+  | {
+      readonly kind: "invalid";
+      readonly code: string;
+      readonly source: "local_reject" | "negative" | "keystone";
+    }
+  | { readonly kind: "unavailable"; readonly reason: string };
+
+export interface PipelineOptions {
+  readonly decoder: TokenDecoder;
+  readonly cache: ValidationCache;
+  readonly keystone: { validate(token: string): Promise<KeystoneVerdict> };
+  /** Longest a positive answer is cached, seconds (`cache.token_cache_time`). */
+  readonly tokenCacheTimeSeconds: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Called once per validation with the tier and result. */
+  readonly observe?: (verdict: Verdict) => void;
+}
+
+export class ValidationPipeline {
+  private readonly inFlight = new SingleFlight<string, Verdict>();
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: PipelineOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  async validate(token: string): Promise<Verdict> {
+    const verdict = await this.settle(token);
+    this.options.observe?.(verdict);
+    return verdict;
+  }
+
+  private async settle(token: string): Promise<Verdict> {
+    const { cache } = this.options;
+    const cached = cache.peek(token);
+    if (cached?.kind === "positive") return { kind: "valid", token: cached.token, source: "l1" };
+    if (cached?.kind === "negative")
+      return { kind: "invalid", code: cached.code, source: "negative" };
+
+    const local = this.options.decoder.decode(token);
+    if (local.status !== "valid") {
+      cache.storeNegative(token, local.error.code);
+      return { kind: "invalid", code: local.error.code, source: "local_reject" };
+    }
+    const localUserId = local.token.payload.userId;
+    const expiresAtMs = local.token.expiresAtSeconds * 1000;
+
+    const shared = await cache.fetch(token);
+    if (shared && shared.user.id === localUserId) {
+      cache.storePositive(token, shared, this.positiveUntilMs(expiresAtMs));
+      return { kind: "valid", token: shared, source: "memcached" };
+    }
+
+    return this.inFlight.run(token, async () => {
+      const answer = await this.options.keystone.validate(token);
+      switch (answer.kind) {
+        case "valid": {
+          if (answer.token.user.id !== localUserId) {
+            // Keystone and the token disagree on who this is: never trust either blindly.
+            this.logger.error("Keystone's answer does not match the token's own user", {
+              token: tokenHash(token),
+              endpoint: answer.endpoint,
+            });
+            return { kind: "unavailable", reason: "inconsistent_answer" };
+          }
+          cache.storePositive(token, answer.token, this.positiveUntilMs(expiresAtMs));
+          return { kind: "valid", token: answer.token, source: "keystone" };
+        }
+        case "invalid":
+          cache.storeNegative(token, "not_found");
+          return { kind: "invalid", code: "not_found", source: "keystone" };
+        case "unavailable":
+          return { kind: "unavailable", reason: answer.reason };
+      }
+    });
+  }
+
+  private positiveUntilMs(expiresAtMs: number): number {
+    return Math.min(expiresAtMs, this.clock.nowMs() + this.options.tokenCacheTimeSeconds * 1000);
+  }
+}

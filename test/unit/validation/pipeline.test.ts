@@ -1,0 +1,178 @@
+import { describe, expect, it } from "vitest";
+import { staticKeyRing } from "../../../src/fernet/key-ring.js";
+import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneVerdict } from "../../../src/keystone/validate.js";
+import { TokenDecoder } from "../../../src/token/decoder.js";
+import { fixedClock, type EpochMicros } from "../../../src/units.js";
+import {
+  ValidationPipeline,
+  type CachedVerdict,
+  type ValidationCache,
+} from "../../../src/validation/pipeline.js";
+import { makeRing } from "../helpers.js";
+
+const NOW_MS = 1_900_000_000_000;
+const { ring } = makeRing([0, 1]);
+const decoder = new TokenDecoder({ keys: staticKeyRing(ring), clock: fixedClock(NOW_MS) });
+
+function mint(userId: string, expiresInSeconds = 3600): string {
+  return decoder.mint({
+    kind: "project",
+    version: 2,
+    userId,
+    methods: ["password"],
+    auditIds: ["GGgSgA3DRS-CUo4CYEd1cA"],
+    projectId: "p1",
+    expiresAtMicros: ((NOW_MS / 1000 + expiresInSeconds) * 1e6) as EpochMicros,
+  });
+}
+
+function body(userId: string): KeystoneToken {
+  return {
+    methods: ["password"],
+    user: { id: userId, name: "u", domain: { id: "default", name: "Default" } },
+    audit_ids: ["GGgSgA3DRS-CUo4CYEd1cA"],
+    expires_at: "2030-03-17T18:46:40.000000Z",
+    issued_at: "2030-03-17T17:46:40.000000Z",
+    project: { id: "p1", name: "p", domain: { id: "default", name: "Default" } },
+    roles: [{ id: "r", name: "member" }],
+  };
+}
+
+class FakeCache implements ValidationCache {
+  readonly l1 = new Map<string, CachedVerdict>();
+  readonly shared = new Map<string, KeystoneToken>();
+  readonly positiveUntil = new Map<string, number>();
+  peek(token: string) {
+    return this.l1.get(token);
+  }
+  fetch(token: string) {
+    return Promise.resolve(this.shared.get(token));
+  }
+  storePositive(token: string, value: KeystoneToken, expiresAtMs: number) {
+    this.l1.set(token, { kind: "positive", token: value });
+    this.positiveUntil.set(token, expiresAtMs);
+  }
+  storeNegative(token: string, code: string) {
+    this.l1.set(token, { kind: "negative", code });
+  }
+}
+
+function setup(answer: (token: string) => Promise<KeystoneVerdict>) {
+  const cache = new FakeCache();
+  let calls = 0;
+  const pipeline = new ValidationPipeline({
+    decoder,
+    cache,
+    tokenCacheTimeSeconds: 300,
+    clock: fixedClock(NOW_MS),
+    keystone: {
+      validate: (t) => {
+        calls++;
+        return answer(t);
+      },
+    },
+  });
+  return { cache, pipeline, calls: () => calls };
+}
+
+describe("ValidationPipeline", () => {
+  it("refuses garbage and forged tokens locally, then from the negative cache, never asking Keystone", async () => {
+    const s = setup(() => Promise.reject(new Error("must not be called")));
+    const forged = new TokenDecoder({ keys: staticKeyRing(makeRing([7]).ring) }).mint({
+      kind: "unscoped",
+      version: 0,
+      userId: "u",
+      methods: [],
+      auditIds: ["GGgSgA3DRS-CUo4CYEd1cA"],
+      expiresAtMicros: ((NOW_MS / 1000 + 60) * 1e6) as EpochMicros,
+    });
+    for (const token of ["garbage", forged, mint("u", -10)]) {
+      const first = await s.pipeline.validate(token);
+      expect(first).toMatchObject({ kind: "invalid", source: "local_reject" });
+      expect(await s.pipeline.validate(token)).toMatchObject({
+        kind: "invalid",
+        source: "negative",
+      });
+    }
+    expect(s.calls()).toBe(0);
+  });
+
+  it("asks Keystone once for a hundred concurrent requests with one new token, then serves from cache", async () => {
+    let release: (v: KeystoneVerdict) => void = () => undefined;
+    const s = setup(() => new Promise((r) => (release = r)));
+    const token = mint("u1");
+    const pending = Array.from({ length: 100 }, () => s.pipeline.validate(token));
+    await new Promise((r) => setTimeout(r, 10));
+    release({ kind: "valid", token: body("u1"), endpoint: "k" });
+    const verdicts = await Promise.all(pending);
+    expect(s.calls()).toBe(1);
+    expect(verdicts.every((v) => v.kind === "valid" && v.source === "keystone")).toBe(true);
+    expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "l1" });
+    expect(s.calls()).toBe(1);
+  });
+
+  it("caches a positive answer for min(token_cache_time, expires_at - now)", async () => {
+    const s = setup((t) =>
+      Promise.resolve({ kind: "valid", token: body(t === long ? "u" : "u"), endpoint: "k" }),
+    );
+    const long = mint("u", 3600);
+    const short = mint("u", 60);
+    await s.pipeline.validate(long);
+    await s.pipeline.validate(short);
+    expect(s.cache.positiveUntil.get(long)).toBe(NOW_MS + 300_000);
+    expect(s.cache.positiveUntil.get(short)).toBe(NOW_MS + 60_000);
+  });
+
+  it("takes a memcached hit without asking Keystone", async () => {
+    const s = setup(() => Promise.reject(new Error("must not be called")));
+    const token = mint("u2");
+    s.cache.shared.set(token, body("u2"));
+    expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "memcached" });
+    expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "l1" });
+  });
+
+  it("ignores a memcached entry for another user", async () => {
+    const s = setup(() => Promise.resolve({ kind: "valid", token: body("u3"), endpoint: "k" }));
+    const token = mint("u3");
+    s.cache.shared.set(token, body("someone-else"));
+    expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "keystone" });
+  });
+
+  it("remembers Keystone's 'not found' and caches nothing when Keystone is away", async () => {
+    const invalid = setup(() => Promise.resolve({ kind: "invalid", endpoint: "k" }));
+    const revoked = mint("u4");
+    expect(await invalid.pipeline.validate(revoked)).toMatchObject({
+      kind: "invalid",
+      source: "keystone",
+    });
+    expect(await invalid.pipeline.validate(revoked)).toMatchObject({
+      kind: "invalid",
+      source: "negative",
+    });
+    expect(invalid.calls()).toBe(1);
+
+    const away = setup(() =>
+      Promise.resolve({ kind: "unavailable", reason: "timeout", detail: "" }),
+    );
+    const token = mint("u5");
+    expect(await away.pipeline.validate(token)).toMatchObject({
+      kind: "unavailable",
+      reason: "timeout",
+    });
+    expect(await away.pipeline.validate(token)).toMatchObject({ kind: "unavailable" });
+    expect(away.calls()).toBe(2);
+    expect(away.cache.l1.size).toBe(0);
+  });
+
+  it("refuses to trust a Keystone answer about another user", async () => {
+    const s = setup(() =>
+      Promise.resolve({ kind: "valid", token: body("mallory"), endpoint: "k" }),
+    );
+    expect(await s.pipeline.validate(mint("alice"))).toMatchObject({
+      kind: "unavailable",
+      reason: "inconsistent_answer",
+    });
+    expect(s.cache.l1.size).toBe(0);
+  });
+});
