@@ -103,7 +103,7 @@ export class KeystoneEndpoint {
 
   private async once(options: CallOptions, started: number): Promise<CallOutcome> {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-    const remaining = Math.max(1, timeoutMs - (performance.now() - started));
+    const remaining = Math.max(1, Math.floor(timeoutMs - (performance.now() - started)));
     const signal = AbortSignal.timeout(remaining);
     try {
       const response = await this.pool.request({
