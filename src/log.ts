@@ -2,10 +2,11 @@
  * Structured logging.
  *
  * Owns: the logger interface every module takes (never a global), and the JSON-lines
- * implementation that writes to stderr. Callers must never pass a token or a secret in
+ * implementation (pino). Callers must never pass a token or a secret in
  * `fields`: log `tokenHash()` of a token instead.
  */
 import { createHash } from "node:crypto";
+import pino from "pino";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFields = Readonly<Record<string, unknown>>;
@@ -17,36 +18,45 @@ export interface Logger {
   error(message: string, fields?: LogFields): void;
 }
 
-const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-
 /** Options of {@link jsonLogger}. */
 export interface JsonLoggerOptions {
   /** Lowest level written. Default `"info"`. */
   readonly level?: LogLevel;
-  /** Where lines go. Default `process.stderr`. */
+  /** Where lines go: a file descriptor. Default 1 (stdout). */
+  readonly fd?: number;
+  /** Receives each line instead of a file descriptor (tests). */
   readonly write?: (line: string) => void;
 }
 
-/** A logger writing one JSON object per line: `{"ts", "level", "msg", ...fields}`. */
+/**
+ * A logger writing one JSON object per line (pino): `{"level", "time", "msg", ...fields}`.
+ * Asynchronous, buffered writes keep logging off the request path's critical section.
+ */
 export function jsonLogger(options: JsonLoggerOptions = {}): Logger {
-  const min = rank[options.level ?? "info"];
-  const write = options.write ?? ((line: string) => process.stderr.write(line));
-  const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
-    if (rank[level] < min) return;
-    write(JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields }) + "\n");
-  };
+  const destination = options.write
+    ? { write: options.write }
+    : pino.destination({ fd: options.fd ?? 1, sync: false });
+  const base = pino(
+    {
+      level: options.level ?? "info",
+      base: { name: "keystone-edge" },
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    destination,
+  );
   return {
     debug: (m, f) => {
-      emit("debug", m, f);
+      base.debug(f ?? {}, m);
     },
     info: (m, f) => {
-      emit("info", m, f);
+      base.info(f ?? {}, m);
     },
     warn: (m, f) => {
-      emit("warn", m, f);
+      base.warn(f ?? {}, m);
     },
     error: (m, f) => {
-      emit("error", m, f);
+      base.error(f ?? {}, m);
     },
   };
 }

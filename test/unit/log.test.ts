@@ -1,0 +1,28 @@
+import { describe, expect, it } from "vitest";
+import { jsonLogger, tokenHash } from "../../src/log.js";
+
+describe("logging", () => {
+  it("writes one JSON object per line with level, time, message and fields", () => {
+    const lines: string[] = [];
+    const log = jsonLogger({ write: (l) => lines.push(l), level: "info" });
+    log.debug("hidden");
+    log.warn("key repository reload failed", { code: "key_repository_empty" });
+    expect(lines).toHaveLength(1);
+    const entry = JSON.parse(lines[0] ?? "") as Record<string, unknown>;
+    expect(entry).toMatchObject({
+      level: "warn",
+      msg: "key repository reload failed",
+      code: "key_repository_empty",
+    });
+    expect(typeof entry.time).toBe("string");
+  });
+
+  it("names a token by a short hash that does not contain it", () => {
+    const token = "gAAAAABpSecretTokenMaterial";
+    const h = tokenHash(token);
+    expect(h).toMatch(/^[0-9a-f]{12}$/);
+    expect(token).not.toContain(h);
+    expect(tokenHash(token)).toBe(h);
+    expect(tokenHash(token + "x")).not.toBe(h);
+  });
+});
