@@ -12,9 +12,10 @@ import { ExitStatus } from "../errors.js";
 import { processIO, type Command, type CommandIO } from "./command.js";
 import { checkConfig } from "./check-config.js";
 import { keysStatus } from "./keys-status.js";
+import { serve } from "./serve.js";
 import { tokenDecode } from "./token-decode.js";
 
-export const commands: readonly Command[] = [tokenDecode, keysStatus, checkConfig];
+export const commands: readonly Command[] = [serve, tokenDecode, keysStatus, checkConfig];
 
 function version(): string {
   const pkg = JSON.parse(

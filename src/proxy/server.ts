@@ -8,6 +8,7 @@
  * process: any unexpected error is a 500 and a log line.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { wireHeaderValue } from "../contract/wire.js";
 import { silentLogger, type Logger } from "../log.js";
 import { connectionListed, isHopByHop } from "./hop-by-hop.js";
 import type { ForwardOutcome, Forwarder } from "./forward.js";
@@ -29,11 +30,18 @@ export type AuthDecision =
       readonly outcome: string;
     };
 
+/** What the authenticator sees of a request besides its tokens. */
+export interface RequestInfo {
+  /** The `Accept` header: error bodies follow it, as webob's do. */
+  readonly accept: string | undefined;
+}
+
 /** Settles a request's tokens. Must not throw; a throw is answered 500. */
 export interface RequestAuthenticator {
   authenticate(
     userToken: string | undefined,
     serviceToken: string | undefined,
+    request: RequestInfo,
   ): Promise<AuthDecision>;
 }
 
@@ -94,7 +102,9 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
     const headers = outgoingHeaders(req, options.isIdentityHeader);
     const userToken = single(req.headers["x-auth-token"]) ?? single(req.headers["x-storage-token"]);
     const serviceToken = single(req.headers["x-service-token"]);
-    const decision = await options.authenticator.authenticate(userToken, serviceToken);
+    const decision = await options.authenticator.authenticate(userToken, serviceToken, {
+      accept: single(req.headers.accept),
+    });
     const done = (forward: RequestOutcome["forward"], status: number): void => {
       options.onRequestDone?.({
         auth: decision.outcome,
@@ -105,16 +115,20 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
     };
     if (decision.kind === "respond") {
       req.resume(); // discard any body
-      res.writeHead(decision.status, [
-        ...decision.headers.flat(),
-        "Content-Length",
-        String(Buffer.byteLength(decision.body)),
-      ]);
+      const flat: string[] = decision.headers.flat();
+      if (!decision.headers.some(([n]) => n.toLowerCase() === "content-length")) {
+        flat.push("Content-Length", String(Buffer.byteLength(decision.body)));
+      }
+      res.writeHead(decision.status, flat);
       res.end(decision.body);
       done("not_forwarded", decision.status);
       return;
     }
-    for (const [name, value] of decision.headers) headers.push(name, value);
+    for (const [name, value] of decision.headers) {
+      // Values above U+00FF go as UTF-8 bytes; a value with CR/LF could split headers: dropped.
+      const wire = wireHeaderValue(value);
+      if (wire !== undefined) headers.push(name, wire);
+    }
     options.forwarder.forward(req, res, headers, (outcome) => {
       done(outcome.kind, "status" in outcome ? outcome.status : 499);
     });

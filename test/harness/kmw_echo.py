@@ -16,7 +16,10 @@ from keystonemiddleware import auth_token
 def echo(environ, start_response):
     headers = {}
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
+        # auth_token assigns None to headers that do not apply (X-Domain-Id on a project
+        # token, ...); a service reading them sees "absent", and over HTTP absent is all
+        # there is. So None is left out, as an absent header.
+        if key.startswith("HTTP_") and value is not None:
             headers[key[5:].replace("_", "-").lower()] = value
     body = json.dumps({
         "method": environ["REQUEST_METHOD"],

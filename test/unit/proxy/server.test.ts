@@ -172,6 +172,33 @@ describe("edge server", () => {
     }
   });
 
+  it("sends values beyond Latin-1 as UTF-8 bytes and drops a value that could split headers", async () => {
+    const e = await edge({
+      authenticate: () =>
+        Promise.resolve({
+          kind: "forward",
+          headers: [
+            ["X-Project-Name", "研究"],
+            ["X-User-Name", "Jürgen"],
+            ["X-Domain-Name", "evil\r\nX-Roles: admin"],
+          ],
+          outcome: "valid",
+        }),
+    });
+    try {
+      expect((await send(e.port, {})).status).toBe(200);
+      const got = seen[0]?.headers;
+      expect(Buffer.from(got?.["x-project-name"] as string, "latin1").toString("utf8")).toBe(
+        "研究",
+      );
+      expect(got?.["x-user-name"]).toBe(Buffer.from("Jürgen", "latin1").toString("latin1"));
+      expect(got?.["x-domain-name"]).toBeUndefined();
+      expect(got?.["x-roles"]).toBeUndefined();
+    } finally {
+      await e.close();
+    }
+  });
+
   it("answers without calling the service when validation says so", async () => {
     const e = await edge({
       authenticate: () =>

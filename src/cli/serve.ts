@@ -1,0 +1,95 @@
+/**
+ * `keystone-edge serve`: run the edge.
+ *
+ * Owns: the process lifecycle — load and validate the configuration once, start, log as
+ * JSON, and on SIGTERM/SIGINT stop accepting, let requests in flight finish (up to
+ * `--grace`), close everything and exit 0. A configuration or key repository that cannot be
+ * used stops start-up with exit 2 and a message naming the option or file.
+ */
+import { createCacheFactory } from "../cache/factory.js";
+import { loadConfig } from "../config/load.js";
+import { startEdge } from "../edge.js";
+import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
+import { jsonLogger, type LogLevel } from "../log.js";
+import { parseCommandArgs, type Command } from "./command.js";
+
+const help = `Usage: keystone-edge serve --config FILE [--log-level LEVEL] [--grace SECONDS]
+
+Runs keystone-edge: validates every request's X-Auth-Token / X-Service-Token (in-process
+cache, local Fernet decryption, memcached, then Keystone) and forwards it to the upstream
+service with the headers keystonemiddleware's auth_token would set. Metrics, /healthz and
+/readyz are on admin_listen. Logs are JSON lines on stdout.
+
+Options:
+  --config FILE        the YAML configuration (see docs/configuration.md)
+  --log-level LEVEL    debug, info, warn or error (default info)
+  --grace SECONDS      on SIGTERM, how long requests in flight may take (default 10)
+  -h, --help           show this help
+
+Exit status: 0 after a clean shutdown; 2 when the configuration or the key repository
+cannot be used (the message names the option or file).
+`;
+
+export const serve: Command = {
+  path: ["serve"],
+  summary: "run the edge in front of one OpenStack service",
+  help,
+  async run(args, io) {
+    const parsed = (() => {
+      try {
+        return parseCommandArgs(
+          args,
+          {
+            config: { type: "string" },
+            "log-level": { type: "string" },
+            grace: { type: "string" },
+          },
+          false,
+        );
+      } catch (error) {
+        return error as EdgeError;
+      }
+    })();
+    if (parsed instanceof EdgeError) {
+      io.stderr(`keystone-edge serve: ${parsed.message}\n`);
+      return exitStatusFor(parsed);
+    }
+    if (parsed.kind === "help") {
+      io.stdout(help);
+      return ExitStatus.ok;
+    }
+    const level = parsed.values["log-level"] ?? "info";
+    const graceText = parsed.values.grace ?? "10";
+    const file = parsed.values.config;
+    try {
+      if (typeof file !== "string") throw new UsageError("--config FILE is required");
+      if (typeof level !== "string" || !["debug", "info", "warn", "error"].includes(level)) {
+        throw new UsageError("--log-level must be debug, info, warn or error");
+      }
+      const grace = Number(graceText);
+      if (!Number.isFinite(grace) || grace < 0)
+        throw new UsageError("--grace must be a number of seconds");
+      const logger = jsonLogger({ level: level as LogLevel });
+      const config = loadConfig(file);
+      const edge = await startEdge(config, { logger, cache: createCacheFactory() });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals): void => {
+          logger.info("shutting down", { signal, grace_seconds: grace });
+          process.off("SIGTERM", stop);
+          process.off("SIGINT", stop);
+          void edge.close(grace * 1000).then(resolve);
+        };
+        process.on("SIGTERM", stop);
+        process.on("SIGINT", stop);
+      });
+      logger.info("stopped");
+      return ExitStatus.ok;
+    } catch (error) {
+      if (error instanceof EdgeError) {
+        io.stderr(`keystone-edge serve: ${error.message}\n`);
+        return exitStatusFor(error);
+      }
+      throw error;
+    }
+  },
+};

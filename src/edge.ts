@@ -1,0 +1,185 @@
+/**
+ * The composition root: one running keystone-edge from one validated configuration.
+ *
+ * Owns: building every part in dependency order (key repository → token decoder → Keystone
+ * endpoints, service token, validator → caches → validation pipeline → authenticator →
+ * forwarder → listeners), wiring metrics and logs into each, and closing them in reverse.
+ * Nothing here runs per request.
+ */
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { EdgeMetrics, statusClass } from "./admin/metrics.js";
+import { createAdminServer } from "./admin/admin-server.js";
+import type { Config } from "./config/schema.js";
+import { parseListenAddress } from "./config/schema.js";
+import { isIdentityHeader } from "./contract/strip.js";
+import { KeyRepository } from "./fernet/key-repository.js";
+import { KeystoneEndpoint } from "./keystone/endpoint.js";
+import { ServiceToken } from "./keystone/service-token.js";
+import { KeystoneValidator } from "./keystone/validate.js";
+import { silentLogger, type Logger } from "./log.js";
+import { Forwarder } from "./proxy/forward.js";
+import { createEdgeServer } from "./proxy/server.js";
+import { TokenDecoder } from "./token/decoder.js";
+import { EdgeAuthenticator } from "./validation/authenticator.js";
+import { ValidationPipeline, type ValidationCache } from "./validation/pipeline.js";
+
+/** A cache implementation for the pipeline, with a way to let go of its connections. */
+export type CacheFactory = (
+  config: Readonly<Config>,
+  metrics: EdgeMetrics,
+  logger: Logger,
+) => ValidationCache & {
+  close(): Promise<void> | void;
+};
+
+export interface EdgeDependencies {
+  readonly logger?: Logger;
+  readonly metrics?: EdgeMetrics;
+  readonly cache: CacheFactory;
+}
+
+export interface RunningEdge {
+  /** Where the proxy listens (the OS's port when the config said 0). */
+  readonly address: { host: string; port: number };
+  readonly adminAddress: { host: string; port: number };
+  readonly metrics: EdgeMetrics;
+  readonly keys: KeyRepository;
+  readonly serviceToken: ServiceToken;
+  /** Stops accepting, waits up to `graceMs` for requests in flight, closes everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+function listen(server: Server, hostPort: string): Promise<{ host: string; port: number }> {
+  const parsed = parseListenAddress(hostPort);
+  if (!parsed) throw new Error(`invalid listen address ${hostPort}`);
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(parsed.port, parsed.host, () => {
+      server.off("error", reject);
+      const a = server.address() as AddressInfo;
+      resolve({ host: a.address, port: a.port });
+    });
+  });
+}
+
+/** Starts keystone-edge. Refuses to start when the key repository does not load. */
+export async function startEdge(
+  config: Readonly<Config>,
+  deps: EdgeDependencies,
+): Promise<RunningEdge> {
+  const logger = deps.logger ?? silentLogger;
+  const metrics = deps.metrics ?? new EdgeMetrics();
+  const keys = await KeyRepository.open({ directory: config.fernet.key_repository, logger });
+  const decoder = new TokenDecoder({
+    keys,
+    authMethods: config.fernet.auth_methods,
+    defaultDomainId: config.fernet.default_domain_id,
+  });
+  const k = config.keystone;
+  const endpoints = (k.endpoints ?? [k.www_authenticate_uri]).map(
+    (url) =>
+      new KeystoneEndpoint({
+        url,
+        timeoutMs: k.timeout_ms,
+        cafile: k.cafile,
+        certfile: k.certfile,
+        keyfile: k.keyfile,
+        insecure: k.insecure,
+      }),
+  );
+  const serviceToken = new ServiceToken({ auth: k.auth, endpoints: () => endpoints, logger });
+  void serviceToken.refresh();
+  const validator = new KeystoneValidator({
+    endpoints: () => endpoints,
+    serviceToken,
+    includeCatalog: config.auth_token.include_service_catalog,
+    logger,
+    observe: (endpoint, outcome, latencyMs) => {
+      metrics.keystoneCalls.observe(
+        { endpoint: EdgeMetrics.endpointLabel(endpoint), outcome },
+        latencyMs / 1000,
+      );
+    },
+  });
+  const cache = deps.cache(config, metrics, logger);
+  const pipeline = new ValidationPipeline({
+    decoder,
+    cache,
+    keystone: validator,
+    tokenCacheTimeSeconds: config.cache.token_cache_time,
+    logger,
+    observe: (v) => {
+      metrics.validations.inc({
+        source: v.kind === "unavailable" ? "keystone" : v.source,
+        result: v.kind,
+      });
+    },
+  });
+  const authenticator = new EdgeAuthenticator({
+    validate: (t) => pipeline.validate(t),
+    delayAuthDecision: config.auth_token.delay_auth_decision,
+    wwwAuthenticateUri: k.www_authenticate_uri,
+    includeServiceCatalog: config.auth_token.include_service_catalog,
+    serviceTokenRoles: config.auth_token.service_token_roles,
+    serviceTokenRolesRequired: config.auth_token.service_token_roles_required,
+  });
+  const forwarder = new Forwarder({
+    upstream: config.upstream,
+    wwwAuthenticate: `Keystone uri="${k.www_authenticate_uri}"`,
+  });
+  const server = createEdgeServer({
+    authenticator,
+    forwarder,
+    isIdentityHeader,
+    logger,
+    onRequestDone: (o) => {
+      metrics.requests.inc({ outcome: o.auth, status_class: statusClass(o.status) });
+    },
+  });
+  const admin = createAdminServer({
+    registry: metrics.registry,
+    readiness: [
+      {
+        name: "keys",
+        check: () => ({ ok: keys.current().size > 0, detail: `${keys.current().size} keys` }),
+      },
+      {
+        name: "service_token",
+        check: () => {
+          const s = serviceToken.snapshot();
+          return s.kind === "valid"
+            ? { ok: true }
+            : { ok: false, detail: s.lastError ?? "not yet" };
+        },
+      },
+      { name: "upstream", check: () => ({ ok: true, detail: config.upstream }) },
+    ],
+  });
+  const address = await listen(server, config.listen);
+  const adminAddress = await listen(admin, config.admin_listen);
+  logger.info("keystone-edge listening", {
+    listen: `${address.host}:${address.port}`,
+    admin: `${adminAddress.host}:${adminAddress.port}`,
+    upstream: config.upstream,
+    keys: keys.current().size,
+  });
+  return {
+    address,
+    adminAddress,
+    metrics,
+    keys,
+    serviceToken,
+    async close(graceMs = 10_000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, graceMs).unref())]);
+      server.closeAllConnections();
+      admin.closeAllConnections();
+      admin.close();
+      keys.close();
+      serviceToken.close();
+      await Promise.all([forwarder.close(), ...endpoints.map((e) => e.close()), cache.close()]);
+    },
+  };
+}

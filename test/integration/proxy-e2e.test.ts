@@ -1,0 +1,253 @@
+/**
+ * keystone-edge against the reference, end to end: the same requests, with tokens of every
+ * kind from the real Keystone, go to Debian's keystonemiddleware (around an echo app) and to
+ * keystone-edge (in front of an echo service). What the two apps receive, and the statuses,
+ * must be the same.
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createCacheFactory } from "../../src/cache/factory.js";
+import { validateConfig } from "../../src/config/load.js";
+import { IDENTITY_HEADERS } from "../../src/contract/strip.js";
+import { startEdge, type RunningEdge } from "../../src/edge.js";
+import { generateFernetKeyText, parseFernetKey } from "../../src/fernet/envelope.js";
+import { readKeyRepository } from "../../src/fernet/key-repository.js";
+import { KeyRing, staticKeyRing } from "../../src/fernet/key-ring.js";
+import { TokenDecoder } from "../../src/token/decoder.js";
+import { randomAuditId } from "../../src/token/payload.js";
+import type { EpochMicros } from "../../src/units.js";
+import { issueToken } from "../harness/client.js";
+import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
+import { createFixtures, type Fixtures } from "../harness/fixtures.js";
+import { startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
+
+const keystone = inject("keystone");
+let fixtures: Fixtures;
+let kmw: KmwHandle;
+let echo: EchoUpstream;
+let edge: RunningEdge;
+let edgeUrl = "";
+
+beforeAll(async () => {
+  fixtures = await createFixtures(keystone);
+  const svc = fixtures.serviceUser;
+  kmw = await startKeystonemiddleware({
+    auth_type: "password",
+    auth_url: keystone.url,
+    www_authenticate_uri: keystone.url,
+    username: svc.name,
+    password: svc.password,
+    project_name: svc.project,
+    user_domain_id: "default",
+    project_domain_id: "default",
+    service_token_roles_required: true,
+  });
+  echo = await startEchoUpstream();
+  const config = validateConfig({
+    listen: "127.0.0.1:0",
+    upstream: echo.url,
+    admin_listen: "127.0.0.1:0",
+    keystone: {
+      www_authenticate_uri: keystone.url,
+      auth: {
+        type: "password",
+        username: svc.name,
+        password: svc.password,
+        user_domain_id: "default",
+        project_name: svc.project,
+        project_domain_id: "default",
+      },
+      timeout_ms: 10_000,
+    },
+    fernet: { key_repository: keystone.keyRepository, auth_methods: keystone.authMethods },
+  });
+  edge = await startEdge(config, { cache: createCacheFactory() });
+  edgeUrl = `http://127.0.0.1:${edge.address.port}`;
+  await edge.serviceToken.ensure();
+}, 300_000);
+
+afterAll(async () => {
+  await edge.close(1_000);
+  await echo.stop();
+  await kmw.stop();
+});
+
+interface Seen {
+  status: number;
+  identity: Record<string, string>;
+  wwwAuthenticate: string | null;
+}
+
+/** The identity headers an app received (lower-case names), roles sorted. */
+function identityOf(
+  headers: Record<string, string | string[] | undefined>,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (!IDENTITY_HEADERS.has(name) || value === undefined) continue;
+    const text = Array.isArray(value) ? value.join(",") : value;
+    out[name] = /(^|-)roles?$/.test(name) ? text.split(",").sort().join(",") : text;
+  }
+  return out;
+}
+
+async function through(base: string, headers: Record<string, string>): Promise<Seen> {
+  const res = await fetch(`${base}/v2.1/servers?all_tenants=1`, { headers });
+  const text = await res.text();
+  let identity: Record<string, string> = {};
+  if (res.status === 200) {
+    const body = JSON.parse(text) as { headers: Record<string, string> };
+    identity = identityOf(body.headers);
+  }
+  return { status: res.status, identity, wwwAuthenticate: res.headers.get("www-authenticate") };
+}
+
+async function both(headers: Record<string, string>): Promise<[Seen, Seen]> {
+  return [await through(kmw.url, headers), await through(edgeUrl, headers)];
+}
+
+function keystoneCalls(): Promise<number> {
+  return edge.metrics.keystoneCalls
+    .get()
+    .then((m) =>
+      m.values.filter((v) => v.metricName?.endsWith("_count")).reduce((a, v) => a + v.value, 0),
+    );
+}
+
+const userKinds = [
+  "project",
+  "projectOtherDomain",
+  "domain",
+  "system",
+  "unscoped",
+  "rescoped",
+  "applicationCredential",
+  "trust",
+] as const;
+
+describe("keystone-edge gives the service what keystonemiddleware gives it", () => {
+  it.each(userKinds)("%s token", async (kind) => {
+    const [reference, ours] = await both({ "X-Auth-Token": fixtures.tokens[kind] });
+    expect(ours.status).toBe(reference.status);
+    expect(ours.identity).toEqual(reference.identity);
+    expect(Object.keys(ours.identity).length).toBeGreaterThan(5);
+  });
+
+  it("a user token with a service token", async () => {
+    const headers = {
+      "X-Auth-Token": fixtures.tokens.project,
+      "X-Service-Token": fixtures.tokens.service,
+    };
+    const [reference, ours] = await both(headers);
+    expect(ours.status).toBe(reference.status);
+    expect(ours.identity).toEqual(reference.identity);
+    expect(ours.identity["x-service-identity-status"]).toBe("Confirmed");
+  });
+
+  it("a service token without the service role does not count", async () => {
+    const headers = {
+      "X-Auth-Token": fixtures.tokens.project,
+      "X-Service-Token": fixtures.tokens.domain,
+    };
+    const [reference, ours] = await both(headers);
+    expect(reference.status).toBe(401);
+    expect(ours.status).toBe(401);
+  });
+
+  it("a service token alone", async () => {
+    const [reference, ours] = await both({ "X-Service-Token": fixtures.tokens.service });
+    expect(ours.status).toBe(reference.status);
+    expect(ours.wwwAuthenticate).toBe(reference.wwwAuthenticate);
+  });
+
+  it("no token, garbage, forged, expired and revoked tokens get the same 401", async () => {
+    const keys = staticKeyRing(await readKeyRepository(keystone.keyRepository));
+    const payload = {
+      kind: "project",
+      version: 2,
+      userId: "0123456789abcdef0123456789abcdef",
+      methods: ["password"],
+      auditIds: [randomAuditId()],
+      projectId: "0123456789abcdef0123456789abcdef",
+    } as const;
+    const expired = new TokenDecoder({ keys, authMethods: keystone.authMethods }).mint({
+      ...payload,
+      expiresAtMicros: ((Math.floor(Date.now() / 1000) - 60) * 1e6) as EpochMicros,
+    });
+    const otherKey = parseFernetKey(generateFernetKeyText());
+    if (typeof otherKey === "string") throw new Error(otherKey);
+    const forged = new TokenDecoder({
+      keys: staticKeyRing(KeyRing.from([{ index: 0, key: otherKey }])),
+    }).mint({
+      ...payload,
+      expiresAtMicros: ((Math.floor(Date.now() / 1000) + 600) * 1e6) as EpochMicros,
+    });
+    const revoked = (
+      await issueToken(keystone, { kind: "project", name: "admin", domainId: "default" })
+    ).token;
+    const del = await fetch(`${keystone.url}/auth/tokens`, {
+      method: "DELETE",
+      headers: { "X-Auth-Token": revoked, "X-Subject-Token": revoked },
+    });
+    expect(del.status).toBe(204);
+    for (const headers of [
+      {},
+      { "X-Auth-Token": "garbage" },
+      { "X-Auth-Token": forged },
+      { "X-Auth-Token": expired },
+      { "X-Auth-Token": revoked },
+    ]) {
+      const [reference, ours] = await both(headers);
+      expect(reference.status).toBe(401);
+      expect(ours.status).toBe(401);
+      expect(ours.wwwAuthenticate).toBe(reference.wwwAuthenticate);
+    }
+  });
+
+  it("identity headers a client sends never reach the service", async () => {
+    const spoof = {
+      "X-Auth-Token": fixtures.tokens.project,
+      "X-Roles": "admin",
+      "X-Is-Admin-Project": "True",
+      "X-Service-Identity-Status": "Confirmed",
+      "X-Service-Roles": "service",
+      "OpenStack-System-Scope": "all",
+      "X-Tenant-Id": "spoofed",
+    };
+    const [reference, ours] = await both(spoof);
+    expect(ours.identity).toEqual(reference.identity);
+    expect(ours.identity["x-roles"]).not.toContain("admin");
+    expect(ours.identity["x-service-identity-status"]).toBeUndefined();
+    expect(ours.identity["openstack-system-scope"]).toBeUndefined();
+    expect(ours.identity["x-tenant-id"]).not.toBe("spoofed");
+  });
+});
+
+describe("load on Keystone", () => {
+  it("forged and garbage tokens cost no Keystone call", async () => {
+    const before = await keystoneCalls();
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(edgeUrl, { headers: { "X-Auth-Token": `garbage-${i}` } });
+      expect(res.status).toBe(401);
+      await res.arrayBuffer();
+    }
+    expect(await keystoneCalls()).toBe(before);
+  });
+
+  it("100 concurrent requests with one new token cost one Keystone call", async () => {
+    const { token } = await issueToken(keystone, {
+      kind: "project",
+      name: "admin",
+      domainId: "default",
+    });
+    const before = await keystoneCalls();
+    const statuses = await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const res = await fetch(edgeUrl, { headers: { "X-Auth-Token": token } });
+        await res.arrayBuffer();
+        return res.status;
+      }),
+    );
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect((await keystoneCalls()) - before).toBe(1);
+  });
+});
