@@ -5,7 +5,7 @@
  * in (never prom-client's global one). Labels are bounded enums and configured endpoint
  * hosts: no token, user, project or raw path ever becomes a label.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export type ValidationSource = "l1" | "local_reject" | "negative" | "memcached" | "keystone";
 export type CacheTier = "l1" | "memcached";
@@ -17,6 +17,9 @@ export class EdgeMetrics {
   readonly cacheLookups: Counter<"tier" | "result">;
   readonly keystoneCalls: Histogram<"endpoint" | "outcome">;
   readonly memcachedErrors: Counter<"kind">;
+  readonly cacheEvictions: Counter<"tier" | "reason">;
+  readonly memcachedCalls: Histogram<"op" | "outcome">;
+  readonly memcachedBreaker: Gauge<"server" | "state">;
 
   /** @param registry Default: a new registry with Node's default process metrics. */
   constructor(registry?: Registry) {
@@ -50,8 +53,27 @@ export class EdgeMetrics {
     });
     this.memcachedErrors = new Counter({
       name: "keystone_edge_memcached_errors_total",
-      help: "memcached calls that failed (error, timeout, breaker_open, auth_failure).",
+      help: "memcached calls and entries that failed: error, timeout, short_circuit (breaker open), overload, auth_failure, malformed, expired.",
       labelNames: ["kind"],
+      registers,
+    });
+    this.cacheEvictions = new Counter({
+      name: "keystone_edge_cache_evictions_total",
+      help: "Entries dropped from a cache tier: capacity, expiration, purge.",
+      labelNames: ["tier", "reason"],
+      registers,
+    });
+    this.memcachedCalls = new Histogram({
+      name: "keystone_edge_memcached_call_duration_seconds",
+      help: "memcached calls that went out on the network, by operation and outcome.",
+      labelNames: ["op", "outcome"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+    this.memcachedBreaker = new Gauge({
+      name: "keystone_edge_memcached_breaker_state",
+      help: "1 for the current state of each memcached server's circuit breaker (closed, open, half-open).",
+      labelNames: ["server", "state"],
       registers,
     });
   }

@@ -1,55 +1,67 @@
 /**
  * The pipeline's cache, built from the configuration.
  *
- * Owns: choosing and wiring the cache tiers for `serve`. Interim: the in-process tier only
- * (lru-cache, keyed by a keyed hash of the token, never the token), until the shared
- * memcached tier lands in this folder; the pipeline's `ValidationCache` contract does not
- * change when it does.
+ * Owns: choosing and wiring the cache tiers for `serve` — the in-process tier always,
+ * memcached (sealed, keyed by `memcache_secret_key`) when `memcached_servers` is set — and
+ * translating the tiers' events into the edge's Prometheus metrics.
  */
-import { createHmac, randomBytes } from "node:crypto";
-import { LRUCache } from "lru-cache";
 import type { EdgeMetrics } from "../admin/metrics.js";
 import type { Config } from "../config/schema.js";
 import type { CacheFactory } from "../edge.js";
-import type { KeystoneToken } from "../keystone/token-body.js";
-import type { CachedVerdict, ValidationCache } from "../validation/pipeline.js";
+import type { Logger } from "../log.js";
+import type { CacheEvent, CacheMetrics } from "./metrics.js";
+import { createTokenCache } from "./tiers.js";
 
-/** How long a refused token is remembered. */
-const NEGATIVE_TTL_MS = 10_000;
+const BREAKER_STATES = ["closed", "open", "half-open"] as const;
 
-export function createCacheFactory(): CacheFactory {
-  return (config: Readonly<Config>, metrics: EdgeMetrics) => inProcessCache(config, metrics);
+/** The cache tiers' metric events, as Prometheus series. */
+export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
+  const lookups: Partial<Record<CacheEvent, readonly [tier: string, result: string]>> = {
+    l1_hit: ["l1", "hit"],
+    l1_negative_hit: ["l1", "negative_hit"],
+    l1_miss: ["l1", "miss"],
+    memcached_hit: ["memcached", "hit"],
+    memcached_miss: ["memcached", "miss"],
+  };
+  const evictions: Partial<Record<CacheEvent, string>> = {
+    l1_eviction: "capacity",
+    l1_expiration: "expiration",
+    l1_purge: "purge",
+  };
+  const failures: Partial<Record<CacheEvent, string>> = {
+    memcached_error: "error",
+    memcached_timeout: "timeout",
+    memcached_short_circuit: "short_circuit",
+    memcached_overload: "overload",
+    memcached_auth_failure: "auth_failure",
+    memcached_malformed: "malformed",
+    memcached_expired: "expired",
+    memcached_seal_error: "seal_error",
+  };
+  return {
+    count(event, n = 1) {
+      const lookup = lookups[event];
+      if (lookup) metrics.cacheLookups.inc({ tier: lookup[0], result: lookup[1] }, n);
+      const eviction = evictions[event];
+      if (eviction) metrics.cacheEvictions.inc({ tier: "l1", reason: eviction }, n);
+      const failure = failures[event];
+      if (failure) metrics.memcachedErrors.inc({ kind: failure }, n);
+    },
+    observeMemcached(op, outcome, seconds) {
+      metrics.memcachedCalls.observe({ op, outcome }, seconds);
+    },
+    breakerChanged(server, state) {
+      for (const s of BREAKER_STATES)
+        metrics.memcachedBreaker.set({ server, state: s }, s === state ? 1 : 0);
+    },
+  };
 }
 
-function inProcessCache(
-  config: Readonly<Config>,
-  metrics: EdgeMetrics,
-): ValidationCache & { close(): void } {
-  const secret = randomBytes(32);
-  const key = (token: string): string =>
-    createHmac("sha256", secret).update(token).digest("base64url");
-  const lru = new LRUCache<string, CachedVerdict>({
-    max: config.cache.lru_max_entries,
-    ttlAutopurge: false,
-  });
-  return {
-    peek(token) {
-      const hit = lru.get(key(token));
-      metrics.cacheLookups.inc({ tier: "l1", result: hit ? "hit" : "miss" });
-      return hit;
-    },
-    fetch(): Promise<KeystoneToken | undefined> {
-      return Promise.resolve(undefined);
-    },
-    storePositive(token, value, expiresAtMs) {
-      const ttl = Math.floor(expiresAtMs - Date.now());
-      if (ttl > 0) lru.set(key(token), { kind: "positive", token: value }, { ttl });
-    },
-    storeNegative(token, code) {
-      lru.set(key(token), { kind: "negative", code }, { ttl: NEGATIVE_TTL_MS });
-    },
-    close() {
-      lru.clear();
-    },
+export function createCacheFactory(): CacheFactory {
+  return (config: Readonly<Config>, metrics: EdgeMetrics, logger: Logger) => {
+    const cacheMetrics = cacheMetricsFor(metrics);
+    for (const server of config.cache.memcached_servers)
+      cacheMetrics.breakerChanged(server, "closed");
+    return createTokenCache(config.cache, { metrics: cacheMetrics, logger });
   };
 }

@@ -1,0 +1,296 @@
+/**
+ * The cache tiers of the request path, put together: token → cached validation result.
+ *
+ * Owns: the order of the tiers and what moves between them. A lookup derives the token's
+ * keys once (one HMAC), asks the in-process tier (L1), then memcached; a memcached entry
+ * that opens (authentic, unexpired, well-formed) is promoted to L1, one that does not is a
+ * miss, counted by reason (`memcached_auth_failure`, `memcached_expired`,
+ * `memcached_malformed`). A positive answer is stored in both tiers, sealed for memcached,
+ * for `min(token_cache_time, expires_at − now)`; a rejection only in L1 (`negativeTtlMs`),
+ * since every node rejects garbage locally for free and a shared negative entry would let
+ * one node's mistake spread. The token itself is never stored or logged.
+ */
+import type { Config } from "../config/schema.js";
+import type { KeystoneToken } from "../keystone/token-body.js";
+import { silentLogger, type Logger } from "../log.js";
+import { systemClock, type Clock } from "../units.js";
+import { L1Cache, type L1Entry } from "./l1.js";
+import { MemcachedPool, type MemcachedOptions, type SharedStore } from "./memcached.js";
+import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";
+import { open, seal } from "./sealed.js";
+import { CacheKeyer, type TokenKeys } from "./token-key.js";
+
+/** A validated token found in a cache tier. */
+export interface Found<V> {
+  readonly source: "l1" | "memcached";
+  readonly value: KeystoneToken;
+  /** What `attach` computed from `value`. */
+  readonly data: V;
+  /** The cached answer is good until then (epoch ms). */
+  readonly expiresAtMs: number;
+}
+
+/** What the caches know about a token, and which tier knew it. */
+export type Lookup<V> =
+  Found<V> | { readonly source: "negative"; readonly code: string } | { readonly source: "miss" };
+
+/** The synchronous L1 answer, shaped as the validation pipeline's `CachedVerdict`. */
+export type PeekResult =
+  | { readonly kind: "positive"; readonly token: KeystoneToken }
+  | { readonly kind: "negative"; readonly code: string };
+
+interface TokenCacheBaseOptions {
+  /** Derives the keys; its secret must be `memcache_secret_key` when memcached is shared. */
+  readonly keyer: CacheKeyer;
+  /** The shared tier (a {@link MemcachedPool}). Default: none, L1 only. */
+  readonly shared?: SharedStore | undefined;
+  /** Longest a positive answer is cached, seconds (`token_cache_time`). Default 300. */
+  readonly tokenCacheTimeSeconds?: number;
+  /** L1 size, entries (`lru_max_entries`). Default 100 000. */
+  readonly maxEntries?: number;
+  /** Life of a negative entry, ms. Default 10 000. */
+  readonly negativeTtlMs?: number;
+  /** Time source. Default the system clock. */
+  readonly clock?: Clock;
+  /** Receives every cache event. Default: none. */
+  readonly metrics?: CacheMetrics;
+  /** Receives a warning when memcached entries fail authentication (once a minute at most). */
+  readonly logger?: Logger;
+}
+
+/**
+ * Options of {@link TokenCache}. `attach` precomputes per-token data kept with a positive L1
+ * entry (e.g. rendered headers); it is optional only when `V` admits `undefined`. It runs
+ * on every positive store and memcached promotion, and must not throw.
+ */
+export type TokenCacheOptions<V> = TokenCacheBaseOptions &
+  (undefined extends V
+    ? { readonly attach?: (value: KeystoneToken) => V }
+    : { readonly attach: (value: KeystoneToken) => V });
+
+const MISS: Lookup<never> = Object.freeze({ source: "miss" });
+const AUTH_WARNING_INTERVAL_MS = 60_000;
+
+/** The token cache of the request path. */
+export class TokenCache<V = undefined> {
+  private readonly keyer: CacheKeyer;
+  private readonly shared: SharedStore | undefined;
+  private readonly l1: L1Cache<V>;
+  private readonly attach: (value: KeystoneToken) => V;
+  private readonly clock: Clock;
+  private readonly metrics: CacheMetrics;
+  private readonly logger: Logger;
+  private lastAuthWarningMs = -Infinity;
+  private authFailuresSinceWarning = 0;
+
+  constructor(options: TokenCacheOptions<V>) {
+    this.keyer = options.keyer;
+    this.shared = options.shared;
+    this.clock = options.clock ?? systemClock;
+    this.metrics = options.metrics ?? noopCacheMetrics;
+    this.logger = options.logger ?? silentLogger;
+    const tokenCacheTimeSeconds = options.tokenCacheTimeSeconds ?? 300;
+    this.l1 = new L1Cache<V>({
+      tokenCacheTimeSeconds,
+      clock: this.clock,
+      metrics: this.metrics,
+      ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}),
+      ...(options.negativeTtlMs !== undefined ? { negativeTtlMs: options.negativeTtlMs } : {}),
+    });
+    // TypeScript cannot narrow the conditional option type for a generic V; the type above
+    // makes `attach` required whenever `undefined` is not a V.
+    const attach = (options as { readonly attach?: (value: KeystoneToken) => V }).attach;
+    this.attach = attach ?? (() => undefined as V);
+  }
+
+  /** L1, then memcached (promoting a good entry to L1). Never rejects for memcached's sake. */
+  async lookup(token: string): Promise<Lookup<V>> {
+    const keys = this.keyer.keys(token);
+    const entry = this.l1.get(keys.l1Key);
+    if (entry !== undefined) return fromL1(entry);
+    return (await this.fromShared(token, keys)) ?? MISS;
+  }
+
+  /** L1 only, synchronously (the validation pipeline's `peek`). */
+  peek(token: string): PeekResult | undefined {
+    const entry = this.l1.get(this.keyer.keys(token).l1Key);
+    if (entry === undefined) return undefined;
+    return entry.kind === "positive"
+      ? { kind: "positive", token: entry.value }
+      : { kind: "negative", code: entry.code };
+  }
+
+  /** memcached only, promoting a good entry to L1 (the validation pipeline's `fetch`). */
+  async fetch(token: string): Promise<KeystoneToken | undefined> {
+    const found = await this.fromShared(token, this.keyer.keys(token));
+    return found?.value;
+  }
+
+  /**
+   * Caches a validated token in L1 and memcached until `min(now + token_cache_time,
+   * expiresAtMs)`. The memcached write is fire-and-forget: the returned promise settles
+   * when it is done or abandoned and never rejects; callers need not await it.
+   */
+  storePositive(token: string, value: KeystoneToken, expiresAtMs: number): Promise<void> {
+    const keys = this.keyer.keys(token);
+    const until = this.l1.setPositive(keys.l1Key, value, this.attach(value), expiresAtMs);
+    const shared = this.shared;
+    if (until === undefined || shared === undefined) return Promise.resolve();
+    const ttlMs = until - this.clock.nowMs();
+    let sealed: Buffer;
+    try {
+      sealed = seal(this.keyer.sealingKey(token, keys.memcachedKey), value, until);
+    } catch {
+      this.metrics.count("memcached_seal_error");
+      return Promise.resolve();
+    }
+    // SharedStore implementations never reject; a stand-in that does must not turn an
+    // ignored promise into an unhandled rejection.
+    return shared.set(keys.memcachedKey, sealed, ttlMs / 1000).catch(() => undefined);
+  }
+
+  /** Remembers a rejection (`not_found`, `malformed`, …) in L1 for `negativeTtlMs`. */
+  storeNegative(token: string, code: string): void {
+    this.l1.setNegative(this.keyer.keys(token).l1Key, code);
+  }
+
+  /**
+   * Drops the L1 entries `predicate` selects (revocation). memcached entries cannot be
+   * enumerated: they run out with their TTL, so a revocation check must also run on
+   * memcached hits.
+   * @returns how many were dropped.
+   */
+  purge(predicate: (entry: L1Entry<V>) => boolean): number {
+    return this.l1.purge(predicate);
+  }
+
+  /** L1 entries held. */
+  get size(): number {
+    return this.l1.size;
+  }
+
+  /** Closes memcached connections. */
+  close(): void {
+    this.shared?.close();
+  }
+
+  private async fromShared(token: string, keys: TokenKeys): Promise<Found<V> | undefined> {
+    const shared = this.shared;
+    if (shared === undefined) return undefined;
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await shared.get(keys.memcachedKey);
+    } catch {
+      return undefined; // SharedStore implementations never reject; be safe with any other
+    }
+    if (bytes === undefined) return undefined;
+    const opened = open(
+      this.keyer.sealingKey(token, keys.memcachedKey),
+      bytes,
+      this.clock.nowMs(),
+      isKeystoneToken,
+    );
+    if ("failure" in opened) {
+      switch (opened.failure) {
+        case "auth":
+          this.metrics.count("memcached_auth_failure");
+          this.warnAuthFailure();
+          break;
+        case "expired":
+          this.metrics.count("memcached_expired");
+          break;
+        case "malformed":
+          this.metrics.count("memcached_malformed");
+          break;
+      }
+      return undefined;
+    }
+    const data = this.attach(opened.value);
+    const until = this.l1.setPositive(keys.l1Key, opened.value, data, opened.expiresAtMs);
+    return {
+      source: "memcached",
+      value: opened.value,
+      data,
+      expiresAtMs: until ?? opened.expiresAtMs,
+    };
+  }
+
+  /** Entries that fail authentication mean tampering or a foreign writer: say so, rarely. */
+  private warnAuthFailure(): void {
+    this.authFailuresSinceWarning++;
+    const now = this.clock.nowMs();
+    if (now - this.lastAuthWarningMs < AUTH_WARNING_INTERVAL_MS) return;
+    this.logger.warn(
+      "memcached entries failed authentication (tampered, or written without our secret)",
+      { count: this.authFailuresSinceWarning },
+    );
+    this.lastAuthWarningMs = now;
+    this.authFailuresSinceWarning = 0;
+  }
+}
+
+/** Options of {@link createTokenCache} beyond the configuration. */
+export type CreateTokenCacheOptions<V> = Omit<TokenCacheOptions<V>, "keyer" | "shared"> & {
+  /** memcached tuning (deadline, breaker…); `clock`, `logger`, `metrics` default to ours. */
+  readonly memcached?: MemcachedOptions;
+};
+
+/**
+ * The token cache a configuration describes: memcached (a {@link MemcachedPool} keyed by
+ * `memcache_secret_key`) when `memcached_servers` is set, else L1 only with a random
+ * per-process secret.
+ */
+export function createTokenCache<V = undefined>(
+  cache: Config["cache"],
+  options: CreateTokenCacheOptions<V>,
+): TokenCache<V> {
+  const { memcached, ...rest } = options;
+  const useMemcached = cache.memcached_servers.length > 0;
+  const secret = cache.memcache_secret_key;
+  if (useMemcached && secret === undefined) {
+    throw new RangeError("memcache_secret_key is required with memcached_servers");
+  }
+  const keyer = useMemcached && secret !== undefined ? new CacheKeyer(secret) : CacheKeyer.random();
+  const shared = useMemcached
+    ? new MemcachedPool(cache.memcached_servers, {
+        ...withDefined({ clock: rest.clock, logger: rest.logger, metrics: rest.metrics }),
+        ...memcached,
+      })
+    : undefined;
+  const full = {
+    ...rest,
+    keyer,
+    shared,
+    tokenCacheTimeSeconds: cache.token_cache_time,
+    maxEntries: cache.lru_max_entries,
+  } as TokenCacheOptions<V>;
+  return new TokenCache<V>(full);
+}
+
+function fromL1<V>(entry: L1Entry<V>): Lookup<V> {
+  return entry.kind === "positive"
+    ? { source: "l1", value: entry.value, data: entry.data, expiresAtMs: entry.expiresAtMs }
+    : { source: "negative", code: entry.code };
+}
+
+/** A light shape check of an authenticated entry: what the header contract relies on. */
+export function isKeystoneToken(value: unknown): value is KeystoneToken {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const v = value as Record<string, unknown>;
+  const user = v["user"];
+  return (
+    typeof user === "object" &&
+    user !== null &&
+    typeof (user as Record<string, unknown>)["id"] === "string" &&
+    Array.isArray(v["methods"]) &&
+    typeof v["expires_at"] === "string"
+  );
+}
+
+function withDefined<T extends Record<string, unknown>>(
+  fields: T,
+): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
+}

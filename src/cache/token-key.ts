@@ -1,0 +1,97 @@
+/**
+ * Cache keys derived from a token: never the token itself.
+ *
+ * Owns: how a token becomes (a) the key of the in-process cache, (b) the memcached key
+ * `keystone-edge/v1/<64 hex>`, and (c) on the memcached path only, the AES-256 key that
+ * seals the token's entry. The token is never stored, logged or sent anywhere: only keyed
+ * hashes of it are.
+ *
+ * Derivation. Two sub-keys are drawn once from the configured secret with HKDF-SHA256
+ * (distinct `info` labels, so the secret itself keys nothing directly):
+ * - `idKey`: `mac = HMAC-SHA256(idKey, token)`, computed ONCE per lookup (the hot path); the
+ *   L1 key is its first 16 bytes (base64url, 22 characters) and the memcached key its hex.
+ *   Both are names, not secrets: memcached sees the hex.
+ * - `sealSalt`: the sealing key is `HKDF-SHA256(ikm = token, salt = sealSalt, info =
+ *   "keystone-edge/v1 aes-256-gcm")`, computed only when memcached is read or written.
+ *   It needs BOTH the secret and the token, and is independent of `mac`: whoever reads the
+ *   memcached keys learns nothing about it. (Deriving it from `mac`, or HKDF-extracting with
+ *   the same key that makes `mac`, would make the public key name the secret.)
+ */
+import { createHmac, hkdfSync, randomBytes } from "node:crypto";
+
+/** Prefix of every memcached key we write; the version changes with the entry format. */
+export const MEMCACHED_KEY_PREFIX = "keystone-edge/v1/";
+/** Shortest secret accepted, bytes (the configuration requires 16 characters). */
+export const MIN_SECRET_BYTES = 16;
+
+const HKDF_SALT = "keystone-edge cache";
+const ID_INFO = "keystone-edge/v1 cache-key";
+const SEAL_SALT_INFO = "keystone-edge/v1 seal-salt";
+const AES_INFO = "keystone-edge/v1 aes-256-gcm";
+/** Bytes of the MAC kept for the L1 key: 128 bits, collisions out of reach. */
+const L1_KEY_BYTES = 16;
+
+/** The names of one token's cache entries. */
+export interface TokenKeys {
+  /** Key of the in-process cache: 22 base64url characters. */
+  readonly l1Key: string;
+  /** Key of the memcached entry: `keystone-edge/v1/` + 64 lowercase hex (81 bytes). */
+  readonly memcachedKey: string;
+}
+
+/** What seals and opens one token's memcached entry (see sealed.ts). */
+export interface SealingKey {
+  /** AES-256-GCM key, 32 bytes: needs the secret and the token. */
+  readonly aesKey: Buffer;
+  /** The memcached key the entry lives under; bound into the entry as associated data. */
+  readonly boundKey: string;
+}
+
+/** Derives cache keys from tokens with one secret. */
+export class CacheKeyer {
+  readonly #idKey: Buffer;
+  readonly #sealSalt: Buffer;
+
+  /**
+   * @param secret `cache.memcache_secret_key` (UTF-8), or random bytes when memcached is off
+   *   (see {@link CacheKeyer.random}). At least {@link MIN_SECRET_BYTES} bytes.
+   * @throws RangeError when the secret is shorter.
+   */
+  constructor(secret: string | Uint8Array) {
+    const bytes = typeof secret === "string" ? Buffer.from(secret, "utf8") : Buffer.from(secret);
+    if (bytes.length < MIN_SECRET_BYTES) {
+      throw new RangeError(`the cache secret must be at least ${MIN_SECRET_BYTES} bytes`);
+    }
+    this.#idKey = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, ID_INFO, 32));
+    this.#sealSalt = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, SEAL_SALT_INFO, 32));
+    bytes.fill(0);
+  }
+
+  /** A keyer with a fresh random 32-byte secret: for a process whose cache is L1 only. */
+  static random(): CacheKeyer {
+    return new CacheKeyer(randomBytes(32));
+  }
+
+  /** The keys of `token`'s entries: one HMAC-SHA256. */
+  keys(token: string): TokenKeys {
+    const mac = createHmac("sha256", this.#idKey).update(token, "utf8").digest();
+    return {
+      l1Key: mac.toString("base64url", 0, L1_KEY_BYTES),
+      memcachedKey: MEMCACHED_KEY_PREFIX + mac.toString("hex"),
+    };
+  }
+
+  /**
+   * The key sealing `token`'s memcached entry, bound to `memcachedKey` (default: the one
+   * {@link keys} gives; pass it when already known to save an HMAC).
+   */
+  sealingKey(token: string, memcachedKey: string = this.keys(token).memcachedKey): SealingKey {
+    const aesKey = Buffer.from(hkdfSync("sha256", token, this.#sealSalt, AES_INFO, 32));
+    return { aesKey, boundKey: memcachedKey };
+  }
+
+  /** Never shows key material when printed. */
+  toJSON(): string {
+    return "CacheKeyer";
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The shared tier and the master's absence, through the whole edge: two edges share one
+ * real memcached (sealed entries), memcached going away costs nothing but misses, an entry
+ * rewritten without the secret is refused, and with Keystone stopped cached tokens keep
+ * working while unknown ones get 503. Uses its own Keystone, which it stops.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import memjs from "memjs";
+import { createCacheFactory } from "../../src/cache/factory.js";
+import { CacheKeyer } from "../../src/cache/token-key.js";
+import { validateConfig } from "../../src/config/load.js";
+import { startEdge, type RunningEdge } from "../../src/edge.js";
+import { issueToken } from "../harness/client.js";
+import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
+import { startKeystone, type KeystoneHandle } from "../harness/keystone.js";
+import { startMemcached, type MemcachedHandle } from "../harness/memcached.js";
+
+const SECRET = "a-shared-secret-of-at-least-16";
+let keystone: KeystoneHandle;
+let memcached: MemcachedHandle;
+let echo: EchoUpstream;
+const edges: RunningEdge[] = [];
+
+async function newEdge(): Promise<{ edge: RunningEdge; url: string }> {
+  const config = validateConfig({
+    listen: "127.0.0.1:0",
+    upstream: echo.url,
+    admin_listen: "127.0.0.1:0",
+    keystone: {
+      www_authenticate_uri: keystone.url,
+      timeout_ms: 3_000,
+      auth: {
+        type: "password",
+        username: keystone.adminUsername,
+        password: keystone.adminPassword,
+        user_domain_id: "default",
+        project_name: "admin",
+        project_domain_id: "default",
+      },
+    },
+    fernet: { key_repository: keystone.keyRepository, auth_methods: keystone.authMethods },
+    cache: { memcached_servers: [memcached.address], memcache_secret_key: SECRET },
+  });
+  const edge = await startEdge(config, { cache: createCacheFactory() });
+  edges.push(edge);
+  await edge.serviceToken.ensure();
+  return { edge, url: `http://127.0.0.1:${edge.address.port}` };
+}
+
+async function status(url: string, token: string): Promise<number> {
+  const res = await fetch(`${url}/v2.1/servers`, { headers: { "X-Auth-Token": token } });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function counter(
+  edge: RunningEdge,
+  name: "validations" | "memcachedErrors",
+  labels: Record<string, string>,
+) {
+  const metric = await edge.metrics[name].get();
+  return metric.values
+    .filter((v) =>
+      Object.entries(labels).every(
+        ([k, val]) => (v.labels as Record<string, string | number | undefined>)[k] === val,
+      ),
+    )
+    .reduce((a, v) => a + v.value, 0);
+}
+
+beforeAll(async () => {
+  keystone = await startKeystone();
+  memcached = await startMemcached();
+  echo = await startEchoUpstream();
+}, 300_000);
+
+afterAll(async () => {
+  for (const e of edges) await e.close(500);
+  await echo.stop();
+  await memcached.stop();
+  await keystone.stop();
+});
+
+describe("memcached, shared between edges", () => {
+  it("a token validated by one edge is found by another in memcached, without Keystone", async () => {
+    const a = await newEdge();
+    const b = await newEdge();
+    const { token } = await issueToken(keystone.info, {
+      kind: "project",
+      name: "admin",
+      domainId: "default",
+    });
+    expect(await status(a.url, token)).toBe(200);
+    expect(await counter(a.edge, "validations", { source: "keystone", result: "valid" })).toBe(1);
+    await new Promise((r) => setTimeout(r, 100)); // the write to memcached is asynchronous
+    expect(await status(b.url, token)).toBe(200);
+    expect(await counter(b.edge, "validations", { source: "memcached", result: "valid" })).toBe(1);
+    expect(await counter(b.edge, "validations", { source: "keystone" })).toBe(0);
+  });
+
+  it("an entry rewritten without the secret is refused, counted, and Keystone asked instead", async () => {
+    const { token } = await issueToken(keystone.info, {
+      kind: "project",
+      name: "admin",
+      domainId: "default",
+    });
+    const key = new CacheKeyer(SECRET).keys(token).memcachedKey;
+    const client = memjs.Client.create(memcached.address, { retries: 1 });
+    // A forged entry claiming to be another user, written by someone without the secret.
+    await client.set(key, Buffer.from(JSON.stringify({ token: { user: { id: "mallory" } } })), {
+      expires: 300,
+    });
+    client.close();
+    const c = await newEdge();
+    expect(await status(c.url, token)).toBe(200);
+    expect(await counter(c.edge, "memcachedErrors", { kind: "malformed" })).toBe(1);
+    expect(await counter(c.edge, "validations", { source: "keystone", result: "valid" })).toBe(1);
+  });
+
+  it("memcached stopped: requests keep working", async () => {
+    const d = await newEdge();
+    await memcached.stop();
+    try {
+      const { token } = await issueToken(keystone.info, {
+        kind: "project",
+        name: "admin",
+        domainId: "default",
+      });
+      const started = Date.now();
+      for (let i = 0; i < 20; i++) expect(await status(d.url, token)).toBe(200);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(await counter(d.edge, "validations", { source: "keystone", result: "valid" })).toBe(1);
+      expect(await counter(d.edge, "validations", { source: "l1", result: "valid" })).toBe(19);
+    } finally {
+      await memcached.start();
+    }
+  });
+});
+
+describe("Keystone stopped", () => {
+  it("cached tokens keep working, unknown ones get 503, garbage still 401", async () => {
+    const e = await newEdge();
+    const known = (
+      await issueToken(keystone.info, { kind: "project", name: "admin", domainId: "default" })
+    ).token;
+    const unknown = (await issueToken(keystone.info, { kind: "system" })).token;
+    expect(await status(e.url, known)).toBe(200);
+    await keystone.stop();
+    expect(await status(e.url, known)).toBe(200);
+    expect(await status(e.url, unknown)).toBe(503);
+    expect(await status(e.url, "garbage")).toBe(401);
+  });
+});

@@ -1,0 +1,243 @@
+import { describe, expect, expectTypeOf, it, vi } from "vitest";
+
+import type { SharedStore } from "../../../src/cache/memcached.js";
+import { CountingCacheMetrics } from "../../../src/cache/metrics.js";
+import { SEALED_VERSION, seal } from "../../../src/cache/sealed.js";
+import { TokenCache, createTokenCache, isKeystoneToken } from "../../../src/cache/tiers.js";
+import { CacheKeyer } from "../../../src/cache/token-key.js";
+import type { Config } from "../../../src/config/schema.js";
+import type { ValidationCache } from "../../../src/validation/pipeline.js";
+import { MapStore, ManualClock, RecordingLogger, T0_MS, fakeToken, tokenBody } from "./helpers.js";
+
+const SECRET = "the memcache secret key, shared by all edges";
+const HOUR_MS = 3_600_000;
+const TOKEN = fakeToken(11);
+
+function setup(shared: SharedStore | undefined = new MapStore(), keyer = new CacheKeyer(SECRET)) {
+  const clock = new ManualClock();
+  const metrics = new CountingCacheMetrics();
+  const logger = new RecordingLogger();
+  const cache = new TokenCache<string>({
+    keyer,
+    shared,
+    clock,
+    metrics,
+    logger,
+    tokenCacheTimeSeconds: 300,
+    attach: (value) => `X-User-Id: ${value.user.id}`,
+  });
+  return { clock, metrics, logger, cache, keyer };
+}
+
+describe("TokenCache", () => {
+  it("misses, then answers from L1 with the attached data after storePositive", async () => {
+    const { cache } = setup();
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+    await cache.storePositive(TOKEN, tokenBody("u1"), T0_MS + HOUR_MS);
+    expect(await cache.lookup(TOKEN)).toEqual({
+      source: "l1",
+      value: tokenBody("u1"),
+      data: "X-User-Id: u1",
+      expiresAtMs: T0_MS + 300_000,
+    });
+  });
+
+  it("remembers rejections in L1 only, for the negative TTL", async () => {
+    const store = new MapStore();
+    const { cache, clock } = setup(store);
+    cache.storeNegative(TOKEN, "not_found");
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "negative", code: "not_found" });
+    expect(store.sets).toBe(0);
+    clock.advance(10_000);
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+  });
+
+  it("writes memcached sealed, for min(token_cache_time, expiry), never in the clear", async () => {
+    const store = new MapStore();
+    const { cache, keyer } = setup(store);
+    await cache.storePositive(TOKEN, tokenBody("u1"), T0_MS + 42_500);
+    const key = keyer.keys(TOKEN).memcachedKey;
+    expect([...store.values.keys()]).toEqual([key]);
+    expect(store.ttls.get(key)).toBe(42.5); // the server rounds up to whole seconds
+    const bytes = store.values.get(key) ?? Buffer.alloc(0);
+    expect(bytes[0]).toBe(SEALED_VERSION);
+    expect(bytes.includes(Buffer.from("u1"))).toBe(false);
+    expect(bytes.includes(Buffer.from(TOKEN))).toBe(false);
+    await cache.storePositive(fakeToken(12), tokenBody("u2"), T0_MS + HOUR_MS);
+    expect(store.ttls.get(keyer.keys(fakeToken(12)).memcachedKey)).toBe(300);
+  });
+
+  it("stores nothing for a token already expired", async () => {
+    const store = new MapStore();
+    const { cache } = setup(store);
+    await cache.storePositive(TOKEN, tokenBody(), T0_MS);
+    expect(store.sets).toBe(0);
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+  });
+
+  it("finds another edge's entry in memcached and promotes it to L1", async () => {
+    const store = new MapStore();
+    await setup(store).cache.storePositive(TOKEN, tokenBody("u1"), T0_MS + HOUR_MS);
+    const { cache, metrics } = setup(store); // another edge: same secret, empty L1
+    expect(await cache.lookup(TOKEN)).toEqual({
+      source: "memcached",
+      value: tokenBody("u1"),
+      data: "X-User-Id: u1",
+      expiresAtMs: T0_MS + 300_000,
+    });
+    const gets = store.gets;
+    expect(await cache.lookup(TOKEN)).toMatchObject({ source: "l1", data: "X-User-Id: u1" });
+    expect(store.gets).toBe(gets);
+    expect(metrics.get("l1_hit")).toBe(1);
+  });
+
+  it("keeps a promoted entry no longer than the sealed expiry", async () => {
+    const store = new MapStore();
+    await setup(store).cache.storePositive(TOKEN, tokenBody(), T0_MS + 20_000);
+    const { cache, clock } = setup(store);
+    clock.advance(15_000);
+    expect(await cache.lookup(TOKEN)).toMatchObject({
+      source: "memcached",
+      expiresAtMs: T0_MS + 20_000,
+    });
+    clock.advance(5_000);
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+  });
+
+  it("calls an entry sealed for another token, or tampered with, an auth failure and a miss", async () => {
+    const store = new MapStore();
+    const { cache, keyer, metrics, logger } = setup(store);
+    const key = keyer.keys(TOKEN).memcachedKey;
+    // an attacker with memcached access copies another token's entry under ours
+    store.values.set(
+      key,
+      seal(keyer.sealingKey(fakeToken(13)), tokenBody("admin"), T0_MS + HOUR_MS),
+    );
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+    // or writes one with a secret of their own
+    const theirs = new CacheKeyer("an attacker's guess at the secret");
+    store.values.set(key, seal(theirs.sealingKey(TOKEN, key), tokenBody("admin"), T0_MS + HOUR_MS));
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+    expect(metrics.get("memcached_auth_failure")).toBe(2);
+    expect(cache.size).toBe(0);
+    expect(logger.at("warn")).toHaveLength(1); // rate-limited
+    expect(logger.text()).not.toContain(TOKEN);
+  });
+
+  it("counts expired and malformed entries separately", async () => {
+    const store = new MapStore();
+    const { cache, keyer, metrics } = setup(store);
+    const key = keyer.keys(TOKEN).memcachedKey;
+    store.values.set(key, seal(keyer.sealingKey(TOKEN), tokenBody(), T0_MS - 1));
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+    store.values.set(key, Buffer.from(JSON.stringify(tokenBody())));
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+    store.values.set(key, seal(keyer.sealingKey(TOKEN), { not: "a token" }, T0_MS + HOUR_MS));
+    expect(await cache.lookup(TOKEN)).toEqual({ source: "miss" });
+    expect(metrics.snapshot()).toMatchObject({ memcached_expired: 1, memcached_malformed: 2 });
+  });
+
+  it("computes one HMAC on an L1 hit, and the sealing key only on the memcached path", async () => {
+    const { cache, keyer } = setup();
+    await cache.storePositive(TOKEN, tokenBody(), T0_MS + HOUR_MS);
+    const keys = vi.spyOn(keyer, "keys");
+    const sealing = vi.spyOn(keyer, "sealingKey");
+    await cache.lookup(TOKEN);
+    expect(keys).toHaveBeenCalledTimes(1);
+    expect(sealing).not.toHaveBeenCalled();
+  });
+
+  it("works without memcached", async () => {
+    const { cache } = setup(undefined, CacheKeyer.random());
+    await cache.storePositive(TOKEN, tokenBody(), T0_MS + HOUR_MS);
+    expect((await cache.lookup(TOKEN)).source).toBe("l1");
+    expect(await cache.fetch(fakeToken(99))).toBeUndefined();
+  });
+
+  it("does not reach memcached when an unsealable value is stored", async () => {
+    const store = new MapStore();
+    const { cache, metrics } = setup(store);
+    await cache.storePositive(TOKEN, tokenBody("u", { weird: 1n }), T0_MS + HOUR_MS);
+    expect(store.sets).toBe(0);
+    expect(metrics.get("memcached_seal_error")).toBe(1);
+  });
+
+  it("purges L1 entries by predicate (revocation)", async () => {
+    const { cache } = setup();
+    await cache.storePositive(TOKEN, tokenBody("alice"), T0_MS + HOUR_MS);
+    await cache.storePositive(fakeToken(20), tokenBody("bob"), T0_MS + HOUR_MS);
+    expect(cache.purge((e) => e.kind === "positive" && e.value.user.id === "alice")).toBe(1);
+    expect(cache.peek(TOKEN)).toBeUndefined();
+    expect(cache.peek(fakeToken(20))).toMatchObject({ kind: "positive" });
+  });
+
+  it("serves the validation pipeline's cache contract (peek / fetch / store)", async () => {
+    const store = new MapStore();
+    const { cache } = setup(store);
+    expectTypeOf(cache).toExtend<ValidationCache & { close(): void }>();
+    const asPipelineSees: ValidationCache = cache;
+    asPipelineSees.storePositive(TOKEN, tokenBody("u1"), T0_MS + HOUR_MS);
+    asPipelineSees.storeNegative(fakeToken(30), "malformed");
+    expect(asPipelineSees.peek(TOKEN)).toEqual({ kind: "positive", token: tokenBody("u1") });
+    expect(asPipelineSees.peek(fakeToken(30))).toEqual({ kind: "negative", code: "malformed" });
+    expect(await setup(store).cache.fetch(TOKEN)).toEqual(tokenBody("u1"));
+    cache.close();
+    expect(store.closed).toBe(true);
+  });
+});
+
+describe("createTokenCache", () => {
+  const base: Config["cache"] = {
+    memcached_servers: [],
+    token_cache_time: 300,
+    lru_max_entries: 10,
+  };
+
+  it("is L1 only without memcached_servers", async () => {
+    const cache = createTokenCache(base, {});
+    await cache.storePositive(TOKEN, tokenBody(), Date.now() + HOUR_MS);
+    expect((await cache.lookup(TOKEN)).source).toBe("l1");
+    cache.close();
+  });
+
+  it("needs the secret with memcached_servers", () => {
+    expect(() => createTokenCache({ ...base, memcached_servers: ["127.0.0.1:1"] }, {})).toThrow(
+      RangeError,
+    );
+    const cache = createTokenCache(
+      { ...base, memcached_servers: ["127.0.0.1:1"], memcache_secret_key: SECRET },
+      { memcached: { deadlineMs: 10 } },
+    );
+    cache.close();
+  });
+});
+
+describe("isKeystoneToken", () => {
+  it("accepts token bodies and refuses other JSON", () => {
+    expect(isKeystoneToken(tokenBody())).toBe(true);
+    for (const v of [
+      null,
+      [],
+      "x",
+      1,
+      {},
+      { user: {} },
+      { user: { id: 1 }, methods: [], expires_at: "" },
+    ]) {
+      expect(isKeystoneToken(v)).toBe(false);
+    }
+  });
+});
+
+describe("TokenCache with a shared store that misbehaves", () => {
+  it("treats a rejecting store as a miss and never rejects a store", async () => {
+    const broken: SharedStore = {
+      get: () => Promise.reject(new Error("down")),
+      set: () => Promise.reject(new Error("down")),
+      close: () => undefined,
+    };
+    const { cache } = setup(broken);
+    await expect(cache.storePositive(TOKEN, tokenBody(), T0_MS + HOUR_MS)).resolves.toBeUndefined();
+    expect(await setup(broken).cache.lookup(TOKEN)).toEqual({ source: "miss" });
+  });
+});
