@@ -13,6 +13,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import * as net from "node:net";
+import { freePort } from "./keystone.js";
 
 const MEMCACHED = "/usr/bin/memcached";
 const SETPRIV = "/usr/bin/setpriv";
@@ -64,22 +65,6 @@ function installExitHook(): void {
         // already gone
       }
     }
-  });
-}
-
-/** A currently free TCP port on 127.0.0.1 (bind to 0, read, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once("error", reject);
-    srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const addr = srv.address();
-      srv.close(() => {
-        if (addr !== null && typeof addr === "object") resolve(addr.port);
-        else reject(new Error("could not determine a free port"));
-      });
-    });
   });
 }
 

@@ -1,0 +1,114 @@
+/**
+ * Owns: running `keystone-edge serve` as a real process for tests — writing its YAML
+ * (service user password in a file beside it), spawning the built binary, waiting for
+ * `/readyz`, collecting its output, and stopping it.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { KeystoneInfo } from "./client.js";
+import { freePort } from "./keystone.js";
+
+const BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
+
+export interface EdgeProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly url: string;
+  readonly adminUrl: string;
+  /** Everything it wrote to stdout and stderr so far. */
+  output(): string;
+  /** Sends SIGTERM and resolves to the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface EdgeProcessOptions {
+  readonly keystone: KeystoneInfo;
+  readonly upstream: string;
+  readonly serviceUser: {
+    readonly name: string;
+    readonly password: string;
+    readonly project: string;
+  };
+  /** Extra lines appended to the YAML. */
+  readonly extraYaml?: readonly string[];
+  readonly args?: readonly string[];
+}
+
+export async function startEdgeProcess(options: EdgeProcessOptions): Promise<EdgeProcess> {
+  const dir = await mkdtemp(join(tmpdir(), "ke-edge-proc-"));
+  const port = await freePort();
+  const adminPort = await freePort();
+  const { keystone, serviceUser } = options;
+  await writeFile(join(dir, "password"), `${serviceUser.password}\n`, { mode: 0o600 });
+  await writeFile(
+    join(dir, "edge.yaml"),
+    [
+      `listen: "127.0.0.1:${port}"`,
+      `upstream: "${options.upstream}"`,
+      `admin_listen: "127.0.0.1:${adminPort}"`,
+      "keystone:",
+      `  www_authenticate_uri: "${keystone.url}"`,
+      `  endpoints: ["${keystone.url}"]`,
+      "  timeout_ms: 10000",
+      "  auth:",
+      "    type: password",
+      `    username: ${serviceUser.name}`,
+      "    password_file: password",
+      "    user_domain_id: default",
+      `    project_name: ${serviceUser.project}`,
+      "    project_domain_id: default",
+      "fernet:",
+      `  key_repository: ${keystone.keyRepository}`,
+      `  auth_methods: [${keystone.authMethods.join(", ")}]`,
+      ...(options.extraYaml ?? []),
+      "",
+    ].join("\n"),
+  );
+  let out = "";
+  const child = spawn(
+    process.execPath,
+    [BIN, "serve", "--config", join(dir, "edge.yaml"), ...(options.args ?? [])],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const ready = await fetch(`${adminUrl}/readyz`).then(
+      async (r) => {
+        await r.arrayBuffer();
+        return r.status === 200;
+      },
+      () => false,
+    );
+    if (ready) break;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`keystone-edge serve did not become ready:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    child,
+    pid: child.pid ?? -1,
+    url: `http://127.0.0.1:${port}`,
+    adminUrl,
+    output: () => out,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      const code = await exited;
+      await rm(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
