@@ -18,16 +18,26 @@ export type KmwConf = Record<string, string | boolean | number | readonly string
 
 export interface KmwHandle {
   readonly url: string;
+  /** The uwsgi master's pid; its workers are its children. */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
-/** Starts keystonemiddleware + echo app; resolves once it answers. */
-export async function startKeystonemiddleware(conf: KmwConf, processes = 1): Promise<KmwHandle> {
+/**
+ * Starts keystonemiddleware + echo app (or, with `bare`, the echo app alone); resolves once
+ * it answers.
+ */
+export async function startKeystonemiddleware(
+  conf: KmwConf,
+  processes = 1,
+  options: { bare?: boolean } = {},
+): Promise<KmwHandle> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "keystone-edge-kmw-"));
   const log = join(dir, "uwsgi.log");
   const env: NodeJS.ProcessEnv = {
     PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+    KMW_BARE: options.bare === true ? "1" : "0",
     KMW_CONF: JSON.stringify(
       Object.fromEntries(
         Object.entries(conf).map(([k, v]) => [k, Array.isArray(v) ? v.join(",") : String(v)]),
@@ -97,5 +107,5 @@ export async function startKeystonemiddleware(conf: KmwConf, processes = 1): Pro
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return { url, stop };
+  return { url, pid: child.pid ?? -1, stop };
 }

@@ -2,7 +2,7 @@
 """A WSGI app that echoes the request headers it receives, wrapped by Debian's unmodified
 keystonemiddleware auth_token: the reference for what an OpenStack service sees.
 
-Configuration comes as JSON in the KMW_CONF environment variable: auth_token's own option
+With KMW_BARE=1 the app runs alone, unwrapped. Configuration comes as JSON in the KMW_CONF environment variable: auth_token's own option
 names (auth_type, auth_url, username, password, project_name, user_domain_id,
 project_domain_id, www_authenticate_uri, delay_auth_decision, include_service_catalog,
 service_token_roles, service_token_roles_required, ...), exactly as in a paste.ini.
@@ -32,4 +32,8 @@ def echo(environ, start_response):
     return [body]
 
 
-application = auth_token.AuthProtocol(echo, json.loads(os.environ["KMW_CONF"]))
+# KMW_BARE=1: the echo app alone (the benchmark's baseline for auth_token's own cost).
+if os.environ.get("KMW_BARE") == "1":
+    application = echo
+else:
+    application = auth_token.AuthProtocol(echo, json.loads(os.environ["KMW_CONF"]))
