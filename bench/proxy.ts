@@ -28,6 +28,10 @@ const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const LATENCY_CONNECTIONS = Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 4);
 const CLK_TCK = 100;
+/** e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the edges under load. */
+const EDGE_NODE_ARGS = (process.env.BENCH_EDGE_NODE_ARGS ?? "")
+  .split(" ")
+  .filter((a) => a.length > 0);
 const dist = (f: string): string => fileURLToPath(new URL(`../dist/bench/${f}`, import.meta.url));
 
 function say(s: string): void {
@@ -193,6 +197,7 @@ http { access_log off;
       keystone: keystone.info,
       upstream,
       serviceUser: fixtures.serviceUser,
+      nodeArgs: EDGE_NODE_ARGS,
     });
     edges.push(edgeA);
 

@@ -35,6 +35,8 @@ export interface EdgeProcessOptions {
   /** Extra lines appended to the YAML. */
   readonly extraYaml?: readonly string[];
   readonly args?: readonly string[];
+  /** Flags for node itself, e.g. `["--cpu-prof"]` to profile the edge. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export async function startEdgeProcess(options: EdgeProcessOptions): Promise<EdgeProcess> {
