@@ -102,8 +102,8 @@ function wrk(
   return {
     reqPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
     requests,
-    p50Ms: parseMs(/50%\s+(\S+)/.exec(out)?.[1] ?? ""),
-    p99Ms: parseMs(/99%\s+(\S+)/.exec(out)?.[1] ?? ""),
+    p50Ms: parseMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ""),
+    p99Ms: parseMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ""),
     cpuUsPerRequest:
       pid === undefined ? undefined : ((after - before) * (1e6 / CLK_TCK)) / requests,
   };

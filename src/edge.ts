@@ -8,7 +8,7 @@
  */
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { EdgeMetrics, statusClass } from "./admin/metrics.js";
+import { EdgeMetrics } from "./admin/metrics.js";
 import { createAdminServer } from "./admin/admin-server.js";
 import type { Config } from "./config/schema.js";
 import { parseListenAddress } from "./config/schema.js";
@@ -118,6 +118,7 @@ export async function startEdge(
   });
   const authenticator = new EdgeAuthenticator({
     validate: (t) => pipeline.validate(t),
+    validateNow: (t) => pipeline.validateNow(t),
     delayAuthDecision: config.auth_token.delay_auth_decision,
     wwwAuthenticateUri: k.www_authenticate_uri,
     includeServiceCatalog: config.auth_token.include_service_catalog,
@@ -134,7 +135,7 @@ export async function startEdge(
     isIdentityHeader,
     logger,
     onRequestDone: (o) => {
-      metrics.requests.inc({ outcome: o.auth, status_class: statusClass(o.status) });
+      metrics.countRequest(o.auth, o.status);
     },
   });
   const admin = createAdminServer({

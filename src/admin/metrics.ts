@@ -78,6 +78,41 @@ export class EdgeMetrics {
     });
   }
 
+  private readonly requestChildren = new Map<string, Counter.Internal>();
+  private readonly validationChildren = new Map<string, Counter.Internal>();
+  private readonly lookupChildren = new Map<string, Counter.Internal>();
+
+  /** Counts a finished request (label children are bound once: no label hashing per request). */
+  countRequest(outcome: string, status: number): void {
+    const key = `${outcome}|${String(status)}`;
+    let child = this.requestChildren.get(key);
+    if (!child) {
+      child = this.requests.labels({ outcome, status_class: statusClass(status) });
+      this.requestChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  countValidation(source: string, result: string): void {
+    const key = `${source}|${result}`;
+    let child = this.validationChildren.get(key);
+    if (!child) {
+      child = this.validations.labels({ source, result });
+      this.validationChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  countCacheLookup(tier: string, result: string, n = 1): void {
+    const key = `${tier}|${result}`;
+    let child = this.lookupChildren.get(key);
+    if (!child) {
+      child = this.cacheLookups.labels({ tier, result });
+      this.lookupChildren.set(key, child);
+    }
+    child.inc(n);
+  }
+
   /** A bounded label for an endpoint URL: its host, never credentials or paths. */
   static endpointLabel(url: string): string {
     try {

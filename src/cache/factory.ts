@@ -41,7 +41,7 @@ export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
   return {
     count(event, n = 1) {
       const lookup = lookups[event];
-      if (lookup) metrics.cacheLookups.inc({ tier: lookup[0], result: lookup[1] }, n);
+      if (lookup) metrics.countCacheLookup(lookup[0], lookup[1], n);
       const eviction = evictions[event];
       if (eviction) metrics.cacheEvictions.inc({ tier: "l1", reason: eviction }, n);
       const failure = failures[event];

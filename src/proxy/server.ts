@@ -95,6 +95,26 @@ export function outgoingHeaders(
   return out;
 }
 
+/**
+ * Header lists ready for the wire, flat `[name, value, …]`: values above U+00FF as UTF-8
+ * bytes, values with CR/LF (which could split headers) dropped. Memoised per list: the
+ * header contract hands out the same frozen list for every request with the same token.
+ */
+const wireReady = new WeakMap<readonly (readonly [string, string])[], readonly string[]>();
+function wireHeaders(pairs: readonly (readonly [string, string])[]): readonly string[] {
+  let flat = wireReady.get(pairs);
+  if (flat === undefined) {
+    const out: string[] = [];
+    for (const [name, value] of pairs) {
+      const wire = wireHeaderValue(value);
+      if (wire !== undefined) out.push(name, wire);
+    }
+    flat = out;
+    if (Object.isFrozen(pairs)) wireReady.set(pairs, flat);
+  }
+  return flat;
+}
+
 export function createEdgeServer(options: EdgeServerOptions): Server {
   const logger = options.logger ?? silentLogger;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -124,11 +144,7 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
       done("not_forwarded", decision.status);
       return;
     }
-    for (const [name, value] of decision.headers) {
-      // Values above U+00FF go as UTF-8 bytes; a value with CR/LF could split headers: dropped.
-      const wire = wireHeaderValue(value);
-      if (wire !== undefined) headers.push(name, wire);
-    }
+    for (const item of wireHeaders(decision.headers)) headers.push(item);
     options.forwarder.forward(req, res, headers, (outcome) => {
       done(outcome.kind, "status" in outcome ? outcome.status : 499);
     });

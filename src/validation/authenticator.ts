@@ -24,6 +24,8 @@ import type { Verdict } from "./pipeline.js";
 
 export interface AuthenticatorOptions extends InjectOptions {
   readonly validate: (token: string) => Promise<Verdict>;
+  /** The verdict at once when the in-process cache has it (the hot path); optional. */
+  readonly validateNow?: (token: string) => Verdict | undefined;
   /** `delay_auth_decision`. */
   readonly delayAuthDecision: boolean;
   /** `www_authenticate_uri`. */
@@ -39,7 +41,24 @@ export class EdgeAuthenticator implements RequestAuthenticator {
     this.unauthorized = unauthorizedResponse(options.wwwAuthenticateUri);
   }
 
-  async authenticate(
+  authenticate(
+    userToken: string | undefined,
+    serviceToken: string | undefined,
+    request: RequestInfo,
+  ): Promise<AuthDecision> {
+    // Hot path: both tokens (or the one there is) known to the in-process cache.
+    const now = this.options.validateNow;
+    if (now) {
+      const user = userToken === undefined ? undefined : now(userToken);
+      const service = serviceToken === undefined ? undefined : now(serviceToken);
+      if ((userToken === undefined || user) && (serviceToken === undefined || service)) {
+        return Promise.resolve(this.decide(userToken, user, service, request));
+      }
+    }
+    return this.authenticateSlowly(userToken, serviceToken, request);
+  }
+
+  private async authenticateSlowly(
     userToken: string | undefined,
     serviceToken: string | undefined,
     request: RequestInfo,
@@ -48,6 +67,15 @@ export class EdgeAuthenticator implements RequestAuthenticator {
       userToken === undefined ? undefined : this.options.validate(userToken),
       serviceToken === undefined ? undefined : this.options.validate(serviceToken),
     ]);
+    return this.decide(userToken, user, service, request);
+  }
+
+  private decide(
+    userToken: string | undefined,
+    user: Verdict | undefined,
+    service: Verdict | undefined,
+    request: RequestInfo,
+  ): AuthDecision {
     if (user?.kind === "unavailable" || service?.kind === "unavailable") {
       const r = serviceUnavailableResponse(request.accept);
       return {

@@ -67,9 +67,27 @@ export class ValidationPipeline {
   }
 
   async validate(token: string): Promise<Verdict> {
-    const verdict = await this.settle(token);
+    const verdict = this.settledNow(token) ?? (await this.settle(token));
     this.options.observe?.(verdict);
     return verdict;
+  }
+
+  /**
+   * The verdict when the in-process cache has one, synchronously (the hot path: no promise,
+   * no I/O); undefined when the token needs the slower tiers.
+   */
+  validateNow(token: string): Verdict | undefined {
+    const verdict = this.settledNow(token);
+    if (verdict) this.options.observe?.(verdict);
+    return verdict;
+  }
+
+  private settledNow(token: string): Verdict | undefined {
+    const cached = this.options.cache.peek(token);
+    if (cached?.kind === "positive") return { kind: "valid", token: cached.token, source: "l1" };
+    if (cached?.kind === "negative")
+      return { kind: "invalid", code: cached.code, source: "negative" };
+    return undefined;
   }
 
   private async settle(token: string): Promise<Verdict> {

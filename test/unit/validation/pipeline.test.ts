@@ -112,6 +112,21 @@ describe("ValidationPipeline", () => {
     expect(s.calls()).toBe(1);
   });
 
+  it("answers synchronously only what the in-process cache knows", async () => {
+    const s = setup(() => Promise.resolve({ kind: "valid", token: body("u9"), endpoint: "k" }));
+    const token = mint("u9");
+    expect(s.pipeline.validateNow(token)).toBeUndefined();
+    expect(s.pipeline.validateNow("garbage")).toBeUndefined();
+    await s.pipeline.validate(token);
+    await s.pipeline.validate("garbage");
+    expect(s.pipeline.validateNow(token)).toMatchObject({ kind: "valid", source: "l1" });
+    expect(s.pipeline.validateNow("garbage")).toMatchObject({
+      kind: "invalid",
+      source: "negative",
+    });
+    expect(s.calls()).toBe(1);
+  });
+
   it("caches a positive answer for min(token_cache_time, expires_at - now)", async () => {
     const s = setup((t) =>
       Promise.resolve({ kind: "valid", token: body(t === long ? "u" : "u"), endpoint: "k" }),
