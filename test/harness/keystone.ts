@@ -19,7 +19,6 @@ import { spawn, execFile } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 
@@ -34,6 +33,7 @@ import {
   type ValidateOptions,
   type ValidateResult,
 } from "./client.js";
+import { freePort, memcachedAnswers } from "./net.js";
 
 /**
  * Keystone 22's default `[auth] methods`. Written out here on purpose rather than imported
@@ -48,6 +48,8 @@ export const DEFAULT_AUTH_METHODS: readonly string[] = [
   "mapped",
   "application_credential",
 ];
+
+export { freePort };
 
 const UWSGI = "/usr/bin/uwsgi";
 const MEMCACHED = "/usr/bin/memcached";
@@ -289,22 +291,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** A currently free TCP port on 127.0.0.1 (bind to 0, read, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once("error", reject);
-    srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const addr = srv.address();
-      srv.close(() => {
-        if (addr !== null && typeof addr === "object") resolve(addr.port);
-        else reject(new Error("could not determine a free port"));
-      });
-    });
-  });
-}
-
 function tail(file: string, lines = 40): string {
   try {
     const text = fs.readFileSync(file, "utf8");
@@ -344,29 +330,6 @@ function countOccurrences(file: string, needle: string): number {
     return 0;
   }
   return text.split(needle).length - 1;
-}
-
-/** True when a memcached on 127.0.0.1:port answers `version`. */
-function memcachedReady(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: "127.0.0.1", port });
-    let buf = "";
-    const done = (ok: boolean): void => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(1_000, () => {
-      done(false);
-    });
-    sock.once("error", () => {
-      done(false);
-    });
-    sock.once("connect", () => sock.write("version\r\n"));
-    sock.on("data", (d: Buffer) => {
-      buf += d.toString("latin1");
-      if (buf.includes("\r\n")) done(buf.startsWith("VERSION "));
-    });
-  });
 }
 
 function findPgBinDir(): string {
@@ -632,7 +595,7 @@ export async function startKeystone(opts: StartKeystoneOptions = {}): Promise<Ke
         files.memcachedLog,
         { cwd: "/", env: { PATH: "/usr/bin:/bin" }, ...mcUser, deathSig: "TERM" },
       );
-      while (!(await memcachedReady(memcachedPort))) {
+      while (!(await memcachedAnswers(memcachedPort, 1_000))) {
         if (mc.hasExited()) {
           const logTail = tail(files.memcachedLog);
           throw new Error(

@@ -12,8 +12,9 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import * as net from "node:net";
-import { freePort } from "./keystone.js";
+import { freePort, memcachedAnswers } from "./net.js";
+
+export { memcachedAnswers };
 
 const MEMCACHED = "/usr/bin/memcached";
 const SETPRIV = "/usr/bin/setpriv";
@@ -65,29 +66,6 @@ function installExitHook(): void {
         // already gone
       }
     }
-  });
-}
-
-/** True when a memcached on 127.0.0.1:port answers `version` within 500 ms. */
-export function memcachedAnswers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: "127.0.0.1", port });
-    let buf = "";
-    const done = (ok: boolean): void => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(500, () => {
-      done(false);
-    });
-    sock.once("error", () => {
-      done(false);
-    });
-    sock.once("connect", () => sock.write("version\r\n"));
-    sock.on("data", (d: Buffer) => {
-      buf += d.toString("latin1");
-      if (buf.includes("\r\n")) done(buf.startsWith("VERSION "));
-    });
   });
 }
 
