@@ -72,7 +72,14 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
   let out = "";
   const child = spawn(
     process.execPath,
-    [BIN, "serve", "--config", join(dir, "edge.yaml"), ...(options.args ?? [])],
+    [
+      ...(options.nodeArgs ?? []),
+      BIN,
+      "serve",
+      "--config",
+      join(dir, "edge.yaml"),
+      ...(options.args ?? []),
+    ],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
