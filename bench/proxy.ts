@@ -201,12 +201,21 @@ http { access_log off;
     });
     edges.push(edgeA);
 
+    const edgeNoCatalog = await startEdgeProcess({
+      keystone: keystone.info,
+      upstream,
+      serviceUser: fixtures.serviceUser,
+      extraYaml: ["auth_token:", "  include_service_catalog: false"],
+    });
+    edges.push(edgeNoCatalog);
+
     say(`bench:proxy: (a) static upstream, wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s per case`);
     const a = {
       direct: wrk(upstream, {}, upstreamPid),
       nginx: wrk(`http://127.0.0.1:${nginxPort}`, {}, nginx.pid),
       passthrough: wrk(`http://127.0.0.1:${passPort}`, {}, pass.pid),
       edge: wrk(edgeA.url, auth, edgeA.pid),
+      edgeNoCatalog: wrk(edgeNoCatalog.url, auth, edgeNoCatalog.pid),
     };
     const lowLoad = {
       direct: wrk(upstream, {}, undefined, LATENCY_CONNECTIONS),
@@ -256,6 +265,7 @@ http { access_log off;
     say(row("(a) through nginx hop", a.nginx));
     say(row("(a) through bare pass-through (no validation)", a.passthrough));
     say(row("(a) through keystone-edge (cached token)", a.edge));
+    say(row("(a) the same, include_service_catalog: false", a.edgeNoCatalog));
     say(row(`(a) direct, c=${String(LATENCY_CONNECTIONS)}`, lowLoad.direct));
     say(row(`(a) through keystone-edge, c=${String(LATENCY_CONNECTIONS)}`, lowLoad.edge));
     say(row("(b) uwsgi echo, bare", b.bare));
