@@ -35,6 +35,15 @@ export type Lookup<V> =
   Found<V> | { readonly source: "negative"; readonly code: string } | { readonly source: "miss" };
 
 /** The synchronous L1 answer, shaped as the validation pipeline's `CachedVerdict`. */
+/** One token's entries (see {@link TokenCache.entry}); the pipeline's `CacheEntry`. */
+export interface TokenCacheEntry {
+  peek(): PeekResult | undefined;
+  /** memcached; a good entry is promoted to L1 here, so callers need not store it again. */
+  fetch(): Promise<KeystoneToken | undefined>;
+  storePositive(value: KeystoneToken, expiresAtMs: number): void;
+  storeNegative(code: string): void;
+}
+
 export type PeekResult =
   | { readonly kind: "positive"; readonly token: KeystoneToken }
   | { readonly kind: "negative"; readonly code: string };
@@ -111,16 +120,38 @@ export class TokenCache<V = undefined> {
     return (await this.fromShared(token, keys)) ?? MISS;
   }
 
-  /** L1 only, synchronously (the validation pipeline's `peek`). */
+  /**
+   * One token's entries, its keys derived once (one HMAC) for every step that follows:
+   * the validation pipeline's view of the cache.
+   */
+  entry(token: string): TokenCacheEntry {
+    const keys = this.keyer.keys(token);
+    return {
+      peek: () => this.peekWith(keys),
+      fetch: async () => (await this.fromShared(token, keys))?.value,
+      storePositive: (value, expiresAtMs) => {
+        void this.storeWith(token, keys, value, expiresAtMs);
+      },
+      storeNegative: (code) => {
+        this.l1.setNegative(keys.l1Key, code);
+      },
+    };
+  }
+
+  /** L1 only, synchronously. */
   peek(token: string): PeekResult | undefined {
-    const entry = this.l1.get(this.keyer.keys(token).l1Key);
+    return this.peekWith(this.keyer.keys(token));
+  }
+
+  private peekWith(keys: TokenKeys): PeekResult | undefined {
+    const entry = this.l1.get(keys.l1Key);
     if (entry === undefined) return undefined;
     return entry.kind === "positive"
       ? { kind: "positive", token: entry.value }
       : { kind: "negative", code: entry.code };
   }
 
-  /** memcached only, promoting a good entry to L1 (the validation pipeline's `fetch`). */
+  /** memcached only, promoting a good entry to L1. */
   async fetch(token: string): Promise<KeystoneToken | undefined> {
     const found = await this.fromShared(token, this.keyer.keys(token));
     return found?.value;
@@ -132,7 +163,15 @@ export class TokenCache<V = undefined> {
    * when it is done or abandoned and never rejects; callers need not await it.
    */
   storePositive(token: string, value: KeystoneToken, expiresAtMs: number): Promise<void> {
-    const keys = this.keyer.keys(token);
+    return this.storeWith(token, this.keyer.keys(token), value, expiresAtMs);
+  }
+
+  private storeWith(
+    token: string,
+    keys: TokenKeys,
+    value: KeystoneToken,
+    expiresAtMs: number,
+  ): Promise<void> {
     const until = this.l1.setPositive(keys.l1Key, value, this.attach(value), expiresAtMs);
     const shared = this.shared;
     if (until === undefined || shared === undefined) return Promise.resolve();

@@ -20,14 +20,19 @@ export type CachedVerdict =
   | { readonly kind: "positive"; readonly token: KeystoneToken }
   | { readonly kind: "negative"; readonly code: string };
 
+/** One token's place in the cache tiers; its keys are derived once, on `entry()`. */
+export interface CacheEntry {
+  /** The in-process tier: synchronous, no I/O. */
+  peek(): CachedVerdict | undefined;
+  /** The shared tier (memcached); any failure is a miss; a hit is promoted in-process. */
+  fetch(): Promise<KeystoneToken | undefined>;
+  storePositive(value: KeystoneToken, expiresAtMs: number): void;
+  storeNegative(code: string): void;
+}
+
 /** The cache tiers, as the pipeline uses them. */
 export interface ValidationCache {
-  /** The in-process tier: synchronous, no I/O. */
-  peek(token: string): CachedVerdict | undefined;
-  /** The shared tier (memcached); any failure is a miss. */
-  fetch(token: string): Promise<KeystoneToken | undefined>;
-  storePositive(token: string, value: KeystoneToken, expiresAtMs: number): void;
-  storeNegative(token: string, code: string): void;
+  entry(token: string): CacheEntry;
 }
 
 /** Who settled a token. */
@@ -67,7 +72,8 @@ export class ValidationPipeline {
   }
 
   async validate(token: string): Promise<Verdict> {
-    const verdict = this.settledNow(token) ?? (await this.settle(token));
+    const entry = this.options.cache.entry(token);
+    const verdict = this.settledNow(entry) ?? (await this.settle(token, entry));
     this.options.observe?.(verdict);
     return verdict;
   }
@@ -77,37 +83,31 @@ export class ValidationPipeline {
    * no I/O); undefined when the token needs the slower tiers.
    */
   validateNow(token: string): Verdict | undefined {
-    const verdict = this.settledNow(token);
+    const verdict = this.settledNow(this.options.cache.entry(token));
     if (verdict) this.options.observe?.(verdict);
     return verdict;
   }
 
-  private settledNow(token: string): Verdict | undefined {
-    const cached = this.options.cache.peek(token);
+  private settledNow(entry: CacheEntry): Verdict | undefined {
+    const cached = entry.peek();
     if (cached?.kind === "positive") return { kind: "valid", token: cached.token, source: "l1" };
     if (cached?.kind === "negative")
       return { kind: "invalid", code: cached.code, source: "negative" };
     return undefined;
   }
 
-  private async settle(token: string): Promise<Verdict> {
-    const { cache } = this.options;
-    const cached = cache.peek(token);
-    if (cached?.kind === "positive") return { kind: "valid", token: cached.token, source: "l1" };
-    if (cached?.kind === "negative")
-      return { kind: "invalid", code: cached.code, source: "negative" };
-
+  /** Past the in-process cache: local decode, memcached, Keystone. */
+  private async settle(token: string, cache: CacheEntry): Promise<Verdict> {
     const local = this.options.decoder.decode(token);
     if (local.status !== "valid") {
-      cache.storeNegative(token, local.error.code);
+      cache.storeNegative(local.error.code);
       return { kind: "invalid", code: local.error.code, source: "local_reject" };
     }
     const localUserId = local.token.payload.userId;
     const expiresAtMs = local.token.expiresAtSeconds * 1000;
 
-    const shared = await cache.fetch(token);
+    const shared = await cache.fetch();
     if (shared && shared.user.id === localUserId) {
-      cache.storePositive(token, shared, this.positiveUntilMs(expiresAtMs));
       return { kind: "valid", token: shared, source: "memcached" };
     }
 
@@ -123,11 +123,11 @@ export class ValidationPipeline {
             });
             return { kind: "unavailable", reason: "inconsistent_answer" };
           }
-          cache.storePositive(token, answer.token, this.positiveUntilMs(expiresAtMs));
+          cache.storePositive(answer.token, this.positiveUntilMs(expiresAtMs));
           return { kind: "valid", token: answer.token, source: "keystone" };
         }
         case "invalid":
-          cache.storeNegative(token, "not_found");
+          cache.storeNegative("not_found");
           return { kind: "invalid", code: "not_found", source: "keystone" };
         case "unavailable":
           return { kind: "unavailable", reason: answer.reason };

@@ -176,11 +176,21 @@ describe("TokenCache", () => {
     const { cache } = setup(store);
     expectTypeOf(cache).toExtend<ValidationCache & { close(): void }>();
     const asPipelineSees: ValidationCache = cache;
-    asPipelineSees.storePositive(TOKEN, tokenBody("u1"), T0_MS + HOUR_MS);
-    asPipelineSees.storeNegative(fakeToken(30), "malformed");
-    expect(asPipelineSees.peek(TOKEN)).toEqual({ kind: "positive", token: tokenBody("u1") });
-    expect(asPipelineSees.peek(fakeToken(30))).toEqual({ kind: "negative", code: "malformed" });
-    expect(await setup(store).cache.fetch(TOKEN)).toEqual(tokenBody("u1"));
+    asPipelineSees.entry(TOKEN).storePositive(tokenBody("u1"), T0_MS + HOUR_MS);
+    asPipelineSees.entry(fakeToken(30)).storeNegative("malformed");
+    expect(asPipelineSees.entry(TOKEN).peek()).toEqual({
+      kind: "positive",
+      token: tokenBody("u1"),
+    });
+    expect(asPipelineSees.entry(fakeToken(30)).peek()).toEqual({
+      kind: "negative",
+      code: "malformed",
+    });
+    // Another edge: the shared tier answers, and the hit is promoted in-process by fetch itself.
+    const other = setup(store).cache.entry(TOKEN);
+    expect(other.peek()).toBeUndefined();
+    expect(await other.fetch()).toEqual(tokenBody("u1"));
+    expect(other.peek()).toEqual({ kind: "positive", token: tokenBody("u1") });
     cache.close();
     expect(store.closed).toBe(true);
   });

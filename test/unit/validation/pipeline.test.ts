@@ -6,6 +6,7 @@ import { TokenDecoder } from "../../../src/token/decoder.js";
 import { fixedClock, type EpochMicros } from "../../../src/units.js";
 import {
   ValidationPipeline,
+  type CacheEntry,
   type CachedVerdict,
   type ValidationCache,
 } from "../../../src/validation/pipeline.js";
@@ -43,18 +44,25 @@ class FakeCache implements ValidationCache {
   readonly l1 = new Map<string, CachedVerdict>();
   readonly shared = new Map<string, KeystoneToken>();
   readonly positiveUntil = new Map<string, number>();
-  peek(token: string) {
-    return this.l1.get(token);
-  }
-  fetch(token: string) {
-    return Promise.resolve(this.shared.get(token));
-  }
-  storePositive(token: string, value: KeystoneToken, expiresAtMs: number) {
-    this.l1.set(token, { kind: "positive", token: value });
-    this.positiveUntil.set(token, expiresAtMs);
-  }
-  storeNegative(token: string, code: string) {
-    this.l1.set(token, { kind: "negative", code });
+  entries = 0;
+  entry(token: string): CacheEntry {
+    this.entries++;
+    return {
+      peek: () => this.l1.get(token),
+      fetch: () => {
+        // As the real tiers do: a shared hit is promoted in-process by fetch itself.
+        const hit = this.shared.get(token);
+        if (hit) this.l1.set(token, { kind: "positive", token: hit });
+        return Promise.resolve(hit);
+      },
+      storePositive: (value, expiresAtMs) => {
+        this.l1.set(token, { kind: "positive", token: value });
+        this.positiveUntil.set(token, expiresAtMs);
+      },
+      storeNegative: (code) => {
+        this.l1.set(token, { kind: "negative", code });
+      },
+    };
   }
 }
 
@@ -110,6 +118,8 @@ describe("ValidationPipeline", () => {
     expect(verdicts.every((v) => v.kind === "valid" && v.source === "keystone")).toBe(true);
     expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "l1" });
     expect(s.calls()).toBe(1);
+    // One cache entry (one key derivation) per validation, whichever tiers it visits.
+    expect(s.cache.entries).toBe(101);
   });
 
   it("answers synchronously only what the in-process cache knows", async () => {
@@ -144,6 +154,8 @@ describe("ValidationPipeline", () => {
     const token = mint("u2");
     s.cache.shared.set(token, body("u2"));
     expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "memcached" });
+    // The tier promoted it; the pipeline writes nothing back to memcached.
+    expect(s.cache.positiveUntil.has(token)).toBe(false);
     expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "l1" });
   });
 
