@@ -77,7 +77,7 @@ export async function startEdge(
     defaultDomainId: config.fernet.default_domain_id,
   });
   const k = config.keystone;
-  const endpoints = (k.endpoints ?? [k.www_authenticate_uri]).map(
+  const endpoints = k.endpoints.map(
     (url) =>
       new KeystoneEndpoint({
         url,

@@ -167,14 +167,7 @@ export function validateConfig(
       problems,
     );
   }
-  const config = parsed.data as Config;
-  return deepFreeze({
-    ...config,
-    keystone: {
-      ...config.keystone,
-      endpoints: config.keystone.endpoints ?? [config.keystone.www_authenticate_uri],
-    },
-  });
+  return deepFreeze(parsed.data as Config);
 }
 
 /**

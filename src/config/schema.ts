@@ -51,22 +51,25 @@ export const configSchema = z.strictObject({
   upstream: httpUrl,
   /** `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:9464` (loopback only). */
   admin_listen: listenAddress.default("127.0.0.1:9464"),
-  keystone: z.strictObject({
-    /** Sent in `WWW-Authenticate: Keystone uri="…"` with every 401. */
-    www_authenticate_uri: httpUrl,
-    /** Identity v3 endpoints, region-local first, master last. Default: `[www_authenticate_uri]`. */
-    endpoints: z.array(httpUrl).min(1, "list at least one endpoint").optional(),
-    /** CA bundle to verify Keystone's certificate. Default: Node's bundled CAs. */
-    cafile: z.string().min(1).nullable().default(null),
-    /** Client certificate and key for mutual TLS. Default: none. */
-    certfile: z.string().min(1).nullable().default(null),
-    keyfile: z.string().min(1).nullable().default(null),
-    /** Skip certificate verification. Default `false`; never in production. */
-    insecure: z.boolean().default(false),
-    /** Deadline of one call to Keystone. Default 2000 ms. */
-    timeout_ms: z.number().int().min(1).max(120_000).default(2_000),
-    auth: keystoneAuth,
-  }),
+  keystone: z
+    .strictObject({
+      /** Sent in `WWW-Authenticate: Keystone uri="…"` with every 401. */
+      www_authenticate_uri: httpUrl,
+      /** Identity v3 endpoints, region-local first, master last. Default: `[www_authenticate_uri]`. */
+      endpoints: z.array(httpUrl).min(1, "list at least one endpoint").optional(),
+      /** CA bundle to verify Keystone's certificate. Default: Node's bundled CAs. */
+      cafile: z.string().min(1).nullable().default(null),
+      /** Client certificate and key for mutual TLS. Default: none. */
+      certfile: z.string().min(1).nullable().default(null),
+      keyfile: z.string().min(1).nullable().default(null),
+      /** Skip certificate verification. Default `false`; never in production. */
+      insecure: z.boolean().default(false),
+      /** Deadline of one call to Keystone. Default 2000 ms. */
+      timeout_ms: z.number().int().min(1).max(120_000).default(2_000),
+      auth: keystoneAuth,
+    })
+    // The default endpoint list is derived once, here, so the loaded config always has one.
+    .transform((k) => ({ ...k, endpoints: k.endpoints ?? [k.www_authenticate_uri] })),
   fernet: z.strictObject({
     /** The region's copy of Keystone's `[fernet_tokens] key_repository`. */
     key_repository: nonEmpty,
@@ -118,8 +121,8 @@ export const configSchema = z.strictObject({
     }),
 });
 
-/** A validated configuration. */
-export type Config = z.infer<typeof configSchema>;
+/** A validated configuration (defaults filled in). */
+export type Config = z.output<typeof configSchema>;
 
 /** Paths of the options that hold secrets: each may come from `<name>_file` or `<name>_env`. */
 export const SECRET_PATHS: readonly (readonly string[])[] = [
