@@ -8,19 +8,12 @@ import { KeystoneEndpoint } from "../../src/keystone/endpoint.js";
 import { ServiceToken } from "../../src/keystone/service-token.js";
 import { KeystoneValidator } from "../../src/keystone/validate.js";
 import { issueToken } from "../harness/client.js";
+import { adminUser, passwordAuth } from "../harness/edge-config.js";
 
 const keystone = inject("keystone");
 let endpoint: KeystoneEndpoint;
 let serviceToken: ServiceToken;
-const adminAuth = () =>
-  ({
-    type: "password",
-    username: keystone.adminUsername,
-    password: keystone.adminPassword,
-    user_domain_id: "default",
-    project_name: "admin",
-    project_domain_id: "default",
-  }) as const;
+const adminAuth = () => passwordAuth(adminUser(keystone));
 
 beforeAll(() => {
   endpoint = new KeystoneEndpoint({ url: keystone.url, timeoutMs: 10_000 });

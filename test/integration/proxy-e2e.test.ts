@@ -17,6 +17,7 @@ import { randomAuditId } from "../../src/token/payload.js";
 import type { EpochMicros } from "../../src/units.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
+import { edgeConfigDocument } from "../harness/edge-config.js";
 import { createFixtures, type Fixtures } from "../harness/fixtures.js";
 import { startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
 
@@ -42,24 +43,7 @@ beforeAll(async () => {
     service_token_roles_required: true,
   });
   echo = await startEchoUpstream();
-  const config = validateConfig({
-    listen: "127.0.0.1:0",
-    upstream: echo.url,
-    admin_listen: "127.0.0.1:0",
-    keystone: {
-      www_authenticate_uri: keystone.url,
-      auth: {
-        type: "password",
-        username: svc.name,
-        password: svc.password,
-        user_domain_id: "default",
-        project_name: svc.project,
-        project_domain_id: "default",
-      },
-      timeout_ms: 10_000,
-    },
-    fernet: { key_repository: keystone.keyRepository, auth_methods: keystone.authMethods },
-  });
+  const config = validateConfig(edgeConfigDocument(keystone, { upstream: echo.url, user: svc }));
   edge = await startEdge(config, { cache: createCacheFactory() });
   edgeUrl = `http://127.0.0.1:${edge.address.port}`;
   await edge.serviceToken.ensure();

@@ -11,6 +11,7 @@ import { CacheKeyer } from "../../src/cache/token-key.js";
 import { validateConfig } from "../../src/config/load.js";
 import { startEdge, type RunningEdge } from "../../src/edge.js";
 import { issueToken } from "../harness/client.js";
+import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { startKeystone, type KeystoneHandle } from "../harness/keystone.js";
 import { startMemcached, type MemcachedHandle } from "../harness/memcached.js";
@@ -22,25 +23,14 @@ let echo: EchoUpstream;
 const edges: RunningEdge[] = [];
 
 async function newEdge(): Promise<{ edge: RunningEdge; url: string }> {
-  const config = validateConfig({
-    listen: "127.0.0.1:0",
-    upstream: echo.url,
-    admin_listen: "127.0.0.1:0",
-    keystone: {
-      www_authenticate_uri: keystone.url,
-      timeout_ms: 3_000,
-      auth: {
-        type: "password",
-        username: keystone.adminUsername,
-        password: keystone.adminPassword,
-        user_domain_id: "default",
-        project_name: "admin",
-        project_domain_id: "default",
-      },
-    },
-    fernet: { key_repository: keystone.keyRepository, auth_methods: keystone.authMethods },
-    cache: { memcached_servers: [memcached.address], memcache_secret_key: SECRET },
-  });
+  const config = validateConfig(
+    edgeConfigDocument(keystone.info, {
+      upstream: echo.url,
+      user: adminUser(keystone.info),
+      timeoutMs: 3_000,
+      cache: { memcached_servers: [memcached.address], memcache_secret_key: SECRET },
+    }),
+  );
   const edge = await startEdge(config, { cache: createCacheFactory() });
   edges.push(edge);
   await edge.serviceToken.ensure();
