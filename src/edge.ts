@@ -110,10 +110,7 @@ export async function startEdge(
     tokenCacheTimeSeconds: config.cache.token_cache_time,
     logger,
     observe: (v) => {
-      metrics.validations.inc({
-        source: v.kind === "unavailable" ? "keystone" : v.source,
-        result: v.kind,
-      });
+      metrics.countValidation(v.kind === "unavailable" ? "keystone" : v.source, v.kind);
     },
   });
   const authenticator = new EdgeAuthenticator({

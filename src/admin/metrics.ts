@@ -6,6 +6,7 @@
  * hosts: no token, user, project or raw path ever becomes a label.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { HotCounter } from "./hot-counter.js";
 
 export type ValidationSource = "l1" | "local_reject" | "negative" | "memcached" | "keystone";
 export type CacheTier = "l1" | "memcached";
@@ -21,29 +22,47 @@ export class EdgeMetrics {
   readonly memcachedCalls: Histogram<"op" | "outcome">;
   readonly memcachedBreaker: Gauge<"server" | "state">;
 
+  // Per-request counts go through plain numbers, folded in at scrape (see hot-counter.ts).
+  private readonly hotRequests = new HotCounter("outcome", "status_class");
+  private readonly hotValidations = new HotCounter("source", "result");
+  private readonly hotLookups = new HotCounter("tier", "result");
+
   /** @param registry Default: a new registry with Node's default process metrics. */
   constructor(registry?: Registry) {
     this.registry = registry ?? new Registry();
     if (!registry) collectDefaultMetrics({ register: this.registry, prefix: "keystone_edge_" });
     const registers = [this.registry];
+    const { hotRequests, hotValidations, hotLookups } = this;
     this.requests = new Counter({
       name: "keystone_edge_requests_total",
       help: "Requests handled, by outcome (valid, invalid, no_token, unavailable, delayed, …) and status class.",
       labelNames: ["outcome", "status_class"],
       registers,
+      collect: () => {
+        hotRequests.flush();
+      },
     });
+    hotRequests.bind(this.requests);
     this.validations = new Counter({
       name: "keystone_edge_validations_total",
       help: "Token validations by the tier that settled them and the result.",
       labelNames: ["source", "result"],
       registers,
+      collect: () => {
+        hotValidations.flush();
+      },
     });
+    hotValidations.bind(this.validations);
     this.cacheLookups = new Counter({
       name: "keystone_edge_cache_lookups_total",
       help: "Cache lookups per tier, hit or miss.",
       labelNames: ["tier", "result"],
       registers,
+      collect: () => {
+        hotLookups.flush();
+      },
     });
+    hotLookups.bind(this.cacheLookups);
     this.keystoneCalls = new Histogram({
       name: "keystone_edge_keystone_call_duration_seconds",
       help: "Calls to Keystone by endpoint host and outcome.",
@@ -78,39 +97,19 @@ export class EdgeMetrics {
     });
   }
 
-  private readonly requestChildren = new Map<string, Counter.Internal>();
-  private readonly validationChildren = new Map<string, Counter.Internal>();
-  private readonly lookupChildren = new Map<string, Counter.Internal>();
-
-  /** Counts a finished request (label children are bound once: no label hashing per request). */
+  /** Counts a finished request. */
   countRequest(outcome: string, status: number): void {
-    const key = `${outcome}|${String(status)}`;
-    let child = this.requestChildren.get(key);
-    if (!child) {
-      child = this.requests.labels({ outcome, status_class: statusClass(status) });
-      this.requestChildren.set(key, child);
-    }
-    child.inc();
+    this.hotRequests.inc(outcome, statusClass(status));
   }
 
+  /** Counts a validation by the tier that settled it. */
   countValidation(source: string, result: string): void {
-    const key = `${source}|${result}`;
-    let child = this.validationChildren.get(key);
-    if (!child) {
-      child = this.validations.labels({ source, result });
-      this.validationChildren.set(key, child);
-    }
-    child.inc();
+    this.hotValidations.inc(source, result);
   }
 
+  /** Counts cache lookups of a tier. */
   countCacheLookup(tier: string, result: string, n = 1): void {
-    const key = `${tier}|${result}`;
-    let child = this.lookupChildren.get(key);
-    if (!child) {
-      child = this.cacheLookups.labels({ tier, result });
-      this.lookupChildren.set(key, child);
-    }
-    child.inc(n);
+    this.hotLookups.inc(tier, result, n);
   }
 
   /** A bounded label for an endpoint URL: its host, never credentials or paths. */
@@ -123,7 +122,9 @@ export class EdgeMetrics {
   }
 }
 
-/** `2xx`, `4xx`, … */
+const STATUS_CLASSES = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"] as const;
+
+/** `2xx`, `4xx`, … (no string built per call). */
 export function statusClass(status: number): string {
-  return `${String(Math.floor(status / 100))}xx`;
+  return STATUS_CLASSES[Math.floor(status / 100)] ?? `${String(Math.floor(status / 100))}xx`;
 }

@@ -2,7 +2,8 @@
  * The cache tiers of the request path, put together: token → cached validation result.
  *
  * Owns: the order of the tiers and what moves between them. A lookup derives the token's
- * keys once (one HMAC), asks the in-process tier (L1), then memcached; a memcached entry
+ * L1 key (one SHA-256), asks the in-process tier (L1), then — deriving the memcached key
+ * only now — memcached; a memcached entry
  * that opens (authentic, unexpired, well-formed) is promoted to L1, one that does not is a
  * miss, counted by reason (`memcached_auth_failure`, `memcached_expired`,
  * `memcached_malformed`). A positive answer is stored in both tiers, sealed for memcached,
@@ -18,7 +19,7 @@ import { L1Cache, type L1Entry } from "./l1.js";
 import { MemcachedPool, type MemcachedOptions, type SharedStore } from "./memcached.js";
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";
 import { open, seal } from "./sealed.js";
-import { CacheKeyer, type TokenKeys } from "./token-key.js";
+import { CacheKeyer } from "./token-key.js";
 
 /** A validated token found in a cache tier. */
 export interface Found<V> {
@@ -78,6 +79,19 @@ export type TokenCacheOptions<V> = TokenCacheBaseOptions &
     : { readonly attach: (value: KeystoneToken) => V });
 
 const MISS: Lookup<never> = Object.freeze({ source: "miss" });
+
+/** A token with its L1 key; the memcached key is derived on first use (an L1 hit never needs it). */
+class KeyedToken {
+  #memcachedKey: string | undefined;
+  constructor(
+    readonly token: string,
+    readonly l1Key: string,
+    private readonly keyer: CacheKeyer,
+  ) {}
+  get memcachedKey(): string {
+    return (this.#memcachedKey ??= this.keyer.memcachedKey(this.token));
+  }
+}
 const AUTH_WARNING_INTERVAL_MS = 60_000;
 
 /** The token cache of the request path. */
@@ -114,37 +128,41 @@ export class TokenCache<V = undefined> {
 
   /** L1, then memcached (promoting a good entry to L1). Never rejects for memcached's sake. */
   async lookup(token: string): Promise<Lookup<V>> {
-    const keys = this.keyer.keys(token);
-    const entry = this.l1.get(keys.l1Key);
+    const keyed = this.keyed(token);
+    const entry = this.l1.get(keyed.l1Key);
     if (entry !== undefined) return fromL1(entry);
-    return (await this.fromShared(token, keys)) ?? MISS;
+    return (await this.fromShared(keyed)) ?? MISS;
   }
 
   /**
-   * One token's entries, its keys derived once (one HMAC) for every step that follows:
-   * the validation pipeline's view of the cache.
+   * One token's entries, its keys derived once for every step that follows (the memcached
+   * key only if a step needs it): the validation pipeline's view of the cache.
    */
   entry(token: string): TokenCacheEntry {
-    const keys = this.keyer.keys(token);
+    const keyed = this.keyed(token);
     return {
-      peek: () => this.peekWith(keys),
-      fetch: async () => (await this.fromShared(token, keys))?.value,
+      peek: () => this.peekKey(keyed.l1Key),
+      fetch: async () => (await this.fromShared(keyed))?.value,
       storePositive: (value, expiresAtMs) => {
-        void this.storeWith(token, keys, value, expiresAtMs);
+        void this.storeWith(keyed, value, expiresAtMs);
       },
       storeNegative: (code) => {
-        this.l1.setNegative(keys.l1Key, code);
+        this.l1.setNegative(keyed.l1Key, code);
       },
     };
   }
 
-  /** L1 only, synchronously. */
+  /** L1 only, synchronously: the hot path (one SHA-256, one LRU read). */
   peek(token: string): PeekResult | undefined {
-    return this.peekWith(this.keyer.keys(token));
+    return this.peekKey(this.keyer.l1Key(token));
   }
 
-  private peekWith(keys: TokenKeys): PeekResult | undefined {
-    const entry = this.l1.get(keys.l1Key);
+  private keyed(token: string): KeyedToken {
+    return new KeyedToken(token, this.keyer.l1Key(token), this.keyer);
+  }
+
+  private peekKey(l1Key: string): PeekResult | undefined {
+    const entry = this.l1.get(l1Key);
     if (entry === undefined) return undefined;
     return entry.kind === "positive"
       ? { kind: "positive", token: entry.value }
@@ -153,7 +171,7 @@ export class TokenCache<V = undefined> {
 
   /** memcached only, promoting a good entry to L1. */
   async fetch(token: string): Promise<KeystoneToken | undefined> {
-    const found = await this.fromShared(token, this.keyer.keys(token));
+    const found = await this.fromShared(this.keyed(token));
     return found?.value;
   }
 
@@ -163,34 +181,29 @@ export class TokenCache<V = undefined> {
    * when it is done or abandoned and never rejects; callers need not await it.
    */
   storePositive(token: string, value: KeystoneToken, expiresAtMs: number): Promise<void> {
-    return this.storeWith(token, this.keyer.keys(token), value, expiresAtMs);
+    return this.storeWith(this.keyed(token), value, expiresAtMs);
   }
 
-  private storeWith(
-    token: string,
-    keys: TokenKeys,
-    value: KeystoneToken,
-    expiresAtMs: number,
-  ): Promise<void> {
-    const until = this.l1.setPositive(keys.l1Key, value, this.attach(value), expiresAtMs);
+  private storeWith(keyed: KeyedToken, value: KeystoneToken, expiresAtMs: number): Promise<void> {
+    const until = this.l1.setPositive(keyed.l1Key, value, this.attach(value), expiresAtMs);
     const shared = this.shared;
     if (until === undefined || shared === undefined) return Promise.resolve();
     const ttlMs = until - this.clock.nowMs();
     let sealed: Buffer;
     try {
-      sealed = seal(this.keyer.sealingKey(token, keys.memcachedKey), value, until);
+      sealed = seal(this.keyer.sealingKey(keyed.token, keyed.memcachedKey), value, until);
     } catch {
       this.metrics.count("memcached_seal_error");
       return Promise.resolve();
     }
     // SharedStore implementations never reject; a stand-in that does must not turn an
     // ignored promise into an unhandled rejection.
-    return shared.set(keys.memcachedKey, sealed, ttlMs / 1000).catch(() => undefined);
+    return shared.set(keyed.memcachedKey, sealed, ttlMs / 1000).catch(() => undefined);
   }
 
   /** Remembers a rejection (`not_found`, `malformed`, …) in L1 for `negativeTtlMs`. */
   storeNegative(token: string, code: string): void {
-    this.l1.setNegative(this.keyer.keys(token).l1Key, code);
+    this.l1.setNegative(this.keyer.l1Key(token), code);
   }
 
   /**
@@ -213,18 +226,18 @@ export class TokenCache<V = undefined> {
     this.shared?.close();
   }
 
-  private async fromShared(token: string, keys: TokenKeys): Promise<Found<V> | undefined> {
+  private async fromShared(keyed: KeyedToken): Promise<Found<V> | undefined> {
     const shared = this.shared;
     if (shared === undefined) return undefined;
     let bytes: Buffer | undefined;
     try {
-      bytes = await shared.get(keys.memcachedKey);
+      bytes = await shared.get(keyed.memcachedKey);
     } catch {
       return undefined; // SharedStore implementations never reject; be safe with any other
     }
     if (bytes === undefined) return undefined;
     const opened = open(
-      this.keyer.sealingKey(token, keys.memcachedKey),
+      this.keyer.sealingKey(keyed.token, keyed.memcachedKey),
       bytes,
       this.clock.nowMs(),
       isKeystoneToken,
@@ -245,7 +258,7 @@ export class TokenCache<V = undefined> {
       return undefined;
     }
     const data = this.attach(opened.value);
-    const until = this.l1.setPositive(keys.l1Key, opened.value, data, opened.expiresAtMs);
+    const until = this.l1.setPositive(keyed.l1Key, opened.value, data, opened.expiresAtMs);
     return {
       source: "memcached",
       value: opened.value,

@@ -6,18 +6,25 @@
  * seals the token's entry. The token is never stored, logged or sent anywhere: only keyed
  * hashes of it are.
  *
- * Derivation. Two sub-keys are drawn once from the configured secret with HKDF-SHA256
+ * Derivation. Three sub-keys are drawn once from the configured secret with HKDF-SHA256
  * (distinct `info` labels, so the secret itself keys nothing directly):
- * - `idKey`: `mac = HMAC-SHA256(idKey, token)`, computed ONCE per lookup (the hot path); the
- *   L1 key is its first 16 bytes (base64url, 22 characters) and the memcached key its hex.
- *   Both are names, not secrets: memcached sees the hex.
+ * - `l1Prefix` (64 hex characters): the L1 key is `SHA-256(l1Prefix ‖ token)`, first 16
+ *   bytes, base64url (22 characters). The hot path runs it for every request, so it is
+ *   one `crypto.hash` call: no HMAC object, no Buffer. A secret-prefix hash is a sound
+ *   keyed hash here: L1 keys never leave the process, so length extension (the reason
+ *   HMAC exists) has nothing to extend, and a fixed-length prefix keeps the encoding of
+ *   `prefix ‖ token` unambiguous.
+ * - `idKey`: the memcached key is `keystone-edge/v1/` + hex(HMAC-SHA256(idKey, token)),
+ *   computed only when memcached is read or written (an L1 miss or a store). A name, not
+ *   a secret: memcached sees it.
  * - `sealSalt`: the sealing key is `HKDF-SHA256(ikm = token, salt = sealSalt, info =
  *   "keystone-edge/v1 aes-256-gcm")`, computed only when memcached is read or written.
- *   It needs BOTH the secret and the token, and is independent of `mac`: whoever reads the
- *   memcached keys learns nothing about it. (Deriving it from `mac`, or HKDF-extracting with
- *   the same key that makes `mac`, would make the public key name the secret.)
+ *   It needs BOTH the secret and the token, and is independent of the memcached key:
+ *   whoever reads the memcached keys learns nothing about it. (Deriving it from the MAC,
+ *   or HKDF-extracting with the key that makes the MAC, would make the public key name
+ *   the secret.)
  */
-import { createHmac, hkdfSync, randomBytes } from "node:crypto";
+import { createHmac, hash, hkdfSync, randomBytes } from "node:crypto";
 
 /** Prefix of every memcached key we write; the version changes with the entry format. */
 export const MEMCACHED_KEY_PREFIX = "keystone-edge/v1/";
@@ -26,10 +33,11 @@ export const MIN_SECRET_BYTES = 16;
 
 const HKDF_SALT = "keystone-edge cache";
 const ID_INFO = "keystone-edge/v1 cache-key";
+const L1_INFO = "keystone-edge/v1 l1-key";
 const SEAL_SALT_INFO = "keystone-edge/v1 seal-salt";
 const AES_INFO = "keystone-edge/v1 aes-256-gcm";
-/** Bytes of the MAC kept for the L1 key: 128 bits, collisions out of reach. */
-const L1_KEY_BYTES = 16;
+/** base64url characters of the L1 key: 22 = 128 bits, collisions out of reach. */
+const L1_KEY_CHARS = 22;
 
 /** The names of one token's cache entries. */
 export interface TokenKeys {
@@ -49,6 +57,7 @@ export interface SealingKey {
 
 /** Derives cache keys from tokens with one secret. */
 export class CacheKeyer {
+  readonly #l1Prefix: string;
   readonly #idKey: Buffer;
   readonly #sealSalt: Buffer;
 
@@ -62,6 +71,7 @@ export class CacheKeyer {
     if (bytes.length < MIN_SECRET_BYTES) {
       throw new RangeError(`the cache secret must be at least ${MIN_SECRET_BYTES} bytes`);
     }
+    this.#l1Prefix = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, L1_INFO, 32)).toString("hex");
     this.#idKey = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, ID_INFO, 32));
     this.#sealSalt = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, SEAL_SALT_INFO, 32));
     bytes.fill(0);
@@ -72,20 +82,28 @@ export class CacheKeyer {
     return new CacheKeyer(randomBytes(32));
   }
 
-  /** The keys of `token`'s entries: one HMAC-SHA256. */
+  /** Both keys of `token`'s entries. */
   keys(token: string): TokenKeys {
-    const mac = createHmac("sha256", this.#idKey).update(token, "utf8").digest();
-    return {
-      l1Key: mac.toString("base64url", 0, L1_KEY_BYTES),
-      memcachedKey: MEMCACHED_KEY_PREFIX + mac.toString("hex"),
-    };
+    return { l1Key: this.l1Key(token), memcachedKey: this.memcachedKey(token) };
+  }
+
+  /** The in-process cache's key for `token`: one SHA-256, the hot path's only crypto. */
+  l1Key(token: string): string {
+    return hash("sha256", this.#l1Prefix + token, "base64url").slice(0, L1_KEY_CHARS);
+  }
+
+  /** The memcached key of `token`'s entry: one HMAC-SHA256. */
+  memcachedKey(token: string): string {
+    return (
+      MEMCACHED_KEY_PREFIX + createHmac("sha256", this.#idKey).update(token, "utf8").digest("hex")
+    );
   }
 
   /**
    * The key sealing `token`'s memcached entry, bound to `memcachedKey` (default: the one
-   * {@link keys} gives; pass it when already known to save an HMAC).
+   * {@link memcachedKey} gives; pass it when already known to save an HMAC).
    */
-  sealingKey(token: string, memcachedKey: string = this.keys(token).memcachedKey): SealingKey {
+  sealingKey(token: string, memcachedKey: string = this.memcachedKey(token)): SealingKey {
     const aesKey = Buffer.from(hkdfSync("sha256", token, this.#sealSalt, AES_INFO, 32));
     return { aesKey, boundKey: memcachedKey };
   }

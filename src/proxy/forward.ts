@@ -68,12 +68,14 @@ export class Forwarder {
 
   /**
    * Streams `req` to the service with `headers` (flat `[name, value, …]`, already stripped
-   * and injected) and the answer back to `res`. Calls `done` exactly once.
+   * and injected) and the answer back to `res`. `hasBody`: the client announced a body
+   * (`Content-Length` or `Transfer-Encoding`). Calls `done` exactly once.
    */
   forward(
     req: IncomingMessage,
     res: ServerResponse,
     headers: string[],
+    hasBody: boolean,
     done: (outcome: ForwardOutcome) => void,
   ): void {
     let finished = false;
@@ -91,8 +93,6 @@ export class Forwarder {
     };
     res.once("close", onClientGone);
     const wwwAuthenticate = this.options.wwwAuthenticate;
-    const hasBody =
-      req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
 
     const fail = (error: Error): void => {
       if (finished) return;

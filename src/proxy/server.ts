@@ -1,8 +1,8 @@
 /**
  * The listener in front of the service.
  *
- * Owns: the per-request sequence — copy the client's headers minus hop-by-hop and minus
- * every identity header (strip before set), take the tokens, ask the authenticator, then
+ * Owns: the per-request sequence — read the request head (the client's headers minus
+ * hop-by-hop and every identity header, strip before set; the tokens), ask the authenticator, then
  * either answer (401, 503) or forward with the injected headers and `X-Forwarded-*`. It
  * knows nothing about tokens beyond where they travel; a request can never crash the
  * process: any unexpected error is a 500 and a log line.
@@ -10,8 +10,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { wireHeaderValue } from "../contract/wire.js";
 import { silentLogger, type Logger } from "../log.js";
-import { connectionListed, isHopByHop } from "./hop-by-hop.js";
 import type { ForwardOutcome, Forwarder } from "./forward.js";
+import { RequestHeadReader } from "./request-head.js";
 
 /** What the authenticator decided for one request. */
 export type AuthDecision =
@@ -62,39 +62,6 @@ export interface RequestOutcome {
   readonly durationMs: number;
 }
 
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-/** The outgoing request headers: the client's, minus hop-by-hop, identity and forwarding ones. */
-export function outgoingHeaders(
-  req: IncomingMessage,
-  isIdentityHeader: (n: string) => boolean,
-): string[] {
-  const raw = req.rawHeaders;
-  const listed = connectionListed(req.headers.connection);
-  const out: string[] = [];
-  let forwardedFor: string | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    const value = raw[i + 1] as string;
-    const lower = name.toLowerCase();
-    if (isHopByHop(lower, listed) || isIdentityHeader(lower)) continue;
-    if (lower === "x-forwarded-for") {
-      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
-      continue;
-    }
-    if (lower === "x-forwarded-proto" || lower === "x-forwarded-host") continue;
-    out.push(name, value);
-  }
-  const client = req.socket.remoteAddress ?? "unknown";
-  out.push("X-Forwarded-For", forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
-  out.push("X-Forwarded-Proto", "encrypted" in req.socket ? "https" : "http");
-  const host = req.headers.host;
-  if (host !== undefined) out.push("X-Forwarded-Host", host);
-  return out;
-}
-
 /**
  * Header lists ready for the wire, flat `[name, value, …]`: values above U+00FF as UTF-8
  * bytes, values with CR/LF (which could split headers) dropped. Memoised per list: the
@@ -117,13 +84,13 @@ function wireHeaders(pairs: readonly (readonly [string, string])[]): readonly st
 
 export function createEdgeServer(options: EdgeServerOptions): Server {
   const logger = options.logger ?? silentLogger;
+  const heads = new RequestHeadReader(options.isIdentityHeader);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = performance.now();
-    const headers = outgoingHeaders(req, options.isIdentityHeader);
-    const userToken = single(req.headers["x-auth-token"]) ?? single(req.headers["x-storage-token"]);
-    const serviceToken = single(req.headers["x-service-token"]);
-    const decision = await options.authenticator.authenticate(userToken, serviceToken, {
-      accept: single(req.headers.accept),
+    const head = heads.read(req);
+    const headers = head.headers;
+    const decision = await options.authenticator.authenticate(head.userToken, head.serviceToken, {
+      accept: head.accept,
     });
     const done = (forward: RequestOutcome["forward"], status: number): void => {
       options.onRequestDone?.({
@@ -145,7 +112,7 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
       return;
     }
     for (const item of wireHeaders(decision.headers)) headers.push(item);
-    options.forwarder.forward(req, res, headers, (outcome) => {
+    options.forwarder.forward(req, res, headers, head.hasBody, (outcome) => {
       done(outcome.kind, "status" in outcome ? outcome.status : 499);
     });
   };

@@ -33,6 +33,8 @@ export interface CacheEntry {
 /** The cache tiers, as the pipeline uses them. */
 export interface ValidationCache {
   entry(token: string): CacheEntry;
+  /** The in-process tier alone, for the hot path: no entry handle, no memcached key. */
+  peek(token: string): CachedVerdict | undefined;
 }
 
 /** Who settled a token. */
@@ -83,13 +85,16 @@ export class ValidationPipeline {
    * no I/O); undefined when the token needs the slower tiers.
    */
   validateNow(token: string): Verdict | undefined {
-    const verdict = this.settledNow(this.options.cache.entry(token));
+    const verdict = this.settled(this.options.cache.peek(token));
     if (verdict) this.options.observe?.(verdict);
     return verdict;
   }
 
   private settledNow(entry: CacheEntry): Verdict | undefined {
-    const cached = entry.peek();
+    return this.settled(entry.peek());
+  }
+
+  private settled(cached: CachedVerdict | undefined): Verdict | undefined {
     if (cached?.kind === "positive") return { kind: "valid", token: cached.token, source: "l1" };
     if (cached?.kind === "negative")
       return { kind: "invalid", code: cached.code, source: "negative" };

@@ -137,14 +137,29 @@ describe("TokenCache", () => {
     expect(metrics.snapshot()).toMatchObject({ memcached_expired: 1, memcached_malformed: 2 });
   });
 
-  it("computes one HMAC on an L1 hit, and the sealing key only on the memcached path", async () => {
-    const { cache, keyer } = setup();
+  it("derives only the L1 key on an L1 hit; the memcached and sealing keys once on a miss", async () => {
+    const store = new MapStore();
+    const { cache, keyer } = setup(store);
     await cache.storePositive(TOKEN, tokenBody(), T0_MS + HOUR_MS);
-    const keys = vi.spyOn(keyer, "keys");
+    const l1 = vi.spyOn(keyer, "l1Key");
+    const shared = vi.spyOn(keyer, "memcachedKey");
     const sealing = vi.spyOn(keyer, "sealingKey");
     await cache.lookup(TOKEN);
-    expect(keys).toHaveBeenCalledTimes(1);
+    expect(cache.peek(TOKEN)?.kind).toBe("positive");
+    expect(l1).toHaveBeenCalledTimes(2);
+    expect(shared).not.toHaveBeenCalled();
     expect(sealing).not.toHaveBeenCalled();
+
+    // An L1 miss that memcached answers: each key derived once for the whole entry.
+    const other = fakeToken(42);
+    const entry = cache.entry(other);
+    expect(entry.peek()).toBeUndefined();
+    expect(await entry.fetch()).toBeUndefined();
+    entry.storePositive(tokenBody(), T0_MS + HOUR_MS);
+    expect(shared).toHaveBeenCalledTimes(1);
+    expect(shared).toHaveBeenCalledWith(other);
+    expect(store.gets).toBe(1);
+    expect(store.values.has(keyer.memcachedKey(other))).toBe(true);
   });
 
   it("works without memcached", async () => {

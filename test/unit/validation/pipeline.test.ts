@@ -45,6 +45,11 @@ class FakeCache implements ValidationCache {
   readonly shared = new Map<string, KeystoneToken>();
   readonly positiveUntil = new Map<string, number>();
   entries = 0;
+  peeks = 0;
+  peek(token: string): CachedVerdict | undefined {
+    this.peeks++;
+    return this.l1.get(token);
+  }
   entry(token: string): CacheEntry {
     this.entries++;
     return {
@@ -135,6 +140,11 @@ describe("ValidationPipeline", () => {
       source: "negative",
     });
     expect(s.calls()).toBe(1);
+    // The hot path reads the in-process tier alone: no entry handle (no memcached key).
+    const entries = s.cache.entries;
+    s.pipeline.validateNow(token);
+    expect(s.cache.entries).toBe(entries);
+    expect(s.cache.peeks).toBe(5);
   });
 
   it("caches a positive answer for min(token_cache_time, expires_at - now)", async () => {

@@ -1,0 +1,164 @@
+/**
+ * What the edge reads from a client's request head, in one pass over the raw headers.
+ *
+ * Owns: the outgoing header list (the client's headers minus hop-by-hop ones, minus the
+ * headers its `Connection` header names, minus every identity header — strip before set —
+ * with `X-Forwarded-For/-Proto/-Host` appended) and, from the same pass, the tokens, the
+ * `Accept` header, and whether a body follows. Node's `req.headers` object is never built:
+ * header names are classified once per spelling (a bounded cache), so a request costs no
+ * lower-casing and no per-header object.
+ *
+ * Repeated headers read as Node's `req.headers` reads them: `Host` first wins; tokens and
+ * `Accept` are joined with ", " (so two different `X-Auth-Token`s make one invalid token,
+ * never a choice between them).
+ */
+import type { IncomingMessage } from "node:http";
+import { connectionListed, isHopByHop } from "./hop-by-hop.js";
+
+const enum Kind {
+  Forward,
+  Drop,
+  ForwardedFor,
+  ForwardedOther,
+  Connection,
+  AuthToken,
+  StorageToken,
+  ServiceToken,
+  Accept,
+  Host,
+  ContentLength,
+  TransferEncoding,
+}
+
+const SPECIAL: ReadonlyMap<string, Kind> = new Map([
+  ["x-forwarded-for", Kind.ForwardedFor],
+  ["x-forwarded-proto", Kind.ForwardedOther],
+  ["x-forwarded-host", Kind.ForwardedOther],
+  ["connection", Kind.Connection],
+  ["x-auth-token", Kind.AuthToken],
+  ["x-storage-token", Kind.StorageToken],
+  ["x-service-token", Kind.ServiceToken],
+  ["accept", Kind.Accept],
+  ["host", Kind.Host],
+  ["content-length", Kind.ContentLength],
+  ["transfer-encoding", Kind.TransferEncoding],
+]);
+
+/** Spellings remembered at most: clients use few; a flood of odd names cannot grow memory. */
+const MAX_REMEMBERED_NAMES = 1024;
+
+/** The request head, as the edge needs it. */
+export interface RequestHead {
+  /** Outgoing headers, flat `[name, value, …]`: stripped, with `X-Forwarded-*` added. */
+  readonly headers: string[];
+  /** `X-Auth-Token`, else `X-Storage-Token`. */
+  readonly userToken: string | undefined;
+  /** `X-Service-Token`. */
+  readonly serviceToken: string | undefined;
+  readonly accept: string | undefined;
+  /** A `Content-Length` or `Transfer-Encoding` header came: a body follows. */
+  readonly hasBody: boolean;
+}
+
+/** Reads request heads; one per server (it remembers header-name spellings). */
+export class RequestHeadReader {
+  private readonly kinds = new Map<string, Kind>();
+
+  /** @param isIdentityHeader Lower-case names never forwarded from the client. */
+  constructor(private readonly isIdentityHeader: (lowerName: string) => boolean) {}
+
+  read(req: IncomingMessage): RequestHead {
+    const raw = req.rawHeaders;
+    const out: string[] = [];
+    let forwardedFor: string | undefined;
+    let userToken: string | undefined;
+    let storageToken: string | undefined;
+    let serviceToken: string | undefined;
+    let accept: string | undefined;
+    let host: string | undefined;
+    let connection: string | undefined;
+    let hasBody = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      const value = raw[i + 1] as string;
+      switch (this.kindOf(name)) {
+        case Kind.Forward:
+          out.push(name, value);
+          break;
+        case Kind.Drop:
+        case Kind.ForwardedOther:
+          break;
+        case Kind.ForwardedFor:
+          forwardedFor = join(forwardedFor, value);
+          break;
+        case Kind.Connection:
+          connection = join(connection, value);
+          break;
+        case Kind.AuthToken:
+          userToken = join(userToken, value);
+          out.push(name, value);
+          break;
+        case Kind.StorageToken:
+          storageToken = join(storageToken, value);
+          out.push(name, value);
+          break;
+        case Kind.ServiceToken:
+          serviceToken = join(serviceToken, value);
+          out.push(name, value);
+          break;
+        case Kind.Accept:
+          accept = join(accept, value);
+          out.push(name, value);
+          break;
+        case Kind.Host:
+          host ??= value;
+          out.push(name, value);
+          break;
+        case Kind.ContentLength:
+          hasBody = true;
+          out.push(name, value);
+          break;
+        case Kind.TransferEncoding:
+          hasBody = true; // hop-by-hop: undici frames the body itself
+          break;
+      }
+    }
+    const listed = connection === undefined ? undefined : connectionListed(connection);
+    const headers = listed === undefined ? out : withoutListed(out, listed);
+    if (listed?.has("x-forwarded-for") === true) forwardedFor = undefined;
+    const client = req.socket.remoteAddress ?? "unknown";
+    headers.push(
+      "X-Forwarded-For",
+      forwardedFor === undefined ? client : `${forwardedFor}, ${client}`,
+    );
+    headers.push("X-Forwarded-Proto", "encrypted" in req.socket ? "https" : "http");
+    if (host !== undefined) headers.push("X-Forwarded-Host", host);
+    return { headers, userToken: userToken ?? storageToken, serviceToken, accept, hasBody };
+  }
+
+  private kindOf(name: string): Kind {
+    let kind = this.kinds.get(name);
+    if (kind === undefined) {
+      const lower = name.toLowerCase();
+      kind =
+        SPECIAL.get(lower) ??
+        (isHopByHop(lower, undefined) || this.isIdentityHeader(lower) ? Kind.Drop : Kind.Forward);
+      if (this.kinds.size < MAX_REMEMBERED_NAMES) this.kinds.set(name, kind);
+    }
+    return kind;
+  }
+}
+
+function join(previous: string | undefined, value: string): string {
+  return previous === undefined ? value : `${previous}, ${value}`;
+}
+
+/** `out` minus the headers a `Connection` header lists (rare: custom hop-by-hop names). */
+function withoutListed(out: string[], listed: ReadonlySet<string>): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < out.length; i += 2) {
+    const name = out[i] as string;
+    if (!listed.has(name.toLowerCase())) kept.push(name, out[i + 1] as string);
+  }
+  return kept;
+}
