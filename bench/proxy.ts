@@ -4,38 +4,92 @@
  *
  * (a) A static upstream (a minimal Node server, own process) reached directly, through an
  *     nginx hop, through a bare pass-through built from keystone-edge's own listener and
- *     forwarder with validation off, and through keystone-edge with a valid cached token.
- * (b) A WSGI echo app under uwsgi, bare and wrapped by Debian's keystonemiddleware
- *     auth_token, and keystone-edge in front of the bare one.
+ *     forwarder with validation off, through that pass-through adding the edge's identity
+ *     headers (the cost of the header bytes alone), and through keystone-edge with a valid
+ *     cached token.
+ * (b) A WSGI echo app under uwsgi, bare, wrapped by Debian's keystonemiddleware auth_token
+ *     (in-process token cache, and memcached with ENCRYPT as multi-worker deployments run
+ *     it), and keystone-edge in front of the bare one.
  *
- * Load: wrk (Debian), one thread, fixed connections and duration. Figures: req/s, p50/p99,
- * and the one that holds on a shared 2-core machine: CPU microseconds per request of each
- * proxy's processes over the run, from /proc/<pid>/stat (utime + stime of the process and
- * its children). Runs under tsx (it reuses the test harness for a real Keystone).
+ * Method, for a shared 2-core machine: the process being measured runs pinned to the last
+ * core, the load generator and every other process to core 0, so they do not steal its
+ * time; the cases are interleaved over several rounds and each figure is the median of
+ * its rounds. Load: wrk (Debian), one thread, fixed connections and duration. Figures:
+ * req/s, p50/p99, and CPU microseconds per request of the measured process tree (utime +
+ * stime from /proc/<pid>/stat, children included). Added latency is measured at a fixed
+ * offered load of half the edge's throughput (hey, Debian), edge against direct. Runs
+ * under tsx (it reuses the test harness for a real Keystone).
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { startEchoUpstream } from "../test/harness/echo-upstream.js";
 import { startEdgeProcess, type EdgeProcess } from "../test/harness/edge-process.js";
 import { createFixtures } from "../test/harness/fixtures.js";
 import { ensureDebianDeps } from "../test/harness/global-setup.js";
 import { freePort, startKeystone } from "../test/harness/keystone.js";
 import { startKeystonemiddleware, type KmwHandle } from "../test/harness/kmw.js";
+import { startMemcached, type MemcachedHandle } from "../test/harness/memcached.js";
 
-const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5);
+const execFileAsync = promisify(execFile);
+const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-const LATENCY_CONNECTIONS = Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 4);
+const LATENCY_DURATION_S = Number(process.env.BENCH_LATENCY_DURATION_S ?? 10);
 const CLK_TCK = 100;
 /** e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the edges under load. */
 const EDGE_NODE_ARGS = (process.env.BENCH_EDGE_NODE_ARGS ?? "")
   .split(" ")
   .filter((a) => a.length > 0);
 const dist = (f: string): string => fileURLToPath(new URL(`../dist/bench/${f}`, import.meta.url));
+/** Core of the measured process; every other process runs on core 0. */
+const MEASURED_CORE = cpus().length >= 2 ? cpus().length - 1 : undefined;
+const OTHER_CORES = "0";
 
 function say(s: string): void {
   process.stdout.write(`${s}\n`);
+}
+
+/** `pid` and all its descendants. */
+function processTree(pid: number): number[] {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return [...parents.keys()].filter((p) => {
+    for (let q: number | undefined = p; q !== undefined && q > 1; q = parents.get(q)) {
+      if (q === pid) return true;
+    }
+    return false;
+  });
+}
+
+/** Pins every thread of `pid`'s process tree to `cores` (a taskset list); no-op on one core. */
+function pin(pid: number, cores: string): void {
+  if (MEASURED_CORE === undefined) return;
+  for (const p of processTree(pid)) {
+    try {
+      execFileSync("taskset", ["-a", "-cp", cores, String(p)], { stdio: "ignore" });
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+/** Runs a command on the load generator's core. */
+function onOtherCores(command: string, args: readonly string[]): [string, string[]] {
+  return MEASURED_CORE === undefined
+    ? [command, [...args]]
+    : ["taskset", ["-c", OTHER_CORES, command, ...args]];
 }
 
 /** utime + stime, in clock ticks, of `pid` and all its descendants. */
@@ -70,8 +124,8 @@ interface Run {
   readonly requests: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
-  /** CPU µs per request of the measured process tree, when one was given. */
-  readonly cpuUsPerRequest: number | undefined;
+  /** CPU µs per request of the measured process tree. */
+  readonly cpuUsPerRequest: number;
 }
 
 function parseMs(text: string): number {
@@ -81,36 +135,90 @@ function parseMs(text: string): number {
   return m[2] === "us" ? v / 1000 : m[2] === "s" ? v * 1000 : v;
 }
 
-function wrk(
+/** One wrk run against `url` with the process tree `pid` pinned to the measured core. */
+async function wrk(url: string, headers: Record<string, string>, pid: number): Promise<Run> {
+  const args = ["-t1", `-c${String(CONNECTIONS)}`, `-d${String(DURATION_S)}s`, "--latency"];
+  for (const [k, v] of Object.entries(headers)) args.push("-H", `${k}: ${v}`);
+  pin(pid, String(MEASURED_CORE ?? 0));
+  try {
+    // warm-up
+    await execFileAsync(
+      ...onOtherCores("wrk", ["-t1", `-c${String(CONNECTIONS)}`, "-d1s", ...args.slice(3), url]),
+    );
+    const before = cpuTicks(pid);
+    const { stdout: out } = await execFileAsync(...onOtherCores("wrk", [...args, url]));
+    const after = cpuTicks(pid);
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+    const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+    if (requests === 0 || non2xx > 0)
+      throw new Error(
+        `wrk ${url}: ${String(requests)} requests, ${String(non2xx)} not 2xx\n${out}`,
+      );
+    return {
+      reqPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+      requests,
+      p50Ms: parseMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ""),
+      p99Ms: parseMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ""),
+      cpuUsPerRequest: ((after - before) * (1e6 / CLK_TCK)) / requests,
+    };
+  } finally {
+    pin(pid, OTHER_CORES);
+  }
+}
+
+/** p99 latency (ms) at a fixed offered load, with `pid`'s tree on the measured core. */
+async function p99AtRate(
   url: string,
   headers: Record<string, string>,
-  pid: number | undefined,
-  connections = CONNECTIONS,
-): Run {
-  const args = ["-t1", `-c${connections}`, `-d${DURATION_S}s`, "--latency"];
+  pid: number,
+  reqPerSec: number,
+): Promise<{ p99Ms: number; p50Ms: number; achieved: number }> {
+  const workers = 8;
+  const args = [
+    "-z",
+    `${String(LATENCY_DURATION_S)}s`,
+    "-c",
+    String(workers),
+    "-q",
+    String(Math.max(1, Math.round(reqPerSec / workers))),
+  ];
   for (const [k, v] of Object.entries(headers)) args.push("-H", `${k}: ${v}`);
-  execFileSync("wrk", ["-t1", `-c${connections}`, "-d1s", ...args.slice(3), url], {
-    stdio: "ignore",
-  }); // warm-up
-  const before = pid === undefined ? 0 : cpuTicks(pid);
-  const out = execFileSync("wrk", [...args, url], { encoding: "utf8" });
-  const after = pid === undefined ? 0 : cpuTicks(pid);
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  if (requests === 0 || non2xx > 0)
-    throw new Error(`wrk ${url}: ${requests} requests, ${non2xx} not 2xx\n${out}`);
+  pin(pid, String(MEASURED_CORE ?? 0));
+  try {
+    const { stdout: out } = await execFileAsync(...onOtherCores("hey", [...args, url]));
+    const ok = Number(/\[200\]\s+(\d+) responses/.exec(out)?.[1] ?? 0);
+    const pct = (p: number): number =>
+      Number(new RegExp(`\\s${String(p)}% in ([\\d.]+) secs`).exec(out)?.[1] ?? NaN) * 1000;
+    if (ok === 0 || /Error distribution/.test(out)) throw new Error(`hey ${url}: errors\n${out}`);
+    return { p99Ms: pct(99), p50Ms: pct(50), achieved: ok / LATENCY_DURATION_S };
+  } finally {
+    pin(pid, OTHER_CORES);
+  }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** The median of each figure over the rounds. */
+function medianRun(runs: readonly Run[]): Run {
   return {
-    reqPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
-    requests,
-    p50Ms: parseMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ""),
-    p99Ms: parseMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ""),
-    cpuUsPerRequest:
-      pid === undefined ? undefined : ((after - before) * (1e6 / CLK_TCK)) / requests,
+    reqPerSec: median(runs.map((r) => r.reqPerSec)),
+    requests: median(runs.map((r) => r.requests)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    cpuUsPerRequest: median(runs.map((r) => r.cpuUsPerRequest)),
   };
 }
 
 function spawnDaemon(command: string, args: readonly string[]): ChildProcess {
-  return spawn(command, args, { stdio: "ignore" });
+  const child = spawn(command, args, { stdio: "ignore" });
+  if (child.pid !== undefined) pin(child.pid, OTHER_CORES);
+  return child;
 }
 
 async function waitHttp(url: string): Promise<void> {
@@ -132,6 +240,7 @@ async function waitHttp(url: string): Promise<void> {
 function ensureTools(): void {
   const missing = [
     ["wrk", "/usr/bin/wrk"],
+    ["hey", "/usr/bin/hey"],
     ["nginx-light", "/usr/sbin/nginx"],
   ].filter(([, path]) => !existsSync(path as string));
   if (missing.length === 0) return;
@@ -146,6 +255,14 @@ function ensureTools(): void {
   );
 }
 
+interface Case {
+  readonly label: string;
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  /** The measured process tree. */
+  readonly pid: number;
+}
+
 async function main(): Promise<void> {
   ensureDebianDeps();
   ensureTools();
@@ -155,19 +272,36 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   const edges: EdgeProcess[] = [];
   const kmws: KmwHandle[] = [];
+  let memcached: MemcachedHandle | undefined;
   try {
     const fixtures = await createFixtures(keystone.info);
     const token = fixtures.tokens.project;
     const auth = { "X-Auth-Token": token };
+    const edgeOptions = { keystone: keystone.info, serviceUser: fixtures.serviceUser };
+
+    // The identity headers the edge adds for this token, for the header-cost case.
+    const echo = await startEchoUpstream();
+    const probe = await startEdgeProcess({ ...edgeOptions, upstream: echo.url });
+    const seen = (await (await fetch(`${probe.url}/probe`, { headers: auth })).json()) as {
+      headers: Record<string, string>;
+    };
+    await probe.stop();
+    await echo.stop();
+    const identity = Object.entries(seen.headers).filter(
+      ([n]) => n.startsWith("x-") && !n.startsWith("x-forwarded-") && n !== "x-auth-token",
+    );
+    const headersFile = join(dir, "identity-headers.json");
+    writeFileSync(headersFile, JSON.stringify(identity));
 
     // (a) static upstream
     const upstreamPort = await freePort();
-    children.push(
-      spawnDaemon(process.execPath, [dist("static-upstream.js"), String(upstreamPort)]),
-    );
-    const upstream = `http://127.0.0.1:${upstreamPort}`;
+    const upstreamProcess = spawnDaemon(process.execPath, [
+      dist("static-upstream.js"),
+      String(upstreamPort),
+    ]);
+    children.push(upstreamProcess);
+    const upstream = `http://127.0.0.1:${String(upstreamPort)}`;
     await waitHttp(upstream);
-    const upstreamPid = children[0]?.pid ?? -1;
 
     const nginxPort = await freePort();
     writeFileSync(
@@ -175,14 +309,14 @@ async function main(): Promise<void> {
       `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
 events { worker_connections 1024; }
 http { access_log off;
-  upstream up { server 127.0.0.1:${upstreamPort}; keepalive 64; }
-  server { listen 127.0.0.1:${nginxPort};
+  upstream up { server 127.0.0.1:${String(upstreamPort)}; keepalive 64; }
+  server { listen 127.0.0.1:${String(nginxPort)};
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 `,
     );
     const nginx = spawnDaemon("/usr/sbin/nginx", ["-c", join(dir, "nginx.conf")]);
     children.push(nginx);
-    await waitHttp(`http://127.0.0.1:${nginxPort}`);
+    await waitHttp(`http://127.0.0.1:${String(nginxPort)}`);
 
     const passPort = await freePort();
     const pass = spawnDaemon(process.execPath, [
@@ -191,36 +325,20 @@ http { access_log off;
       upstream,
     ]);
     children.push(pass);
-    await waitHttp(`http://127.0.0.1:${passPort}`);
-
-    const edgeA = await startEdgeProcess({
-      keystone: keystone.info,
+    const passHeadersPort = await freePort();
+    const passHeaders = spawnDaemon(process.execPath, [
+      dist("passthrough.js"),
+      String(passHeadersPort),
       upstream,
-      serviceUser: fixtures.serviceUser,
-      nodeArgs: EDGE_NODE_ARGS,
-    });
+      headersFile,
+    ]);
+    children.push(passHeaders);
+    await waitHttp(`http://127.0.0.1:${String(passPort)}`);
+    await waitHttp(`http://127.0.0.1:${String(passHeadersPort)}`);
+
+    const edgeA = await startEdgeProcess({ ...edgeOptions, upstream, nodeArgs: EDGE_NODE_ARGS });
     edges.push(edgeA);
-
-    const edgeNoCatalog = await startEdgeProcess({
-      keystone: keystone.info,
-      upstream,
-      serviceUser: fixtures.serviceUser,
-      extraYaml: ["auth_token:", "  include_service_catalog: false"],
-    });
-    edges.push(edgeNoCatalog);
-
-    say(`bench:proxy: (a) static upstream, wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s per case`);
-    const a = {
-      direct: wrk(upstream, {}, upstreamPid),
-      nginx: wrk(`http://127.0.0.1:${nginxPort}`, {}, nginx.pid),
-      passthrough: wrk(`http://127.0.0.1:${passPort}`, {}, pass.pid),
-      edge: wrk(edgeA.url, auth, edgeA.pid),
-      edgeNoCatalog: wrk(edgeNoCatalog.url, auth, edgeNoCatalog.pid),
-    };
-    const lowLoad = {
-      direct: wrk(upstream, {}, undefined, LATENCY_CONNECTIONS),
-      edge: wrk(edgeA.url, auth, undefined, LATENCY_CONNECTIONS),
-    };
+    pin(edgeA.pid, OTHER_CORES);
 
     // (b) WSGI echo under uwsgi
     const kmwConf = {
@@ -233,68 +351,152 @@ http { access_log off;
       user_domain_id: "default",
       project_domain_id: "default",
     };
+    memcached = await startMemcached();
     const bare = await startKeystonemiddleware(kmwConf, 1, { bare: true });
     kmws.push(bare);
     const wrapped = await startKeystonemiddleware(kmwConf, 1);
     kmws.push(wrapped);
-    const edgeB = await startEdgeProcess({
-      keystone: keystone.info,
-      upstream: bare.url,
-      serviceUser: fixtures.serviceUser,
-    });
+    const wrappedMemcached = await startKeystonemiddleware(
+      {
+        ...kmwConf,
+        memcached_servers: memcached.address,
+        memcache_security_strategy: "ENCRYPT",
+        memcache_secret_key: "bench-memcache-secret-key",
+      },
+      1,
+    );
+    kmws.push(wrappedMemcached);
+    const edgeB = await startEdgeProcess({ ...edgeOptions, upstream: bare.url });
     edges.push(edgeB);
-    say("bench:proxy: (b) WSGI echo app under uwsgi (1 process, 4 threads)");
-    const b = {
-      bare: wrk(bare.url, {}, bare.pid),
-      wrapped: wrk(wrapped.url, auth, wrapped.pid),
-      edge: wrk(edgeB.url, auth, edgeB.pid),
-    };
+    for (const pid of [bare.pid, wrapped.pid, wrappedMemcached.pid, edgeB.pid]) {
+      pin(pid, OTHER_CORES);
+    }
 
-    const row = (name: string, r: Run): string =>
-      `${name.padEnd(44)} ${Math.round(r.reqPerSec).toString().padStart(7)}  ${r.p50Ms.toFixed(2).padStart(6)}  ${r.p99Ms
-        .toFixed(2)
-        .padStart(
-          6,
-        )}  ${r.cpuUsPerRequest === undefined ? "" : r.cpuUsPerRequest.toFixed(1).padStart(7)}`;
+    const a = {
+      direct: {
+        label: "(a) static upstream, direct",
+        url: upstream,
+        headers: {},
+        pid: upstreamProcess.pid ?? -1,
+      },
+      nginx: {
+        label: "(a) through an nginx hop",
+        url: `http://127.0.0.1:${String(nginxPort)}`,
+        headers: {},
+        pid: nginx.pid ?? -1,
+      },
+      pass: {
+        label: "(a) through the bare pass-through",
+        url: `http://127.0.0.1:${String(passPort)}`,
+        headers: auth,
+        pid: pass.pid ?? -1,
+      },
+      passHeaders: {
+        label: `(a) pass-through + the ${String(identity.length)} identity headers`,
+        url: `http://127.0.0.1:${String(passHeadersPort)}`,
+        headers: auth,
+        pid: passHeaders.pid ?? -1,
+      },
+      edge: {
+        label: "(a) through keystone-edge (cached token)",
+        url: edgeA.url,
+        headers: auth,
+        pid: edgeA.pid,
+      },
+    } satisfies Record<string, Case>;
+    const b = {
+      bare: { label: "(b) uwsgi echo, bare", url: bare.url, headers: {}, pid: bare.pid },
+      kmw: {
+        label: "(b) echo + keystonemiddleware (in-process cache)",
+        url: wrapped.url,
+        headers: auth,
+        pid: wrapped.pid,
+      },
+      kmwMemcached: {
+        label: "(b) echo + keystonemiddleware (memcached, ENCRYPT)",
+        url: wrappedMemcached.url,
+        headers: auth,
+        pid: wrappedMemcached.pid,
+      },
+      edge: {
+        label: "(b) keystone-edge in front of the bare echo",
+        url: edgeB.url,
+        headers: auth,
+        pid: edgeB.pid,
+      },
+    } satisfies Record<string, Case>;
+    const cases: Case[] = [...Object.values(a), ...Object.values(b)];
+
+    say(
+      `bench:proxy: ${String(cases.length)} cases × ${String(ROUNDS)} rounds, wrk -t1 -c${String(CONNECTIONS)} -d${String(DURATION_S)}s each` +
+        (MEASURED_CORE === undefined
+          ? " (one core: no pinning)"
+          : `; measured process on core ${String(MEASURED_CORE)}, the rest on core ${OTHER_CORES}`),
+    );
+    const runs = new Map<Case, Run[]>(cases.map((c) => [c, []]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      const line: string[] = [];
+      for (const c of cases) {
+        const r = await wrk(c.url, c.headers, c.pid);
+        runs.get(c)?.push(r);
+        line.push(r.cpuUsPerRequest.toFixed(0));
+      }
+      say(`  round ${String(round)}: CPU µs/req ${line.join(" ")}`);
+    }
+    const result = new Map<Case, Run>(cases.map((c) => [c, medianRun(runs.get(c) ?? [])]));
+    const get = (c: Case): Run => result.get(c) as Run;
+
+    // Added latency at half the edge's throughput, same offered load direct and through it.
+    const rate = Math.round(get(a.edge).reqPerSec / 2);
+    say(
+      `bench:proxy: p99 at a fixed ${String(rate)} req/s (hey, ${String(LATENCY_DURATION_S)} s each)`,
+    );
+    const latDirect = await p99AtRate(a.direct.url, {}, a.direct.pid, rate);
+    const latEdge = await p99AtRate(a.edge.url, auth, a.edge.pid, rate);
+
+    const row = (c: Case): string => {
+      const r = get(c);
+      return `${c.label.padEnd(52)} ${Math.round(r.reqPerSec).toString().padStart(7)}  ${r.p50Ms.toFixed(2).padStart(6)}  ${r.p99Ms.toFixed(2).padStart(6)}  ${r.cpuUsPerRequest.toFixed(1).padStart(7)}`;
+    };
     say("");
     say(
       `machine: ${cpus()[0]?.model ?? "?"}, ${String(cpus().length)} cores; node ${process.version}`,
     );
-    say(`${"case".padEnd(44)}   req/s  p50 ms  p99 ms  CPU µs/req (that process tree)`);
-    say(row("(a) static upstream, direct", a.direct));
-    say(row("(a) through nginx hop", a.nginx));
-    say(row("(a) through bare pass-through (no validation)", a.passthrough));
-    say(row("(a) through keystone-edge (cached token)", a.edge));
-    say(row("(a) the same, include_service_catalog: false", a.edgeNoCatalog));
-    say(row(`(a) direct, c=${String(LATENCY_CONNECTIONS)}`, lowLoad.direct));
-    say(row(`(a) through keystone-edge, c=${String(LATENCY_CONNECTIONS)}`, lowLoad.edge));
-    say(row("(b) uwsgi echo, bare", b.bare));
-    say(row("(b) uwsgi echo wrapped by keystonemiddleware", b.wrapped));
-    say(row("(b) keystone-edge in front of bare uwsgi echo", b.edge));
+    say(`${"case (medians of the rounds)".padEnd(52)}   req/s  p50 ms  p99 ms  CPU µs/req`);
+    for (const c of cases) say(row(c));
+    say(
+      `${`p99 at ${String(rate)} req/s: direct / through keystone-edge`.padEnd(52)} ${latDirect.p99Ms.toFixed(2)} / ${latEdge.p99Ms.toFixed(2)} ms (p50 ${latDirect.p50Ms.toFixed(2)} / ${latEdge.p50Ms.toFixed(2)}; achieved ${Math.round(latDirect.achieved).toString()} / ${Math.round(latEdge.achieved).toString()} req/s)`,
+    );
 
-    const edgeCpu = a.edge.cpuUsPerRequest ?? NaN;
-    const nginxCpu = a.nginx.cpuUsPerRequest ?? NaN;
-    const validationUs = edgeCpu - (a.passthrough.cpuUsPerRequest ?? NaN);
-    const kmwAuthUs = (b.wrapped.cpuUsPerRequest ?? NaN) - (b.bare.cpuUsPerRequest ?? NaN);
-    const edgeWholeUs = b.edge.cpuUsPerRequest ?? NaN;
-    const addedP99 = lowLoad.edge.p99Ms - lowLoad.direct.p99Ms;
+    const edgeCpu = get(a.edge).cpuUsPerRequest;
+    const nginxCpu = get(a.nginx).cpuUsPerRequest;
+    const validationUs = edgeCpu - get(a.pass).cpuUsPerRequest;
+    const headerBytesUs = get(a.passHeaders).cpuUsPerRequest - get(a.pass).cpuUsPerRequest;
+    const kmwAuthUs = get(b.kmw).cpuUsPerRequest - get(b.bare).cpuUsPerRequest;
+    const kmwMemcachedAuthUs = get(b.kmwMemcached).cpuUsPerRequest - get(b.bare).cpuUsPerRequest;
+    const edgeWholeUs = get(b.edge).cpuUsPerRequest;
+    const addedP99 = latEdge.p99Ms - latDirect.p99Ms;
     const verdict = (ok: boolean): string => (ok ? "met" : "MISSED");
     say("");
     say(
-      `keystone-edge CPU per request / nginx hop's:        ${(edgeCpu / nginxCpu).toFixed(2)}×   (target ≤ 4×: ${verdict(edgeCpu <= 4 * nginxCpu)})`,
+      `keystone-edge CPU per request / nginx hop's:         ${(edgeCpu / nginxCpu).toFixed(2)}×   (target ≤ 4×: ${verdict(edgeCpu <= 4 * nginxCpu)})`,
     );
     say(
-      `validation on a cached token (edge − pass-through): ${validationUs.toFixed(1)} µs (target ≤ 15 µs: ${verdict(validationUs <= 15)})`,
+      `validation on a cached token (edge − pass-through):  ${validationUs.toFixed(1)} µs (target ≤ 15 µs: ${verdict(validationUs <= 15)}), of which the identity header bytes ${headerBytesUs.toFixed(1)} µs`,
     );
     say(
-      `keystonemiddleware auth work (wrapped − bare):      ${kmwAuthUs.toFixed(1)} µs = ${(kmwAuthUs / edgeWholeUs).toFixed(1)}× keystone-edge's whole ${edgeWholeUs.toFixed(1)} µs (target ≥ 5×: ${verdict(kmwAuthUs >= 5 * edgeWholeUs)})`,
+      `keystonemiddleware auth work (wrapped − bare):       ${kmwAuthUs.toFixed(1)} µs in-process cache, ${kmwMemcachedAuthUs.toFixed(1)} µs memcached+ENCRYPT`,
     );
     say(
-      `p99 added latency at c=${String(LATENCY_CONNECTIONS)} (edge − direct):            ${addedP99.toFixed(2)} ms (target ≤ 1 ms: ${verdict(addedP99 <= 1)})`,
+      `  vs keystone-edge's whole ${edgeWholeUs.toFixed(1)} µs: ${(kmwAuthUs / edgeWholeUs).toFixed(1)}× / ${(kmwMemcachedAuthUs / edgeWholeUs).toFixed(1)}× (target ≥ 5×: ${verdict(kmwAuthUs >= 5 * edgeWholeUs)} / ${verdict(kmwMemcachedAuthUs >= 5 * edgeWholeUs)})`,
+    );
+    say(
+      `p99 added latency at half load (edge − direct):      ${addedP99.toFixed(2)} ms (target ≤ 1 ms: ${verdict(addedP99 <= 1)})`,
     );
   } finally {
     for (const e of edges) await e.stop();
     for (const k of kmws) await k.stop();
+    await memcached?.stop();
     for (const c of children) c.kill("SIGTERM");
     await keystone.stop();
     rmSync(dir, { recursive: true, force: true });
