@@ -116,6 +116,9 @@ export async function startEdge(
   const authenticator = new EdgeAuthenticator({
     validate: (t) => pipeline.validate(t),
     validateNow: (t) => pipeline.validateNow(t),
+    validateAllowingExpired: (t) => pipeline.validateAllowingExpired(t),
+    serviceType: config.auth_token.service_type,
+    logger,
     delayAuthDecision: config.auth_token.delay_auth_decision,
     wwwAuthenticateUri: k.www_authenticate_uri,
     includeServiceCatalog: config.auth_token.include_service_catalog,

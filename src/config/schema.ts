@@ -112,6 +112,16 @@ export const configSchema = z.strictObject({
        * `false` and warns; an edge should not).
        */
       service_token_roles_required: z.boolean().default(true),
+      /**
+       * The service type of the service behind the edge (`compute`, `image`, …), as in the
+       * catalog: needed to honour application-credential access rules. Without it, tokens
+       * restricted by access rules are refused (as keystonemiddleware refuses them). Default
+       * none.
+       */
+      service_type: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]*$/, "a catalog service type such as compute or image")
+        .optional(),
     })
     .default({
       delay_auth_decision: false,

@@ -17,6 +17,7 @@
  * result); {@link injectHeaders} for a user token alone returns that frozen list itself.
  */
 import type { KeystoneToken } from "../keystone/token-body.js";
+import { accessRestrictionOf, type AccessRestriction } from "./access-rules.js";
 import { serviceCatalogHeaderValue } from "./catalog.js";
 import { SYSTEM_SCOPE_HEADER } from "./strip.js";
 
@@ -200,6 +201,8 @@ export class PreparedToken {
   readonly systemScoped: boolean;
   /** The `includeServiceCatalog` `user` was built with. */
   readonly includeServiceCatalog: boolean;
+  /** Its application credential's access rules; `undefined` when it has none (most tokens). */
+  readonly accessRestriction: AccessRestriction | undefined;
 
   /**
    * @param token a token Keystone validated
@@ -212,6 +215,7 @@ export class PreparedToken {
     this.service = serviceHeaders(token);
     this.roleNames = Object.freeze(roleNames(token));
     this.systemScoped = systemScope(token) !== undefined;
+    this.accessRestriction = accessRestrictionOf(token);
     Object.freeze(this);
   }
 }

@@ -5,12 +5,19 @@
  * `X-Subject-Token`), what each answer means — 200 a context, 404 not valid, 401 our own
  * token went stale (re-authenticate once and ask again), 403 the service user lacks the
  * policy (an operator error: unavailable, logged) — and trying the endpoints in order.
- * Never throws; never logs the subject token.
+ * Like keystonemiddleware it announces access-rule support
+ * (`OpenStack-Identity-Access-Rules: 1`), so Keystone returns application-credential tokens
+ * restricted by access rules instead of refusing them, and the edge enforces the rules
+ * (see contract/access-rules.ts). `allowExpired` asks with `allow_expired=1` (Keystone
+ * honours it within its `allow_expired_window`). Never throws; never logs the subject token.
  */
 import { silentLogger, tokenHash, type Logger } from "../log.js";
 import type { KeystoneEndpoint } from "./endpoint.js";
 import type { ServiceToken } from "./service-token.js";
 import type { KeystoneToken } from "./token-body.js";
+
+/** The access-rules version the edge enforces (keystonemiddleware's `ACCESS_RULES_SUPPORT`). */
+export const ACCESS_RULES_SUPPORT = "1";
 
 /** What Keystone said about a token. */
 export type KeystoneVerdict =
@@ -61,7 +68,12 @@ export class KeystoneValidator {
     this.logger = options.logger ?? silentLogger;
   }
 
-  async validate(subject: string): Promise<KeystoneVerdict> {
+  /**
+   * @param subject The token to validate.
+   * @param allowExpired Ask Keystone to accept an expired token (keystonemiddleware does
+   *   for a user token that comes with a service token passing the role check).
+   */
+  async validate(subject: string, allowExpired = false): Promise<KeystoneVerdict> {
     let service = await this.options.serviceToken.ensure();
     if (service === undefined) {
       return {
@@ -75,13 +87,21 @@ export class KeystoneValidator {
       reason: "connection",
       detail: "no Keystone endpoint configured",
     };
-    const path = this.options.includeCatalog === false ? "/auth/tokens?nocatalog" : "/auth/tokens";
+    const query = [
+      ...(this.options.includeCatalog === false ? ["nocatalog"] : []),
+      ...(allowExpired ? ["allow_expired=1"] : []),
+    ];
+    const path = query.length === 0 ? "/auth/tokens" : `/auth/tokens?${query.join("&")}`;
     for (const endpoint of this.options.endpoints()) {
       for (let attempt = 0; attempt < 2; attempt++) {
         const outcome = await endpoint.call({
           method: "GET",
           path,
-          headers: { "x-auth-token": service, "x-subject-token": subject },
+          headers: {
+            "x-auth-token": service,
+            "x-subject-token": subject,
+            "openstack-identity-access-rules": ACCESS_RULES_SUPPORT,
+          },
         });
         const observe = (o: Parameters<KeystoneCallObserver>[1], ms: number): void =>
           this.options.observe?.(endpoint.url, o, ms);

@@ -34,6 +34,10 @@ export type AuthDecision =
 export interface RequestInfo {
   /** The `Accept` header: error bodies follow it, as webob's do. */
   readonly accept: string | undefined;
+  /** The method, e.g. `GET` (access rules name methods). */
+  readonly method: string;
+  /** The request target as sent, e.g. `/v2.1/servers?all_tenants=1` (access rules name paths). */
+  readonly url: string;
 }
 
 /** Settles a request's tokens. Must not throw; a throw is answered 500. */
@@ -91,6 +95,8 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
     const headers = head.headers;
     const decision = await options.authenticator.authenticate(head.userToken, head.serviceToken, {
       accept: head.accept,
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
     });
     const done = (forward: RequestOutcome["forward"], status: number): void => {
       options.onRequestDone?.({

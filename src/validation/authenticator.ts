@@ -7,17 +7,23 @@
  * (webob's body, per `Accept`); not authenticated → 401 with `WWW-Authenticate`, or, under
  * `delay_auth_decision`, forward marked `Invalid`; authenticated → forward with exactly the
  * headers keystonemiddleware sets. Header lists are built once per validated token and
- * reused for every request that presents it.
+ * reused for every request that presents it. Also as keystonemiddleware: an empty token
+ * header counts as no token; an expired user token is accepted when a service token that
+ * passes the role check comes with it (`allow_expired`); a user token whose application
+ * credential carries access rules is refused for a request no rule allows.
  */
 import {
   INVALID,
+  PreparedToken,
   injectHeaders,
   prepareToken,
+  serviceTokenRolesMatch,
   type InjectOptions,
-  type PreparedToken,
   type TokenState,
 } from "../contract/inject.js";
+import { checkAccessRules } from "../contract/access-rules.js";
 import { serviceUnavailableResponse, unauthorizedResponse } from "../contract/responses.js";
+import { silentLogger, tokenHash, type Logger } from "../log.js";
 import type { KeystoneToken } from "../keystone/token-body.js";
 import type { AuthDecision, RequestAuthenticator, RequestInfo } from "../proxy/server.js";
 import type { Verdict } from "./pipeline.js";
@@ -26,6 +32,15 @@ export interface AuthenticatorOptions extends InjectOptions {
   readonly validate: (token: string) => Promise<Verdict>;
   /** The verdict at once when the in-process cache has it (the hot path); optional. */
   readonly validateNow?: (token: string) => Verdict | undefined;
+  /**
+   * Validation that accepts an expired token (keystonemiddleware's `allow_expired`). Default:
+   * none, and an expired user token is refused whatever service token comes with it.
+   */
+  readonly validateAllowingExpired?: (token: string) => Promise<Verdict>;
+  /** `service_type`: the service's catalog type, for access rules. Default none. */
+  readonly serviceType?: string | undefined;
+  /** Default: silent. */
+  readonly logger?: Logger;
   /** `delay_auth_decision`. */
   readonly delayAuthDecision: boolean;
   /** `www_authenticate_uri`. */
@@ -36,23 +51,33 @@ export class EdgeAuthenticator implements RequestAuthenticator {
   /** Header lists per validated token object; cache hits return the same object. */
   private readonly prepared = new WeakMap<KeystoneToken, PreparedToken>();
   private readonly unauthorized;
+  private readonly logger: Logger;
+  private warnedNoServiceType = false;
 
   constructor(private readonly options: AuthenticatorOptions) {
     this.unauthorized = unauthorizedResponse(options.wwwAuthenticateUri);
+    this.logger = options.logger ?? silentLogger;
   }
 
   authenticate(
-    userToken: string | undefined,
-    serviceToken: string | undefined,
+    userHeader: string | undefined,
+    serviceHeader: string | undefined,
     request: RequestInfo,
   ): Promise<AuthDecision> {
+    // An empty header is no token (keystonemiddleware tests the header's truthiness).
+    const userToken = userHeader === "" ? undefined : userHeader;
+    const serviceToken = serviceHeader === "" ? undefined : serviceHeader;
     // Hot path: both tokens (or the one there is) known to the in-process cache.
     const now = this.options.validateNow;
     if (now) {
       const user = userToken === undefined ? undefined : now(userToken);
       const service = serviceToken === undefined ? undefined : now(serviceToken);
-      if ((userToken === undefined || user) && (serviceToken === undefined || service)) {
-        return Promise.resolve(this.decide(userToken, user, service, request));
+      if (
+        (userToken === undefined || user) &&
+        (serviceToken === undefined || service) &&
+        !this.mayAllowExpired(user, service)
+      ) {
+        return Promise.resolve(this.decide(userToken, serviceToken, user, service, request));
       }
     }
     return this.authenticateSlowly(userToken, serviceToken, request);
@@ -63,15 +88,35 @@ export class EdgeAuthenticator implements RequestAuthenticator {
     serviceToken: string | undefined,
     request: RequestInfo,
   ): Promise<AuthDecision> {
-    const [user, service] = await Promise.all([
+    const [first, service] = await Promise.all([
       userToken === undefined ? undefined : this.options.validate(userToken),
       serviceToken === undefined ? undefined : this.options.validate(serviceToken),
     ]);
-    return this.decide(userToken, user, service, request);
+    let user = first;
+    const allowingExpired = this.options.validateAllowingExpired;
+    if (userToken !== undefined && allowingExpired && this.mayAllowExpired(user, service)) {
+      user = await allowingExpired(userToken);
+    }
+    return this.decide(userToken, serviceToken, user, service, request);
+  }
+
+  /**
+   * keystonemiddleware validates the user token with `allow_expired` when the service token
+   * is valid and passes the role check (whether or not `service_token_roles_required`).
+   */
+  private mayAllowExpired(user: Verdict | undefined, service: Verdict | undefined): boolean {
+    return (
+      this.options.validateAllowingExpired !== undefined &&
+      user?.kind === "invalid" &&
+      user.code === "expired" &&
+      service?.kind === "valid" &&
+      serviceTokenRolesMatch(service.token, this.options.serviceTokenRoles)
+    );
   }
 
   private decide(
     userToken: string | undefined,
+    serviceToken: string | undefined,
     user: Verdict | undefined,
     service: Verdict | undefined,
     request: RequestInfo,
@@ -86,9 +131,36 @@ export class EdgeAuthenticator implements RequestAuthenticator {
         outcome: "unavailable",
       };
     }
-    const result = injectHeaders(this.state(user), this.state(service), this.options);
+    let userState = this.state(user);
+    if (userState instanceof PreparedToken && userState.accessRestriction !== undefined) {
+      const refusal = checkAccessRules(
+        userState.accessRestriction,
+        { method: request.method, url: request.url, hasServiceToken: serviceToken !== undefined },
+        this.options.serviceType,
+      );
+      if (refusal !== undefined) {
+        if (refusal === "no_service_type" && !this.warnedNoServiceType) {
+          this.warnedNoServiceType = true;
+          this.logger.warn(
+            "a token restricted by access rules was refused: set auth_token.service_type so they can be honoured",
+          );
+        }
+        this.logger.debug("user token refused by its application credential's access rules", {
+          token: userToken === undefined ? undefined : tokenHash(userToken),
+          reason: refusal,
+        });
+        userState = INVALID;
+      }
+    }
+    const result = injectHeaders(userState, this.state(service), this.options);
     const outcome =
-      userToken === undefined ? "no_token" : user?.kind === "valid" ? "valid" : "invalid";
+      userToken === undefined
+        ? "no_token"
+        : userState instanceof PreparedToken
+          ? "valid"
+          : userState === INVALID && user?.kind === "valid"
+            ? "access_rules"
+            : "invalid";
     if (!result.authenticated && !this.options.delayAuthDecision) {
       const r = this.unauthorized;
       return {

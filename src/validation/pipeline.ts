@@ -54,7 +54,7 @@ export type Verdict =
 export interface PipelineOptions {
   readonly decoder: TokenDecoder;
   readonly cache: ValidationCache;
-  readonly keystone: { validate(token: string): Promise<KeystoneVerdict> };
+  readonly keystone: { validate(token: string, allowExpired?: boolean): Promise<KeystoneVerdict> };
   /** Longest a positive answer is cached, seconds (`cache.token_cache_time`). */
   readonly tokenCacheTimeSeconds: number;
   readonly clock?: Clock;
@@ -76,6 +76,27 @@ export class ValidationPipeline {
   async validate(token: string): Promise<Verdict> {
     const entry = this.options.cache.entry(token);
     const verdict = this.settledNow(entry) ?? (await this.settle(token, entry));
+    this.options.observe?.(verdict);
+    return verdict;
+  }
+
+  /**
+   * keystonemiddleware's `allow_expired`: a user token that comes with a service token
+   * passing the role check may be past its expiry (a long-running operation finishing on
+   * the user's behalf). A token that is not expired takes the ordinary path; an expired
+   * one, with a good signature, is put to Keystone with `allow_expired=1` — Keystone still
+   * checks revocation, the user, the scope and its `allow_expired_window`. Such an answer
+   * is not cached (it is rare, and a cached positive entry must never outlive expiry);
+   * concurrent requests for it share one call.
+   */
+  async validateAllowingExpired(token: string): Promise<Verdict> {
+    const local = this.options.decoder.decode(token);
+    if (local.status !== "expired") return this.validate(token);
+    const localUserId = local.token.payload.userId;
+    const verdict = await this.inFlight.run(`${token}\u0000allow_expired`, async () => {
+      const answer = await this.options.keystone.validate(token, true);
+      return this.verdictOf(token, answer, localUserId, undefined);
+    });
     this.options.observe?.(verdict);
     return verdict;
   }
@@ -118,26 +139,36 @@ export class ValidationPipeline {
 
     return this.inFlight.run(token, async () => {
       const answer = await this.options.keystone.validate(token);
-      switch (answer.kind) {
-        case "valid": {
-          if (answer.token.user.id !== localUserId) {
-            // Keystone and the token disagree on who this is: never trust either blindly.
-            this.logger.error("Keystone's answer does not match the token's own user", {
-              token: tokenHash(token),
-              endpoint: answer.endpoint,
-            });
-            return { kind: "unavailable", reason: "inconsistent_answer" };
-          }
-          cache.storePositive(answer.token, this.positiveUntilMs(expiresAtMs));
-          return { kind: "valid", token: answer.token, source: "keystone" };
-        }
-        case "invalid":
-          cache.storeNegative("not_found");
-          return { kind: "invalid", code: "not_found", source: "keystone" };
-        case "unavailable":
-          return { kind: "unavailable", reason: answer.reason };
-      }
+      return this.verdictOf(token, answer, localUserId, { cache, expiresAtMs });
     });
+  }
+
+  /** Keystone's answer as a verdict, cached when `store` is given. */
+  private verdictOf(
+    token: string,
+    answer: KeystoneVerdict,
+    localUserId: string,
+    store: { readonly cache: CacheEntry; readonly expiresAtMs: number } | undefined,
+  ): Verdict {
+    switch (answer.kind) {
+      case "valid": {
+        if (answer.token.user.id !== localUserId) {
+          // Keystone and the token disagree on who this is: never trust either blindly.
+          this.logger.error("Keystone's answer does not match the token's own user", {
+            token: tokenHash(token),
+            endpoint: answer.endpoint,
+          });
+          return { kind: "unavailable", reason: "inconsistent_answer" };
+        }
+        store?.cache.storePositive(answer.token, this.positiveUntilMs(store.expiresAtMs));
+        return { kind: "valid", token: answer.token, source: "keystone" };
+      }
+      case "invalid":
+        store?.cache.storeNegative("not_found");
+        return { kind: "invalid", code: "not_found", source: "keystone" };
+      case "unavailable":
+        return { kind: "unavailable", reason: answer.reason };
+    }
   }
 
   private positiveUntilMs(expiresAtMs: number): number {

@@ -37,6 +37,7 @@ export function edgeConfigDocument(
     /** Default 10 000 ms. */
     readonly timeoutMs?: number;
     readonly cache?: Record<string, unknown>;
+    readonly authToken?: Record<string, unknown>;
   },
 ): Record<string, unknown> {
   return {
@@ -50,5 +51,6 @@ export function edgeConfigDocument(
     },
     fernet: { key_repository: info.keyRepository, auth_methods: info.authMethods },
     ...(options.cache ? { cache: options.cache } : {}),
+    ...(options.authToken ? { auth_token: options.authToken } : {}),
   };
 }

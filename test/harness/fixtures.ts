@@ -35,7 +35,8 @@ async function api(
   };
 }
 
-async function authenticate(info: KeystoneInfo, auth: unknown): Promise<string> {
+/** `POST /v3/auth/tokens` with `auth`; the issued token. */
+export async function authenticate(info: KeystoneInfo, auth: unknown): Promise<string> {
   const res = await fetch(`${info.url}/auth/tokens`, {
     method: "POST",
     headers: { "Content-Type": "application/json", Connection: "close" },
@@ -210,4 +211,65 @@ export async function createFixtures(info: KeystoneInfo): Promise<Fixtures> {
       service: serviceToken,
     },
   };
+}
+
+/** One application-credential access rule. */
+export interface AccessRuleSpec {
+  readonly service: string;
+  readonly method: string;
+  readonly path: string;
+}
+
+/**
+ * A token of a fresh application credential of alice (project demo) restricted by `rules`,
+ * with a `compute` service (and a public endpoint) in the catalog so the rules can apply.
+ * Run it before comparisons that must see one catalog: it may add the service.
+ */
+export async function accessRulesToken(
+  info: KeystoneInfo,
+  rules: readonly AccessRuleSpec[],
+): Promise<string> {
+  const admin = (await issueToken(info, { kind: "project", name: "admin", domainId: "default" }))
+    .token;
+  const compute = await ensure(info, admin, "services", "service", "type=compute", {
+    type: "compute",
+    name: "nova",
+  });
+  const endpoints = await api(info, admin, "GET", `/endpoints?service_id=${compute}`);
+  if (((endpoints.json.endpoints as unknown[] | undefined) ?? []).length === 0) {
+    const made = await api(info, admin, "POST", "/endpoints", {
+      endpoint: {
+        service_id: compute,
+        interface: "public",
+        region_id: "RegionOne",
+        url: "http://127.0.0.1:8774/v2.1",
+      },
+    });
+    if (made.status !== 201) throw new Error(`compute endpoint: HTTP ${made.status}`);
+  }
+  const alice = await authenticate(info, {
+    identity: {
+      methods: ["password"],
+      password: { user: { name: "alice", domain: { id: "default" }, password: PASSWORD } },
+    },
+    scope: { project: { name: "demo", domain: { id: "default" } } },
+  });
+  const users = await api(info, admin, "GET", "/users?name=alice&domain_id=default");
+  const aliceId = ((users.json.users as { id: string }[] | undefined) ?? [])[0]?.id;
+  if (aliceId === undefined) throw new Error("alice is missing: run createFixtures first");
+  const credential = await api(info, alice, "POST", `/users/${aliceId}/application_credentials`, {
+    application_credential: { name: `ac-rules-${Date.now()}`, access_rules: rules },
+  });
+  if (credential.status !== 201) {
+    throw new Error(
+      `application credential with access rules: HTTP ${credential.status} ${JSON.stringify(credential.json)}`,
+    );
+  }
+  const ac = credential.json.application_credential as { id: string; secret: string };
+  return authenticate(info, {
+    identity: {
+      methods: ["application_credential"],
+      application_credential: { id: ac.id, secret: ac.secret },
+    },
+  });
 }

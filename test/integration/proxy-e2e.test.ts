@@ -18,7 +18,7 @@ import type { EpochMicros } from "../../src/units.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { edgeConfigDocument } from "../harness/edge-config.js";
-import { createFixtures, type Fixtures } from "../harness/fixtures.js";
+import { accessRulesToken, createFixtures, type Fixtures } from "../harness/fixtures.js";
 import { startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
 
 const keystone = inject("keystone");
@@ -27,9 +27,17 @@ let kmw: KmwHandle;
 let echo: EchoUpstream;
 let edge: RunningEdge;
 let edgeUrl = "";
+let restricted = "";
 
 beforeAll(async () => {
   fixtures = await createFixtures(keystone);
+  // Before any comparison: it may add a compute service to the catalog.
+  restricted = await accessRulesToken(keystone, [
+    { service: "compute", method: "GET", path: "/v2.1/servers" },
+    { service: "compute", method: "GET", path: "/v2.1/servers/*" },
+    { service: "compute", method: "POST", path: "/v2.1/servers/{id}/action" },
+    { service: "image", method: "GET", path: "/v2/images" },
+  ]);
   const svc = fixtures.serviceUser;
   kmw = await startKeystonemiddleware({
     auth_type: "password",
@@ -41,9 +49,16 @@ beforeAll(async () => {
     user_domain_id: "default",
     project_domain_id: "default",
     service_token_roles_required: true,
+    service_type: "compute",
   });
   echo = await startEchoUpstream();
-  const config = validateConfig(edgeConfigDocument(keystone, { upstream: echo.url, user: svc }));
+  const config = validateConfig(
+    edgeConfigDocument(keystone, {
+      upstream: echo.url,
+      user: svc,
+      authToken: { service_type: "compute" },
+    }),
+  );
   edge = await startEdge(config, { cache: createCacheFactory() });
   edgeUrl = `http://127.0.0.1:${edge.address.port}`;
   await edge.serviceToken.ensure();
@@ -74,8 +89,15 @@ function identityOf(
   return out;
 }
 
-async function through(base: string, headers: Record<string, string>): Promise<Seen> {
-  const res = await fetch(`${base}/v2.1/servers?all_tenants=1`, { headers });
+async function through(
+  base: string,
+  headers: Record<string, string>,
+  request: { method?: string; path?: string } = {},
+): Promise<Seen> {
+  const res = await fetch(`${base}${request.path ?? "/v2.1/servers?all_tenants=1"}`, {
+    headers,
+    method: request.method ?? "GET",
+  });
   const text = await res.text();
   let identity: Record<string, string> = {};
   if (res.status === 200) {
@@ -85,8 +107,11 @@ async function through(base: string, headers: Record<string, string>): Promise<S
   return { status: res.status, identity, wwwAuthenticate: res.headers.get("www-authenticate") };
 }
 
-async function both(headers: Record<string, string>): Promise<[Seen, Seen]> {
-  return [await through(kmw.url, headers), await through(edgeUrl, headers)];
+async function both(
+  headers: Record<string, string>,
+  request: { method?: string; path?: string } = {},
+): Promise<[Seen, Seen]> {
+  return [await through(kmw.url, headers, request), await through(edgeUrl, headers, request)];
 }
 
 function keystoneCalls(): Promise<number> {
@@ -185,6 +210,58 @@ describe("keystone-edge gives the service what keystonemiddleware gives it", () 
       expect(ours.status).toBe(401);
       expect(ours.wwwAuthenticate).toBe(reference.wwwAuthenticate);
     }
+  });
+
+  it("an expired user token counts with a service token holding the service role (allow_expired)", async () => {
+    const keys = staticKeyRing(await readKeyRepository(keystone.keyRepository));
+    const decoder = new TokenDecoder({ keys, authMethods: keystone.authMethods });
+    const decoded = decoder.decode(fixtures.tokens.project);
+    if (decoded.status !== "valid") throw new Error("the fixture token does not decode");
+    // The same user and scope, expired two minutes ago (well inside allow_expired_window).
+    const expired = decoder.mint({
+      ...decoded.token.payload,
+      expiresAtMicros: ((Math.floor(Date.now() / 1000) - 120) * 1e6) as EpochMicros,
+    });
+    const cases: [Record<string, string>, number][] = [
+      [{ "X-Auth-Token": expired }, 401],
+      [{ "X-Auth-Token": expired, "X-Service-Token": fixtures.tokens.service }, 200],
+      // a valid service token without the service role allows nothing expired
+      [{ "X-Auth-Token": expired, "X-Service-Token": fixtures.tokens.domain }, 401],
+    ];
+    for (const [headers, status] of cases) {
+      const [reference, ours] = await both(headers);
+      expect(reference.status).toBe(status);
+      expect(ours.status).toBe(status);
+      expect(ours.identity).toEqual(reference.identity);
+    }
+    const [, ours] = await both(cases[1]?.[0] ?? {});
+    expect(ours.identity["x-user-name"]).toBe("alice");
+  });
+
+  it("application-credential access rules allow and refuse what keystonemiddleware does", async () => {
+    const requests: { method?: string; path: string; allowed: boolean }[] = [
+      { path: "/v2.1/servers", allowed: true },
+      { path: "/v2.1/servers?all_tenants=1", allowed: true },
+      { path: "/v2.1/servers/abc", allowed: true },
+      { path: "/v2.1/servers%2Fabc", allowed: true }, // the WSGI path is percent-decoded
+      { method: "POST", path: "/v2.1/servers/abc/action", allowed: true },
+      { path: "/v2.1/servers/abc/ips", allowed: false },
+      { path: "/v2.1/flavors", allowed: false },
+      { method: "DELETE", path: "/v2.1/servers/abc", allowed: false },
+      { path: "/v2/images", allowed: false }, // an image rule, and this is compute
+    ];
+    for (const request of requests) {
+      const [reference, ours] = await both({ "X-Auth-Token": restricted }, request);
+      expect([request.path, reference.status]).toEqual([request.path, request.allowed ? 200 : 401]);
+      expect([request.path, ours.status]).toEqual([request.path, reference.status]);
+      expect(ours.identity).toEqual(reference.identity);
+    }
+    // A service token marks a chain of service calls: the rules do not apply.
+    const headers = { "X-Auth-Token": restricted, "X-Service-Token": fixtures.tokens.service };
+    const [reference, ours] = await both(headers, { method: "DELETE", path: "/v2.1/flavors/x" });
+    expect(reference.status).toBe(200);
+    expect(ours.status).toBe(200);
+    expect(ours.identity).toEqual(reference.identity);
   });
 
   it("identity headers a client sends never reach the service", async () => {

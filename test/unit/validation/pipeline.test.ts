@@ -71,7 +71,7 @@ class FakeCache implements ValidationCache {
   }
 }
 
-function setup(answer: (token: string) => Promise<KeystoneVerdict>) {
+function setup(answer: (token: string, allowExpired?: boolean) => Promise<KeystoneVerdict>) {
   const cache = new FakeCache();
   let calls = 0;
   const pipeline = new ValidationPipeline({
@@ -80,9 +80,9 @@ function setup(answer: (token: string) => Promise<KeystoneVerdict>) {
     tokenCacheTimeSeconds: 300,
     clock: fixedClock(NOW_MS),
     keystone: {
-      validate: (t) => {
+      validate: (t, allowExpired) => {
         calls++;
-        return answer(t);
+        return answer(t, allowExpired);
       },
     },
   });
@@ -211,5 +211,54 @@ describe("ValidationPipeline", () => {
       reason: "inconsistent_answer",
     });
     expect(s.cache.l1.size).toBe(0);
+  });
+
+  describe("validateAllowingExpired", () => {
+    it("puts an expired, authentic token to Keystone with allow_expired, caching nothing", async () => {
+      const asked: (boolean | undefined)[] = [];
+      const s = setup((_t, allowExpired) => {
+        asked.push(allowExpired);
+        return Promise.resolve({ kind: "valid", token: body("u1"), endpoint: "k" });
+      });
+      const old = mint("u1", -60);
+      // The ordinary path refuses it locally.
+      expect(await s.pipeline.validate(old)).toMatchObject({ kind: "invalid", code: "expired" });
+      expect(await s.pipeline.validateAllowingExpired(old)).toMatchObject({
+        kind: "valid",
+        source: "keystone",
+      });
+      expect(await s.pipeline.validateAllowingExpired(old)).toMatchObject({ kind: "valid" });
+      expect(asked).toEqual([true, true]);
+      // Nothing positive was cached for it: the ordinary path still refuses it.
+      expect(s.pipeline.validateNow(old)).toMatchObject({ kind: "invalid", code: "expired" });
+    });
+
+    it("takes the ordinary (cached) path for a token that has not expired, and refuses garbage locally", async () => {
+      const asked: (boolean | undefined)[] = [];
+      const s = setup((_t, allowExpired) => {
+        asked.push(allowExpired);
+        return Promise.resolve({ kind: "valid", token: body("u1"), endpoint: "k" });
+      });
+      const fresh = mint("u1");
+      expect(await s.pipeline.validateAllowingExpired(fresh)).toMatchObject({ kind: "valid" });
+      expect(await s.pipeline.validateAllowingExpired(fresh)).toMatchObject({ source: "l1" });
+      expect(await s.pipeline.validateAllowingExpired("garbage")).toMatchObject({
+        kind: "invalid",
+        source: "local_reject",
+      });
+      expect(asked).toEqual([undefined]);
+    });
+
+    it("refuses Keystone's answer for another user, and shares one call among concurrent requests", async () => {
+      let release: (v: KeystoneVerdict) => void = () => undefined;
+      const s = setup(() => new Promise((r) => (release = r)));
+      const old = mint("u1", -60);
+      const pending = Array.from({ length: 10 }, () => s.pipeline.validateAllowingExpired(old));
+      await new Promise((r) => setTimeout(r, 10));
+      release({ kind: "valid", token: body("someone-else"), endpoint: "k" });
+      const verdicts = await Promise.all(pending);
+      expect(s.calls()).toBe(1);
+      expect(verdicts.every((v) => v.kind === "unavailable")).toBe(true);
+    });
   });
 });
