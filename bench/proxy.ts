@@ -352,9 +352,12 @@ http { access_log off;
       project_domain_id: "default",
     };
     memcached = await startMemcached();
-    const bare = await startKeystonemiddleware(kmwConf, 1, { bare: true });
+    // One uwsgi thread per persistent connection: uwsgi serves a keep-alive connection on
+    // one thread until it closes, so fewer threads would leave connections unserved.
+    const threads = CONNECTIONS + 8;
+    const bare = await startKeystonemiddleware(kmwConf, 1, { bare: true, threads });
     kmws.push(bare);
-    const wrapped = await startKeystonemiddleware(kmwConf, 1);
+    const wrapped = await startKeystonemiddleware(kmwConf, 1, { threads });
     kmws.push(wrapped);
     const wrappedMemcached = await startKeystonemiddleware(
       {
@@ -364,6 +367,7 @@ http { access_log off;
         memcache_secret_key: "bench-memcache-secret-key",
       },
       1,
+      { threads },
     );
     kmws.push(wrappedMemcached);
     const edgeB = await startEdgeProcess({ ...edgeOptions, upstream: bare.url });
@@ -433,6 +437,14 @@ http { access_log off;
           ? " (one core: no pinning)"
           : `; measured process on core ${String(MEASURED_CORE)}, the rest on core ${OTHER_CORES}`),
     );
+    // One request each first, so every cache holds the token before any load (32 cold
+    // requests at once would each go to Keystone: keystonemiddleware has no single-flight).
+    for (const c of cases) {
+      const res = await fetch(c.url, { headers: c.headers });
+      await res.arrayBuffer();
+      if (res.status !== 200)
+        throw new Error(`${c.label}: HTTP ${String(res.status)} before the load`);
+    }
     const runs = new Map<Case, Run[]>(cases.map((c) => [c, []]));
     for (let round = 1; round <= ROUNDS; round++) {
       const line: string[] = [];

@@ -30,7 +30,11 @@ export interface KmwHandle {
 export async function startKeystonemiddleware(
   conf: KmwConf,
   processes = 1,
-  options: { bare?: boolean } = {},
+  options: {
+    bare?: boolean;
+    /** Threads per process. Default 4; a load test needs one per persistent connection. */
+    threads?: number;
+  } = {},
 ): Promise<KmwHandle> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "keystone-edge-kmw-"));
@@ -60,7 +64,7 @@ export async function startKeystonemiddleware(
       "--processes",
       String(processes),
       "--threads",
-      "4",
+      String(options.threads ?? 4),
       "--die-on-term",
       "--need-app",
       "--enable-threads",
