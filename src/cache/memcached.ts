@@ -47,7 +47,7 @@ import {
   type Admission,
   type BreakerOptions,
   type BreakerState,
-} from "./breaker.js";
+} from "../breaker.js";
 import {
   noopCacheMetrics,
   type CacheMetrics,
@@ -55,7 +55,7 @@ import {
   type MemcachedOutcome,
 } from "./metrics.js";
 
-export type { BreakerState } from "./breaker.js";
+export type { BreakerState } from "../breaker.js";
 
 /** Default deadline of one memcached call, ms. */
 export const DEFAULT_DEADLINE_MS = 50;

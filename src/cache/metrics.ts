@@ -8,7 +8,7 @@
  * ever carries a token, a key or a server's answer: only event names, durations and the
  * configured `host:port` of a memcached.
  */
-import type { BreakerState } from "./breaker.js";
+import type { BreakerState } from "../breaker.js";
 
 /** Countable events of the cache tiers. */
 export type CacheEvent =

@@ -1,15 +1,18 @@
 /**
- * A circuit breaker for one memcached server.
+ * A circuit breaker for one remote server (a memcached server, a Keystone endpoint).
  *
  * Owns: the decision whether a call may go out. Closed: every call goes, and
  * `failureThreshold` consecutive failures open it. Open: no call goes until `cooldownMs` has
- * passed; the first call after that is the one probe (half-open) and every other call is
- * refused meanwhile. The probe's success closes the breaker, its failure opens it again.
+ * passed; then one probe goes (half-open) and every other call is refused meanwhile. The
+ * probe's success closes the breaker, its failure opens it again. Who probes: with
+ * `probe: "request"` (default) the first ordinary call after the cooldown is the probe;
+ * with `probe: "background"` ordinary calls never are (no request waits on a dead server)
+ * and a background loop calls {@link CircuitBreaker.admitProbe}.
  * Outcomes of calls admitted before the latest transition are ignored (a late failure from
  * before a recovery does not re-open it, a late success does not close it). Time comes from
  * the injected clock.
  */
-import { systemClock, type Clock } from "../units.js";
+import { systemClock, type Clock } from "./units.js";
 
 /** Default consecutive failures that open the breaker. */
 export const DEFAULT_FAILURE_THRESHOLD = 5;
@@ -38,6 +41,8 @@ export interface BreakerOptions {
   readonly cooldownMs?: number;
   /** Time source. Default the system clock. */
   readonly clock?: Clock;
+  /** Who probes after the cooldown: the next ordinary call, or a background loop. Default `request`. */
+  readonly probe?: "request" | "background";
   /**
    * Called on each transition, with the failure that caused it when there is one. Must not
    * throw (a throw is swallowed).
@@ -81,10 +86,23 @@ export class CircuitBreaker {
       case "half-open":
         return undefined;
       case "open":
-        if (this.clock.nowMs() < state.untilMs) return undefined;
+        if (this.options.probe === "background" || this.clock.nowMs() < state.untilMs) {
+          return undefined;
+        }
         this.move(HALF_OPEN);
         return { epoch: this.epoch, probe: true };
     }
+  }
+
+  /**
+   * The probe's admission when the breaker is open and its cooldown is over (it turns
+   * half-open), else undefined: what a background probe loop asks before each probe.
+   */
+  admitProbe(): Admission | undefined {
+    const state = this.current;
+    if (state.kind !== "open" || this.clock.nowMs() < state.untilMs) return undefined;
+    this.move(HALF_OPEN);
+    return { epoch: this.epoch, probe: true };
   }
 
   /** The admitted call succeeded. */

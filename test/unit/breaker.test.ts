@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
-import { CircuitBreaker, type BreakerState } from "../../../src/cache/breaker.js";
-import { ManualClock, T0_MS } from "./helpers.js";
+import { CircuitBreaker, type BreakerState } from "../../src/breaker.js";
+import { ManualClock, T0_MS } from "./cache/helpers.js";
 
 function setup(failureThreshold = 3, cooldownMs = 1_000) {
   const clock = new ManualClock();
@@ -140,5 +140,36 @@ describe("CircuitBreaker", () => {
     expect(breaker.state()).toEqual({ kind: "open", sinceMs: T0_MS, untilMs: T0_MS + 5_000 });
     expect(() => new CircuitBreaker({ failureThreshold: 0 })).toThrow(RangeError);
     expect(() => new CircuitBreaker({ cooldownMs: -1 })).toThrow(RangeError);
+  });
+
+  it("with background probing, never makes an ordinary call the probe", () => {
+    const clock = new ManualClock();
+    const breaker = new CircuitBreaker({
+      failureThreshold: 1,
+      cooldownMs: 1_000,
+      clock,
+      probe: "background",
+    });
+    const first = breaker.admit();
+    if (first === undefined) throw new Error("refused");
+    expect(breaker.admitProbe()).toBeUndefined(); // closed: nothing to probe
+    breaker.failure(first, "down");
+    expect(breaker.admitProbe()).toBeUndefined(); // cooldown not over
+    clock.advance(5_000);
+    expect(breaker.admit()).toBeUndefined(); // still open for requests, however long
+    const probe = breaker.admitProbe();
+    expect(probe?.probe).toBe(true);
+    expect(breaker.state().kind).toBe("half-open");
+    expect(breaker.admitProbe()).toBeUndefined(); // one probe at a time
+    expect(breaker.admit()).toBeUndefined();
+    if (probe === undefined) throw new Error("no probe");
+    breaker.failure(probe, "still down");
+    expect(breaker.state()).toMatchObject({ kind: "open", untilMs: clock.nowMs() + 1_000 });
+    clock.advance(1_000);
+    const again = breaker.admitProbe();
+    if (again === undefined) throw new Error("no probe");
+    breaker.success(again);
+    expect(breaker.state()).toEqual({ kind: "closed", failures: 0 });
+    expect(breaker.admit()?.probe).toBe(false);
   });
 });
