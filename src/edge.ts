@@ -20,6 +20,8 @@ import { KeystoneValidator } from "./keystone/validate.js";
 import { silentLogger, type Logger } from "./log.js";
 import { Forwarder } from "./proxy/forward.js";
 import { createEdgeServer } from "./proxy/server.js";
+import { EndpointProber } from "./keystone/endpoint-probe.js";
+import { KeystoneEndpoints } from "./keystone/endpoint-set.js";
 import { TokenDecoder } from "./token/decoder.js";
 import { EdgeAuthenticator } from "./validation/authenticator.js";
 import { ValidationPipeline, type ValidationCache } from "./validation/pipeline.js";
@@ -88,10 +90,28 @@ export async function startEdge(
         insecure: k.insecure,
       }),
   );
-  const serviceToken = new ServiceToken({ auth: k.auth, endpoints: () => endpoints, logger });
+  const guarded = new KeystoneEndpoints(endpoints, {
+    failureThreshold: k.failure_threshold,
+    openDurationMs: k.open_duration_ms,
+    logger,
+    onBreakerChange: (label, state) => {
+      metrics.setKeystoneBreaker(label, state);
+    },
+  });
+  const prober = new EndpointProber(guarded, {
+    probeIntervalMs: k.probe_interval_ms,
+    timeoutMs: k.timeout_ms,
+  });
+  prober.start();
+  const serviceToken = new ServiceToken({
+    auth: k.auth,
+    endpoints: () => guarded.preferred(),
+    logger,
+  });
   void serviceToken.refresh();
   const validator = new KeystoneValidator({
-    endpoints: () => endpoints,
+    endpoints: guarded,
+    requestTimeoutMs: k.request_timeout_ms,
     serviceToken,
     includeCatalog: config.auth_token.include_service_catalog,
     logger,
@@ -180,7 +200,8 @@ export async function startEdge(
       admin.close();
       keys.close();
       serviceToken.close();
-      await Promise.all([forwarder.close(), ...endpoints.map((e) => e.close()), cache.close()]);
+      await prober.stop();
+      await Promise.all([forwarder.close(), guarded.close(), cache.close()]);
     },
   };
 }

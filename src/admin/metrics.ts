@@ -21,6 +21,14 @@ export class EdgeMetrics {
   readonly cacheEvictions: Counter<"tier" | "reason">;
   readonly memcachedCalls: Histogram<"op" | "outcome">;
   readonly memcachedBreaker: Gauge<"server" | "state">;
+  readonly keystoneBreaker: Gauge<"endpoint" | "state">;
+
+  /** Sets the breaker-state series of one Keystone endpoint (1 for its state, 0 for the others). */
+  setKeystoneBreaker(endpoint: string, state: "closed" | "open" | "half-open"): void {
+    for (const s of ["closed", "open", "half-open"] as const) {
+      this.keystoneBreaker.set({ endpoint, state: s }, s === state ? 1 : 0);
+    }
+  }
 
   // Per-request counts go through plain numbers, folded in at scrape (see hot-counter.ts).
   private readonly hotRequests = new HotCounter("outcome", "status_class");
@@ -87,6 +95,12 @@ export class EdgeMetrics {
       help: "memcached calls that went out on the network, by operation and outcome.",
       labelNames: ["op", "outcome"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+    this.keystoneBreaker = new Gauge({
+      name: "keystone_edge_keystone_breaker_state",
+      help: "1 for the current state of each Keystone endpoint's circuit breaker (closed, open, half-open).",
+      labelNames: ["endpoint", "state"],
       registers,
     });
     this.memcachedBreaker = new Gauge({

@@ -66,6 +66,25 @@ export const configSchema = z.strictObject({
       insecure: z.boolean().default(false),
       /** Deadline of one call to Keystone. Default 2000 ms. */
       timeout_ms: z.number().int().min(1).max(120_000).default(2_000),
+      /**
+       * Deadline of one validation across every endpoint it fails over to. Default 5000 ms:
+       * room for one timed-out endpoint (2 s) and an answer from the next, while a client's
+       * usual 30–60 s timeout is far away.
+       */
+      request_timeout_ms: z.number().int().min(1).max(300_000).default(5_000),
+      /**
+       * Consecutive failures (timeout, connection error, 5xx) that take an endpoint out of
+       * rotation. Default 3: one or two lost packets do not eject an endpoint, three in a
+       * row are an outage.
+       */
+      failure_threshold: z.number().int().min(1).max(1_000).default(3),
+      /**
+       * How long an endpoint stays out before it is probed. Default 5000 ms: a restarting
+       * Keystone is not hammered, a recovered one is back within seconds.
+       */
+      open_duration_ms: z.number().int().min(0).max(3_600_000).default(5_000),
+      /** How often out-of-rotation endpoints are probed (`GET` of the base URL). Default 1000 ms. */
+      probe_interval_ms: z.number().int().min(50).max(600_000).default(1_000),
       auth: keystoneAuth,
     })
     // The default endpoint list is derived once, here, so the loaded config always has one.

@@ -63,7 +63,8 @@ export class KeystoneEndpoint {
   private readonly origin: string;
   private readonly basePath: string;
   private readonly pool: Pool;
-  private readonly timeoutMs: number;
+  /** Deadline of one call, ms. */
+  readonly timeoutMs: number;
 
   constructor(options: KeystoneEndpointOptions) {
     const url = new URL(options.url);

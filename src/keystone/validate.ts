@@ -12,7 +12,7 @@
  * honours it within its `allow_expired_window`). Never throws; never logs the subject token.
  */
 import { silentLogger, tokenHash, type Logger } from "../log.js";
-import type { KeystoneEndpoint } from "./endpoint.js";
+import type { KeystoneEndpoints } from "./endpoint-set.js";
 import type { ServiceToken } from "./service-token.js";
 import type { KeystoneToken } from "./token-body.js";
 
@@ -31,7 +31,8 @@ export type KeystoneVerdict =
         | "server_error"
         | "forbidden"
         | "no_service_token"
-        | "bad_response";
+        | "bad_response"
+        | "all_endpoints_out";
       readonly detail: string;
     };
 
@@ -53,8 +54,14 @@ export interface KeystoneCallObserver {
 }
 
 export interface KeystoneValidatorOptions {
-  readonly endpoints: () => readonly KeystoneEndpoint[];
+  /** The endpoints in order, each behind its breaker. */
+  readonly endpoints: KeystoneEndpoints;
   readonly serviceToken: ServiceToken;
+  /**
+   * Deadline of one validation across every endpoint it tries, ms (each call also has the
+   * endpoint's own deadline, cut to what is left of this one). Default 5 000.
+   */
+  readonly requestTimeoutMs?: number;
   /** Ask for the catalog (for `X-Service-Catalog`). Default `true`. */
   readonly includeCatalog?: boolean;
   readonly logger?: Logger;
@@ -82,27 +89,41 @@ export class KeystoneValidator {
         detail: "the edge has no service token",
       };
     }
+    const deadline = performance.now() + (this.options.requestTimeoutMs ?? 5_000);
     let last: KeystoneVerdict = {
       kind: "unavailable",
-      reason: "connection",
-      detail: "no Keystone endpoint configured",
+      reason: "all_endpoints_out",
+      detail: "every Keystone endpoint is out of rotation (failing; probed in the background)",
     };
     const query = [
       ...(this.options.includeCatalog === false ? ["nocatalog"] : []),
       ...(allowExpired ? ["allow_expired=1"] : []),
     ];
     const path = query.length === 0 ? "/auth/tokens" : `/auth/tokens?${query.join("&")}`;
-    for (const endpoint of this.options.endpoints()) {
+    for (const guard of this.options.endpoints.guards) {
+      const endpoint = guard.endpoint;
       for (let attempt = 0; attempt < 2; attempt++) {
+        const remainingMs = Math.floor(deadline - performance.now());
+        if (remainingMs <= 0) {
+          return {
+            kind: "unavailable",
+            reason: "timeout",
+            detail: `no answer within ${String(this.options.requestTimeoutMs ?? 5_000)} ms`,
+          };
+        }
+        const admission = guard.breaker.admit();
+        if (admission === undefined) break; // out of rotation: the next endpoint
         const outcome = await endpoint.call({
           method: "GET",
           path,
+          timeoutMs: Math.min(remainingMs, endpoint.timeoutMs),
           headers: {
             "x-auth-token": service,
             "x-subject-token": subject,
             "openstack-identity-access-rules": ACCESS_RULES_SUPPORT,
           },
         });
+        this.options.endpoints.report(guard, admission, outcome);
         const observe = (o: Parameters<KeystoneCallObserver>[1], ms: number): void =>
           this.options.observe?.(endpoint.url, o, ms);
         if (outcome.kind === "failed") {

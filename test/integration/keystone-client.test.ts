@@ -5,6 +5,7 @@
 import { createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KeystoneEndpoint } from "../../src/keystone/endpoint.js";
+import { KeystoneEndpoints } from "../../src/keystone/endpoint-set.js";
 import { ServiceToken } from "../../src/keystone/service-token.js";
 import { KeystoneValidator } from "../../src/keystone/validate.js";
 import { issueToken } from "../harness/client.js";
@@ -58,7 +59,10 @@ describe("service token", () => {
 
 describe("validator", () => {
   it("returns Keystone's context for a valid token, catalog included", async () => {
-    const validator = new KeystoneValidator({ endpoints: () => [endpoint], serviceToken });
+    const validator = new KeystoneValidator({
+      endpoints: new KeystoneEndpoints([endpoint]),
+      serviceToken,
+    });
     const { token } = await issueToken(keystone, {
       kind: "project",
       name: "admin",
@@ -75,7 +79,7 @@ describe("validator", () => {
   it("says invalid for a token Keystone does not know", async () => {
     const observed: string[] = [];
     const validator = new KeystoneValidator({
-      endpoints: () => [endpoint],
+      endpoints: new KeystoneEndpoints([endpoint]),
       serviceToken,
       observe: (_e, outcome) => observed.push(outcome),
     });
@@ -123,7 +127,10 @@ describe("unreachable Keystone", () => {
     const outcome = await silent.call({ method: "GET", path: "/" });
     expect(outcome).toMatchObject({ kind: "failed", reason: "timeout" });
     expect(outcome.latencyMs).toBeLessThan(1_000);
-    const validator = new KeystoneValidator({ endpoints: () => [silent], serviceToken });
+    const validator = new KeystoneValidator({
+      endpoints: new KeystoneEndpoints([silent]),
+      serviceToken,
+    });
     const { token } = await issueToken(keystone, { kind: "unscoped" });
     expect(await validator.validate(token)).toMatchObject({
       kind: "unavailable",

@@ -1,0 +1,113 @@
+/**
+ * The configured Keystone endpoints, in order, each behind a circuit breaker.
+ *
+ * Owns: which endpoints a call may try now and what a call's outcome does to an endpoint's
+ * breaker. Region-local Keystone first, master last: callers walk {@link KeystoneEndpoints.guards}
+ * in order, ask each breaker for admission, and report the outcome. A timeout, a refused or
+ * reset connection, or a 5xx counts against the endpoint; any other answer (even 401/403/404)
+ * shows it alive. An open breaker is never probed by a request: the background loop of
+ * endpoint-probe.ts does that. Transitions are logged once each and reported to metrics.
+ */
+import { CircuitBreaker, type Admission, type BreakerState } from "../breaker.js";
+import { silentLogger, type Logger } from "../log.js";
+import { systemClock, type Clock } from "../units.js";
+import type { CallOutcome, KeystoneEndpoint } from "./endpoint.js";
+
+/** Default consecutive failures (timeouts, connection errors, 5xx) that open an endpoint. */
+export const DEFAULT_ENDPOINT_FAILURE_THRESHOLD = 3;
+/** Default time an opened endpoint is left alone before the first background probe, ms. */
+export const DEFAULT_ENDPOINT_OPEN_DURATION_MS = 5_000;
+
+/** One endpoint and its breaker. */
+export interface GuardedEndpoint {
+  readonly endpoint: KeystoneEndpoint;
+  readonly breaker: CircuitBreaker;
+  /** A bounded metric label: the endpoint's host, never credentials or paths. */
+  readonly label: string;
+}
+
+/** Options of {@link KeystoneEndpoints}. */
+export interface KeystoneEndpointsOptions {
+  /** Consecutive failures that open an endpoint. Default {@link DEFAULT_ENDPOINT_FAILURE_THRESHOLD}. */
+  readonly failureThreshold?: number;
+  /** Time before the first probe of an opened endpoint, ms. Default {@link DEFAULT_ENDPOINT_OPEN_DURATION_MS}. */
+  readonly openDurationMs?: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Called on every breaker transition (metrics). Must not throw. */
+  readonly onBreakerChange?: (label: string, state: BreakerState["kind"]) => void;
+}
+
+/** The endpoints' label: host of the URL (`keystone.example:5000`). */
+export function endpointLabel(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return "invalid";
+  }
+}
+
+/** Whether an outcome shows the endpoint failing (as opposed to answering). */
+export function isEndpointFailure(outcome: CallOutcome): boolean {
+  return outcome.kind === "failed" ? outcome.reason !== "aborted" : outcome.status >= 500;
+}
+
+export class KeystoneEndpoints {
+  readonly guards: readonly GuardedEndpoint[];
+
+  constructor(endpoints: readonly KeystoneEndpoint[], options: KeystoneEndpointsOptions = {}) {
+    const logger = options.logger ?? silentLogger;
+    this.guards = endpoints.map((endpoint) => {
+      const label = endpointLabel(endpoint.url);
+      const breaker = new CircuitBreaker({
+        failureThreshold: options.failureThreshold ?? DEFAULT_ENDPOINT_FAILURE_THRESHOLD,
+        cooldownMs: options.openDurationMs ?? DEFAULT_ENDPOINT_OPEN_DURATION_MS,
+        clock: options.clock ?? systemClock,
+        probe: "background",
+        onTransition: (from, to, cause) => {
+          if (to.kind === "open" && from.kind === "closed") {
+            logger.warn("Keystone endpoint failing: taken out of rotation", {
+              endpoint: label,
+              cause,
+            });
+          } else if (to.kind === "closed") {
+            logger.info("Keystone endpoint answering again: back in rotation", {
+              endpoint: label,
+            });
+          }
+          options.onBreakerChange?.(label, to.kind);
+        },
+      });
+      return { endpoint, breaker, label };
+    });
+    for (const g of this.guards) options.onBreakerChange?.(g.label, "closed");
+  }
+
+  /** Endpoints in configured order, those whose breaker is closed first (for the service token). */
+  preferred(): readonly KeystoneEndpoint[] {
+    const closed = this.guards.filter((g) => g.breaker.state().kind === "closed");
+    const others = this.guards.filter((g) => g.breaker.state().kind !== "closed");
+    return [...closed, ...others].map((g) => g.endpoint);
+  }
+
+  /** Reports a call's outcome to the endpoint's breaker. */
+  report(guard: GuardedEndpoint, admission: Admission, outcome: CallOutcome): void {
+    if (isEndpointFailure(outcome)) {
+      guard.breaker.failure(
+        admission,
+        outcome.kind === "failed" ? outcome.reason : `HTTP ${String(outcome.status)}`,
+      );
+    } else {
+      guard.breaker.success(admission);
+    }
+  }
+
+  /** Whether every endpoint is out of rotation (open or being probed). */
+  allOpen(): boolean {
+    return this.guards.every((g) => g.breaker.state().kind !== "closed");
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.guards.map((g) => g.endpoint.close()));
+  }
+}
