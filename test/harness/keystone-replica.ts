@@ -1,0 +1,126 @@
+/**
+ * Owns: a second Keystone process for a running harness Keystone — another uwsgi serving
+ * the same keystone.conf (same PostgreSQL database, same Fernet key repository) on its own
+ * loopback port: a region-local Keystone beside the master, for failover tests. It can be
+ * stopped and started again on the same port; it dies with the test process.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { debianPythonEnv, type KeystoneInfo } from "./client.js";
+import { freePort } from "./net.js";
+
+export interface KeystoneReplica {
+  /** Identity v3 URL, e.g. `http://127.0.0.1:41234/v3`. */
+  readonly url: string;
+  readonly running: boolean;
+  /** SIGTERM to the uwsgi group (SIGKILL after 5 s); resolves once it is gone. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, resolving once it answers `GET /v3`. */
+  start(): Promise<void>;
+  /** Stops it for good and removes its directory. */
+  close(): Promise<void>;
+}
+
+const children = new Set<ChildProcess>();
+let hooked = false;
+function killAll(): void {
+  for (const c of children) {
+    try {
+      if (c.pid !== undefined) process.kill(-c.pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** Starts a replica of `info`'s Keystone; resolves once it answers. */
+export async function startKeystoneReplica(info: KeystoneInfo): Promise<KeystoneReplica> {
+  if (!hooked) {
+    hooked = true;
+    process.on("exit", killAll);
+  }
+  const port = await freePort();
+  const url = `http://127.0.0.1:${String(port)}/v3`;
+  const dir = mkdtempSync(join(tmpdir(), "keystone-edge-replica-"));
+  const log = join(dir, "uwsgi.log");
+  let child: ChildProcess | undefined;
+
+  const start = async (): Promise<void> => {
+    // prettier-ignore
+    const args = [
+      "--pdeathsig", "SIGKILL", "/usr/bin/uwsgi",
+      "--plugin", "python3",
+      "--http11-socket", `127.0.0.1:${String(port)}`,
+      "--wsgi-file", "/usr/bin/keystone-wsgi-public",
+      "--processes", "1", "--threads", "8",
+      "--master", "--die-on-term", "--lazy-apps", "--need-app", "--no-orphans",
+      "--enable-threads", "--buffer-size", "65535", "--chdir", dir,
+    ];
+    const c = spawn("/usr/bin/setpriv", args, {
+      cwd: dir,
+      env: debianPythonEnv({ OS_KEYSTONE_CONFIG_FILES: info.configFile }),
+      detached: true,
+      stdio: ["ignore", openSync(log, "a"), openSync(log, "a")],
+    });
+    child = c;
+    children.add(c);
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      if (c.exitCode !== null) {
+        throw new Error(
+          `Keystone replica exited:\n${existsSync(log) ? readFileSync(log, "utf8").slice(-3000) : ""}`,
+        );
+      }
+      const ok = await fetch(url, {
+        headers: { connection: "close" },
+        signal: AbortSignal.timeout(5_000),
+      }).then(
+        async (r) => {
+          await r.arrayBuffer();
+          return r.status === 200;
+        },
+        () => false,
+      );
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`Keystone replica did not answer at ${url}`);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  };
+
+  const stop = async (): Promise<void> => {
+    const c = child;
+    if (c?.pid === undefined || c.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
+    try {
+      process.kill(-c.pid, "SIGTERM");
+    } catch {
+      // gone
+    }
+    const timer = setTimeout(() => {
+      try {
+        if (c.pid !== undefined) process.kill(-c.pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }, 5_000);
+    await exited;
+    clearTimeout(timer);
+    children.delete(c);
+  };
+
+  await start();
+  return {
+    url,
+    get running() {
+      return child !== undefined && child.exitCode === null;
+    },
+    stop,
+    start,
+    close: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
