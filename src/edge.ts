@@ -22,6 +22,9 @@ import { Forwarder } from "./proxy/forward.js";
 import { createEdgeServer } from "./proxy/server.js";
 import { EndpointProber } from "./keystone/endpoint-probe.js";
 import { KeystoneEndpoints } from "./keystone/endpoint-set.js";
+import { RevocationFeed } from "./keystone/revocation-feed.js";
+import type { KeystoneToken } from "./keystone/token-body.js";
+import { RevocationList } from "./revocation/events.js";
 import { TokenDecoder } from "./token/decoder.js";
 import { EdgeAuthenticator } from "./validation/authenticator.js";
 import { ValidationPipeline, type ValidationCache } from "./validation/pipeline.js";
@@ -33,6 +36,8 @@ export type CacheFactory = (
   logger: Logger,
 ) => ValidationCache & {
   close(): Promise<void> | void;
+  /** Drops in-process entries of validated tokens `revoked` selects; returns how many. */
+  purgeRevoked(revoked: (token: KeystoneToken) => boolean): number;
 };
 
 export interface EdgeDependencies {
@@ -123,7 +128,28 @@ export async function startEdge(
     },
   });
   const cache = deps.cache(config, metrics, logger);
+  const revocations = new RevocationList();
+  const feed = new RevocationFeed({
+    endpoints: guarded,
+    serviceToken,
+    list: revocations,
+    pollIntervalMs: k.revocation_poll_interval_ms,
+    logger,
+    onEvents: (events) => {
+      metrics.revocationEventsApplied.inc(events.length);
+      const purged = cache.purgeRevoked((t) => revocations.isRevoked(t));
+      if (purged > 0) logger.info("revoked tokens purged from the cache", { entries: purged });
+    },
+    onPoll: (state) => {
+      metrics.revocationEventsHeld.set(revocations.size);
+      if (state.kind !== "starting" && state.lastSuccessMs !== undefined) {
+        metrics.revocationLastSuccess.set(state.lastSuccessMs / 1000);
+      }
+    },
+  });
+  feed.start();
   const pipeline = new ValidationPipeline({
+    revocations,
     decoder,
     cache,
     keystone: validator,
@@ -201,6 +227,7 @@ export async function startEdge(
       keys.close();
       serviceToken.close();
       await prober.stop();
+      await feed.stop();
       await Promise.all([forwarder.close(), guarded.close(), cache.close()]);
     },
   };

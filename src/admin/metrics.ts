@@ -22,6 +22,9 @@ export class EdgeMetrics {
   readonly memcachedCalls: Histogram<"op" | "outcome">;
   readonly memcachedBreaker: Gauge<"server" | "state">;
   readonly keystoneBreaker: Gauge<"endpoint" | "state">;
+  readonly revocationEventsHeld: Gauge;
+  readonly revocationEventsApplied: Counter;
+  readonly revocationLastSuccess: Gauge;
 
   /** Sets the breaker-state series of one Keystone endpoint (1 for its state, 0 for the others). */
   setKeystoneBreaker(endpoint: string, state: "closed" | "open" | "half-open"): void {
@@ -95,6 +98,21 @@ export class EdgeMetrics {
       help: "memcached calls that went out on the network, by operation and outcome.",
       labelNames: ["op", "outcome"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+    this.revocationEventsHeld = new Gauge({
+      name: "keystone_edge_revocation_events",
+      help: "Keystone revocation events held (checked on every cached validation).",
+      registers,
+    });
+    this.revocationEventsApplied = new Counter({
+      name: "keystone_edge_revocation_events_applied_total",
+      help: "Revocation events fetched from Keystone's feed and applied.",
+      registers,
+    });
+    this.revocationLastSuccess = new Gauge({
+      name: "keystone_edge_revocation_feed_last_success_timestamp_seconds",
+      help: "When the revocation feed last answered (Unix time); time() minus this is its lag.",
       registers,
     });
     this.keystoneBreaker = new Gauge({

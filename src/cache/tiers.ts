@@ -216,6 +216,11 @@ export class TokenCache<V = undefined> {
     return this.l1.purge(predicate);
   }
 
+  /** Drops the positive L1 entries whose token `revoked` selects (the revocation feed). */
+  purgeRevoked(revoked: (token: KeystoneToken) => boolean): number {
+    return this.l1.purge((entry) => entry.kind === "positive" && revoked(entry.value));
+  }
+
   /** L1 entries held. */
   get size(): number {
     return this.l1.size;

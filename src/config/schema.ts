@@ -85,6 +85,11 @@ export const configSchema = z.strictObject({
       open_duration_ms: z.number().int().min(0).max(3_600_000).default(5_000),
       /** How often out-of-rotation endpoints are probed (`GET` of the base URL). Default 1000 ms. */
       probe_interval_ms: z.number().int().min(50).max(600_000).default(1_000),
+      /**
+       * How often Keystone's revocation feed is polled: a revoked token is refused within
+       * this, cached or not. Default 10 000 ms (keystonemiddleware: up to token_cache_time).
+       */
+      revocation_poll_interval_ms: z.number().int().min(100).max(3_600_000).default(10_000),
       auth: keystoneAuth,
     })
     // The default endpoint list is derived once, here, so the loaded config always has one.

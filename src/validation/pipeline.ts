@@ -47,7 +47,7 @@ export type Verdict =
   | {
       readonly kind: "invalid";
       readonly code: string;
-      readonly source: "local_reject" | "negative" | "keystone";
+      readonly source: "local_reject" | "negative" | "keystone" | "revocation";
     }
   | { readonly kind: "unavailable"; readonly reason: string };
 
@@ -61,7 +61,18 @@ export interface PipelineOptions {
   readonly logger?: Logger;
   /** Called once per validation with the tier and result. */
   readonly observe?: (verdict: Verdict) => void;
+  /**
+   * Keystone's revocation events (the feed): checked on every cached answer, in-process and
+   * memcached alike — Keystone's own answers already are. Default: none.
+   */
+  readonly revocations?: { isRevoked(token: KeystoneToken): boolean };
 }
+
+const REVOKED: Verdict = Object.freeze({
+  kind: "invalid",
+  code: "revoked",
+  source: "revocation",
+});
 
 export class ValidationPipeline {
   private readonly inFlight = new SingleFlight<string, Verdict>();
@@ -116,7 +127,10 @@ export class ValidationPipeline {
   }
 
   private settled(cached: CachedVerdict | undefined): Verdict | undefined {
-    if (cached?.kind === "positive") return { kind: "valid", token: cached.token, source: "l1" };
+    if (cached?.kind === "positive") {
+      if (this.options.revocations?.isRevoked(cached.token) === true) return REVOKED;
+      return { kind: "valid", token: cached.token, source: "l1" };
+    }
     if (cached?.kind === "negative")
       return { kind: "invalid", code: cached.code, source: "negative" };
     return undefined;
@@ -134,6 +148,7 @@ export class ValidationPipeline {
 
     const shared = await cache.fetch();
     if (shared && shared.user.id === localUserId) {
+      if (this.options.revocations?.isRevoked(shared) === true) return REVOKED;
       return { kind: "valid", token: shared, source: "memcached" };
     }
 

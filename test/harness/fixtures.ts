@@ -10,12 +10,15 @@ import { issueToken } from "./client.js";
 
 const TIMEOUT_MS = 30_000;
 
-async function api(
+/** One Identity API call with `token`: status, parsed JSON body, `X-Subject-Token`. */
+export async function api(
   info: KeystoneInfo,
   token: string,
   method: string,
   path: string,
   body?: unknown,
+  /** `X-Subject-Token`, e.g. for `DELETE /auth/tokens`. */
+  subjectToken?: string,
 ): Promise<{ status: number; json: Record<string, unknown>; subject: string | null }> {
   const res = await fetch(`${info.url}${path}`, {
     method,
@@ -23,6 +26,7 @@ async function api(
       "X-Auth-Token": token,
       "Content-Type": "application/json",
       Connection: "close",
+      ...(subjectToken === undefined ? {} : { "X-Subject-Token": subjectToken }),
     },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     signal: AbortSignal.timeout(TIMEOUT_MS),

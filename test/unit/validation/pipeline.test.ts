@@ -71,7 +71,10 @@ class FakeCache implements ValidationCache {
   }
 }
 
-function setup(answer: (token: string, allowExpired?: boolean) => Promise<KeystoneVerdict>) {
+function setup(
+  answer: (token: string, allowExpired?: boolean) => Promise<KeystoneVerdict>,
+  revoked: (token: KeystoneToken) => boolean = () => false,
+) {
   const cache = new FakeCache();
   let calls = 0;
   const pipeline = new ValidationPipeline({
@@ -79,6 +82,7 @@ function setup(answer: (token: string, allowExpired?: boolean) => Promise<Keysto
     cache,
     tokenCacheTimeSeconds: 300,
     clock: fixedClock(NOW_MS),
+    revocations: { isRevoked: revoked },
     keystone: {
       validate: (t, allowExpired) => {
         calls++;
@@ -260,5 +264,29 @@ describe("ValidationPipeline", () => {
       expect(s.calls()).toBe(1);
       expect(verdicts.every((v) => v.kind === "unavailable")).toBe(true);
     });
+  });
+
+  it("refuses a cached token that a revocation event matches, in-process or from memcached", async () => {
+    const revokedUsers = new Set<string>();
+    const s = setup(
+      (t) => Promise.resolve({ kind: "valid", token: body(t === a ? "ua" : "ub"), endpoint: "k" }),
+      (token) => revokedUsers.has(token.user.id),
+    );
+    const a = mint("ua");
+    const b = mint("ub");
+    expect(await s.pipeline.validate(a)).toMatchObject({ kind: "valid", source: "keystone" });
+    expect(s.pipeline.validateNow(a)).toMatchObject({ kind: "valid", source: "l1" });
+    revokedUsers.add("ua");
+    expect(s.pipeline.validateNow(a)).toMatchObject({
+      kind: "invalid",
+      code: "revoked",
+      source: "revocation",
+    });
+    expect(await s.pipeline.validate(a)).toMatchObject({ kind: "invalid", source: "revocation" });
+    // a memcached hit is checked too
+    s.cache.shared.set(b, body("ub"));
+    revokedUsers.add("ub");
+    expect(await s.pipeline.validate(b)).toMatchObject({ kind: "invalid", source: "revocation" });
+    expect(s.calls()).toBe(1);
   });
 });
