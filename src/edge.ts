@@ -24,7 +24,8 @@ import { EndpointProber } from "./keystone/endpoint-probe.js";
 import { KeystoneEndpoints } from "./keystone/endpoint-set.js";
 import { RevocationFeed } from "./keystone/revocation-feed.js";
 import type { KeystoneToken } from "./keystone/token-body.js";
-import { RevocationList } from "./revocation/events.js";
+import { RevocationList, concernsContext } from "./revocation/events.js";
+import { ContextCache } from "./validation/context.js";
 import { TokenDecoder } from "./token/decoder.js";
 import { EdgeAuthenticator } from "./validation/authenticator.js";
 import { ValidationPipeline, type ValidationCache } from "./validation/pipeline.js";
@@ -129,6 +130,14 @@ export async function startEdge(
   });
   const cache = deps.cache(config, metrics, logger);
   const revocations = new RevocationList();
+  const contextCacheTime = config.cache.context_cache_time ?? config.cache.token_cache_time;
+  const contexts =
+    contextCacheTime > 0
+      ? new ContextCache({
+          contextCacheTimeSeconds: contextCacheTime,
+          maxEntries: config.cache.lru_max_entries,
+        })
+      : undefined;
   const feed = new RevocationFeed({
     endpoints: guarded,
     serviceToken,
@@ -138,7 +147,13 @@ export async function startEdge(
     onEvents: (events) => {
       metrics.revocationEventsApplied.inc(events.length);
       const purged = cache.purgeRevoked((t) => revocations.isRevoked(t));
-      if (purged > 0) logger.info("revoked tokens purged from the cache", { entries: purged });
+      const contextsPurged = contexts?.purge((c) => events.some((e) => concernsContext(e, c))) ?? 0;
+      if (purged + contextsPurged > 0) {
+        logger.info("revoked entries purged from the cache", {
+          tokens: purged,
+          contexts: contextsPurged,
+        });
+      }
     },
     onPoll: (state) => {
       metrics.revocationEventsHeld.set(revocations.size);
@@ -150,6 +165,7 @@ export async function startEdge(
   feed.start();
   const pipeline = new ValidationPipeline({
     revocations,
+    ...(contexts === undefined ? {} : { contexts }),
     decoder,
     cache,
     keystone: validator,

@@ -117,6 +117,11 @@ export const configSchema = z.strictObject({
       token_cache_time: z.number().int().min(0).max(86_400).default(300),
       /** In-process cache size, entries. Default 100 000. */
       lru_max_entries: z.number().int().min(1).max(10_000_000).default(100_000),
+      /**
+       * How long a user + scope context is reused for new tokens, seconds; 0 turns the
+       * context cache off. Default: `token_cache_time`.
+       */
+      context_cache_time: z.number().int().min(0).max(86_400).optional(),
     })
     .default({ memcached_servers: [], token_cache_time: 300, lru_max_entries: 100_000 })
     .refine((c) => c.memcached_servers.length === 0 || c.memcache_secret_key !== undefined, {

@@ -156,6 +156,37 @@ export function matches(event: RevocationEvent, values: TokenValues): boolean {
   return true;
 }
 
+/**
+ * Whether `event` bears on the context (user and scope) of `answer`, whatever its tokens'
+ * times and audit ids: an event naming only token-specific fields (audit id, audit chain,
+ * expiry) does not; one naming the user, project, domain, role, trust or consumer that
+ * `answer` has does. Contexts it bears on are dropped, so the next token of that user and
+ * scope is put to Keystone (a removed role leaves an event, and the context's role list
+ * must not outlive it).
+ */
+export function concernsContext(event: RevocationEvent, answer: KeystoneToken): boolean {
+  if (
+    event.userId === undefined &&
+    event.projectId === undefined &&
+    event.domainId === undefined &&
+    event.domainScopeId === undefined &&
+    event.roleId === undefined &&
+    event.trustId === undefined &&
+    event.consumerId === undefined
+  ) {
+    return false;
+  }
+  const values = tokenValues(answer);
+  const timeless: TokenValues = {
+    ...values,
+    issuedAtMicros: -Infinity,
+    auditId: event.auditId,
+    auditChainId: event.auditChainId,
+    expiresAtSeconds: event.expiresAtSeconds ?? values.expiresAtSeconds,
+  };
+  return matches(event, timeless);
+}
+
 function eventKey(e: RevocationEvent): string {
   return JSON.stringify(e);
 }

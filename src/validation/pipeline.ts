@@ -13,6 +13,7 @@ import type { TokenDecoder } from "../token/decoder.js";
 import type { KeystoneToken } from "../keystone/token-body.js";
 import type { KeystoneVerdict } from "../keystone/validate.js";
 import { systemClock, type Clock } from "../units.js";
+import { answerFromContext, contextKey, type ContextCache } from "./context.js";
 import { SingleFlight } from "./single-flight.js";
 
 /** What the caches answer for a token. */
@@ -42,7 +43,7 @@ export type Verdict =
   | {
       readonly kind: "valid";
       readonly token: KeystoneToken;
-      readonly source: "l1" | "memcached" | "keystone";
+      readonly source: "l1" | "context" | "memcached" | "keystone";
     }
   | {
       readonly kind: "invalid";
@@ -66,6 +67,11 @@ export interface PipelineOptions {
    * memcached alike — Keystone's own answers already are. Default: none.
    */
   readonly revocations?: { isRevoked(token: KeystoneToken): boolean };
+  /**
+   * The per-scope context cache: a new token of a known user and scope is answered from it
+   * with no Keystone call (see context.ts). Default: none.
+   */
+  readonly contexts?: ContextCache;
 }
 
 const REVOKED: Verdict = Object.freeze({
@@ -145,6 +151,18 @@ export class ValidationPipeline {
     }
     const localUserId = local.token.payload.userId;
     const expiresAtMs = local.token.expiresAtSeconds * 1000;
+    const contexts = this.options.contexts;
+    const ctxKey = contexts === undefined ? undefined : contextKey(local.token.payload);
+
+    if (contexts !== undefined && ctxKey !== undefined) {
+      const context = contexts.get(ctxKey);
+      if (context !== undefined && context.user.id === localUserId) {
+        const answer = answerFromContext(context, local.token);
+        if (this.options.revocations?.isRevoked(answer) === true) return REVOKED;
+        cache.storePositive(answer, this.positiveUntilMs(expiresAtMs));
+        return { kind: "valid", token: answer, source: "context" };
+      }
+    }
 
     const shared = await cache.fetch();
     if (shared && shared.user.id === localUserId) {
@@ -154,7 +172,11 @@ export class ValidationPipeline {
 
     return this.inFlight.run(token, async () => {
       const answer = await this.options.keystone.validate(token);
-      return this.verdictOf(token, answer, localUserId, { cache, expiresAtMs });
+      const verdict = this.verdictOf(token, answer, localUserId, { cache, expiresAtMs });
+      if (verdict.kind === "valid" && contexts !== undefined && ctxKey !== undefined) {
+        contexts.set(ctxKey, verdict.token);
+      }
+      return verdict;
     });
   }
 

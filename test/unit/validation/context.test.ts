@@ -1,0 +1,225 @@
+import { describe, expect, it } from "vitest";
+
+import { staticKeyRing } from "../../../src/fernet/key-ring.js";
+import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneVerdict } from "../../../src/keystone/validate.js";
+import { parseEvent, concernsContext } from "../../../src/revocation/events.js";
+import { TokenDecoder } from "../../../src/token/decoder.js";
+import type { TokenPayload } from "../../../src/token/payload.js";
+import { fixedClock, type EpochMicros } from "../../../src/units.js";
+import { answerFromContext, ContextCache, contextKey } from "../../../src/validation/context.js";
+import {
+  ValidationPipeline,
+  type CacheEntry,
+  type CachedVerdict,
+  type ValidationCache,
+} from "../../../src/validation/pipeline.js";
+import { makeRing } from "../helpers.js";
+
+const NOW_MS = 1_900_000_000_000;
+const { ring } = makeRing([0]);
+const clock = fixedClock(NOW_MS);
+const decoder = new TokenDecoder({ keys: staticKeyRing(ring), clock });
+let auditCounter = 0;
+
+function mint(userId: string, projectId: string, issuedOffsetS = 0): string {
+  auditCounter++;
+  return decoder.mint(
+    {
+      kind: "project",
+      version: 2,
+      userId,
+      methods: ["password"],
+      auditIds: [`audit${String(auditCounter).padStart(17, "0")}`],
+      projectId,
+      expiresAtMicros: ((NOW_MS / 1000 + 3600) * 1e6) as EpochMicros,
+    },
+    { issuedAtSeconds: NOW_MS / 1000 - 60 + issuedOffsetS },
+  );
+}
+
+function answer(userId: string, projectId: string): KeystoneToken {
+  const body: unknown = {
+    methods: ["token"],
+    user: { id: userId, name: userId, domain: { id: "default", name: "Default" } },
+    audit_ids: ["from-keystone-xxxxxxxxx"],
+    expires_at: "2000-01-01T00:00:00.000000Z",
+    issued_at: "2000-01-01T00:00:00.000000Z",
+    project: { id: projectId, name: projectId, domain: { id: "default", name: "Default" } },
+    roles: [{ id: "r-member", name: "member" }],
+    catalog: [],
+  };
+  return body as KeystoneToken;
+}
+
+class MapCache implements ValidationCache {
+  readonly l1 = new Map<string, CachedVerdict>();
+  peek(token: string): CachedVerdict | undefined {
+    return this.l1.get(token);
+  }
+  entry(token: string): CacheEntry {
+    return {
+      peek: () => this.l1.get(token),
+      fetch: () => Promise.resolve(undefined),
+      storePositive: (value) => {
+        this.l1.set(token, { kind: "positive", token: value });
+      },
+      storeNegative: (code) => {
+        this.l1.set(token, { kind: "negative", code });
+      },
+    };
+  }
+}
+
+function setup(revoked: (t: KeystoneToken) => boolean = () => false) {
+  const asked: string[] = [];
+  const pipeline = new ValidationPipeline({
+    decoder,
+    cache: new MapCache(),
+    tokenCacheTimeSeconds: 300,
+    clock,
+    contexts: new ContextCache({ contextCacheTimeSeconds: 300, clock }),
+    revocations: { isRevoked: revoked },
+    keystone: {
+      validate: (t): Promise<KeystoneVerdict> => {
+        asked.push(t);
+        const d = decoder.decode(t);
+        if (d.status !== "valid" || d.token.payload.kind !== "project") {
+          return Promise.resolve({ kind: "invalid", endpoint: "k" });
+        }
+        return Promise.resolve({
+          kind: "valid",
+          token: answer(d.token.payload.userId, d.token.payload.projectId),
+          endpoint: "k",
+        });
+      },
+    },
+  });
+  return { pipeline, asked };
+}
+
+describe("context key", () => {
+  const base = {
+    userId: "u",
+    methods: ["password"],
+    auditIds: ["a"],
+    expiresAtMicros: 0 as EpochMicros,
+  };
+  it("tells apart everything that changes Keystone's answer", () => {
+    const payloads: TokenPayload[] = [
+      { ...base, kind: "unscoped", version: 0 },
+      { ...base, kind: "project", version: 2, projectId: "p" },
+      { ...base, kind: "project", version: 2, projectId: "q" },
+      { ...base, userId: "v", kind: "project", version: 2, projectId: "p" },
+      { ...base, kind: "domain", version: 1, domainId: "p" },
+      { ...base, kind: "trust", version: 3, projectId: "p", trustId: "t" },
+      { ...base, kind: "application-credential", version: 9, projectId: "p", appCredId: "ac" },
+      { ...base, kind: "oauth1", version: 7, projectId: "p", accessTokenId: "at" },
+      { ...base, kind: "system", version: 8, system: "all" },
+      {
+        ...base,
+        kind: "federated-project",
+        version: 5,
+        projectId: "p",
+        federation: { groupIds: ["g1"], identityProviderId: "idp", protocolId: "saml2" },
+      },
+      {
+        ...base,
+        kind: "federated-project",
+        version: 5,
+        projectId: "p",
+        federation: { groupIds: ["g1", "g2"], identityProviderId: "idp", protocolId: "saml2" },
+      },
+    ];
+    const keys = payloads.map(contextKey);
+    expect(new Set(keys).size).toBe(payloads.length);
+    // the token's own fields do not count
+    expect(
+      contextKey({
+        ...base,
+        kind: "project",
+        version: 2,
+        projectId: "p",
+        methods: ["token"],
+        auditIds: ["b", "c"],
+      }),
+    ).toBe(keys[1]);
+    expect(
+      contextKey({
+        ...base,
+        kind: "oauth2-credential",
+        version: 10,
+        projectId: "p",
+        domainId: "d",
+        thumbprint: "x",
+      }),
+    ).toBeUndefined();
+  });
+
+  it("builds an answer with the token's own methods, audit ids and times", () => {
+    const token = decoder.decode(mint("u1", "p1"));
+    if (token.status !== "valid") throw new Error("mint");
+    const built = answerFromContext(answer("u1", "p1"), token.token);
+    expect(built.methods).toEqual(["password"]);
+    expect(built.audit_ids).toEqual(token.token.payload.auditIds);
+    expect(built.issued_at).toBe(
+      new Date(NOW_MS - 60_000).toISOString().replace(".000Z", ".000000Z"),
+    );
+    expect(built.expires_at).toBe(
+      new Date(NOW_MS + 3_600_000).toISOString().replace(".000Z", ".000000Z"),
+    );
+    expect(built.roles).toEqual(answer("u1", "p1").roles);
+  });
+});
+
+describe("the pipeline with the context cache", () => {
+  it("answers new tokens of a known user and scope with no Keystone call", async () => {
+    const s = setup();
+    expect(await s.pipeline.validate(mint("u1", "p1"))).toMatchObject({ source: "keystone" });
+    for (let i = 0; i < 5; i++) {
+      const v = await s.pipeline.validate(mint("u1", "p1"));
+      expect(v).toMatchObject({ kind: "valid", source: "context" });
+    }
+    expect(s.asked).toHaveLength(1);
+    // another scope, another user: Keystone
+    await s.pipeline.validate(mint("u1", "p2"));
+    await s.pipeline.validate(mint("u2", "p1"));
+    expect(s.asked).toHaveLength(3);
+  });
+
+  it("remembers the built answer per token and checks it against revocation events", async () => {
+    const revokedUsers = new Set<string>();
+    const s = setup((t) => revokedUsers.has(t.user.id));
+    await s.pipeline.validate(mint("u1", "p1"));
+    const t = mint("u1", "p1");
+    expect(await s.pipeline.validate(t)).toMatchObject({ source: "context" });
+    expect(s.pipeline.validateNow(t)).toMatchObject({ source: "l1" });
+    revokedUsers.add("u1");
+    expect(await s.pipeline.validate(mint("u1", "p1"))).toMatchObject({
+      kind: "invalid",
+      source: "revocation",
+    });
+    expect(s.asked).toHaveLength(1);
+  });
+
+  it("drops contexts a revocation event bears on, not those it does not", () => {
+    const ctx = answer("u1", "p1");
+    const ev = (fields: Record<string, unknown>) => {
+      const e = parseEvent({ issued_before: "2001-01-01T00:00:00Z", ...fields });
+      if (e === undefined) throw new Error("event");
+      return e;
+    };
+    expect(concernsContext(ev({ user_id: "u1" }), ctx)).toBe(true);
+    expect(concernsContext(ev({ user_id: "u1", project_id: "p1" }), ctx)).toBe(true);
+    expect(concernsContext(ev({ project_id: "p1" }), ctx)).toBe(true);
+    expect(concernsContext(ev({ role_id: "r-member" }), ctx)).toBe(true);
+    expect(concernsContext(ev({ user_id: "u2" }), ctx)).toBe(false);
+    expect(concernsContext(ev({ user_id: "u1", project_id: "p2" }), ctx)).toBe(false);
+    expect(concernsContext(ev({ audit_id: "from-keystone-xxxxxxxxx" }), ctx)).toBe(false);
+    const cache = new ContextCache({ contextCacheTimeSeconds: 60, clock });
+    cache.set("a", ctx);
+    cache.set("b", answer("u2", "p1"));
+    expect(cache.purge((c) => concernsContext(ev({ user_id: "u1" }), c))).toBe(1);
+    expect(cache.size).toBe(1);
+  });
+});
