@@ -26,6 +26,8 @@ beforeAll(async () => {
   const document = edgeConfigDocument(keystone, { upstream: echo.url, user: adminUser(keystone) });
   const config = validateConfig({
     ...document,
+    // every fresh token must reach a Keystone here: no per-scope context answers it
+    cache: { context_cache_time: 0 },
     keystone: {
       ...(document["keystone"] as Record<string, unknown>),
       endpoints: [replica.url, keystone.url],
