@@ -130,11 +130,13 @@ export async function startEdge(
   });
   const cache = deps.cache(config, metrics, logger);
   const revocations = new RevocationList();
+  let inDegradedMode = false;
   const contextCacheTime = config.cache.context_cache_time ?? config.cache.token_cache_time;
   const contexts =
     contextCacheTime > 0
       ? new ContextCache({
           contextCacheTimeSeconds: contextCacheTime,
+          staleIfErrorSeconds: config.cache.stale_if_error,
           maxEntries: config.cache.lru_max_entries,
         })
       : undefined;
@@ -173,6 +175,23 @@ export async function startEdge(
     logger,
     observe: (v) => {
       metrics.countValidation(v.kind === "unavailable" ? "keystone" : v.source, v.kind);
+      // Degraded mode, once per transition: entered when a token is served from a stale
+      // context because no Keystone answers; left when Keystone answers again.
+      const degraded =
+        v.kind === "valid" && v.source === "degraded"
+          ? true
+          : v.kind !== "unavailable" && v.source === "keystone"
+            ? false
+            : undefined;
+      if (degraded !== undefined && degraded !== inDegradedMode) {
+        inDegradedMode = degraded;
+        metrics.degraded.set(degraded ? 1 : 0);
+        if (degraded) {
+          logger.warn("degraded mode: no Keystone answers; serving known users and scopes only");
+        } else {
+          logger.info("degraded mode over: Keystone answers again");
+        }
+      }
     },
   });
   const authenticator = new EdgeAuthenticator({

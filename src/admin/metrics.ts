@@ -23,6 +23,7 @@ export class EdgeMetrics {
   readonly memcachedBreaker: Gauge<"server" | "state">;
   readonly keystoneBreaker: Gauge<"endpoint" | "state">;
   readonly revocationEventsHeld: Gauge;
+  readonly degraded: Gauge;
   readonly revocationEventsApplied: Counter;
   readonly revocationLastSuccess: Gauge;
 
@@ -98,6 +99,11 @@ export class EdgeMetrics {
       help: "memcached calls that went out on the network, by operation and outcome.",
       labelNames: ["op", "outcome"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+    this.degraded = new Gauge({
+      name: "keystone_edge_degraded_mode",
+      help: "1 while no Keystone answers and known users and scopes are served from stale contexts.",
       registers,
     });
     this.revocationEventsHeld = new Gauge({

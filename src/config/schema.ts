@@ -122,8 +122,20 @@ export const configSchema = z.strictObject({
        * context cache off. Default: `token_cache_time`.
        */
       context_cache_time: z.number().int().min(0).max(86_400).optional(),
+      /**
+       * Degraded mode: while no Keystone endpoint answers, a token that decrypts, has not
+       * expired and is not revoked is served when its user + scope context is known, even
+       * up to this many seconds past `context_cache_time`. Default 900: a quarter of an
+       * hour of master outage without refusing known users. 0 turns it off.
+       */
+      stale_if_error: z.number().int().min(0).max(86_400).default(900),
     })
-    .default({ memcached_servers: [], token_cache_time: 300, lru_max_entries: 100_000 })
+    .default({
+      memcached_servers: [],
+      token_cache_time: 300,
+      lru_max_entries: 100_000,
+      stale_if_error: 900,
+    })
     .refine((c) => c.memcached_servers.length === 0 || c.memcache_secret_key !== undefined, {
       message: "memcache_secret_key is required when memcached_servers is set",
       path: ["memcache_secret_key"],

@@ -73,6 +73,11 @@ export function answerFromContext(context: KeystoneToken, token: Token): Keyston
 export interface ContextCacheOptions {
   /** How long a context is reused, seconds (`cache.context_cache_time`). */
   readonly contextCacheTimeSeconds: number;
+  /**
+   * How long past that a context may still answer while no Keystone endpoint does
+   * (degraded mode), seconds (`cache.stale_if_error`). Default 0.
+   */
+  readonly staleIfErrorSeconds?: number;
   /** Contexts held at most. Default 100 000. */
   readonly maxEntries?: number;
   readonly clock?: Clock;
@@ -82,14 +87,16 @@ export interface ContextCacheOptions {
 export class ContextCache {
   private readonly lru: LRUCache<
     string,
-    { readonly context: KeystoneToken; readonly untilMs: number }
+    { readonly context: KeystoneToken; readonly untilMs: number; readonly staleUntilMs: number }
   >;
   private readonly clock: Clock;
   private readonly ttlMs: number;
+  private readonly staleMs: number;
 
   constructor(options: ContextCacheOptions) {
     this.clock = options.clock ?? systemClock;
     this.ttlMs = options.contextCacheTimeSeconds * 1000;
+    this.staleMs = (options.staleIfErrorSeconds ?? 0) * 1000;
     this.lru = new LRUCache({ max: options.maxEntries ?? 100_000 });
   }
 
@@ -97,7 +104,22 @@ export class ContextCache {
   get(key: string): KeystoneToken | undefined {
     const entry = this.lru.get(key);
     if (entry === undefined) return undefined;
-    if (this.clock.nowMs() >= entry.untilMs) {
+    const now = this.clock.nowMs();
+    if (now >= entry.staleUntilMs) {
+      this.lru.delete(key);
+      return undefined;
+    }
+    return now < entry.untilMs ? entry.context : undefined;
+  }
+
+  /**
+   * The context under `key` even past its time, up to `staleIfErrorSeconds` more: only for
+   * when no Keystone endpoint answers (degraded mode).
+   */
+  getStale(key: string): KeystoneToken | undefined {
+    const entry = this.lru.get(key);
+    if (entry === undefined) return undefined;
+    if (this.clock.nowMs() >= entry.staleUntilMs) {
       this.lru.delete(key);
       return undefined;
     }
@@ -107,7 +129,8 @@ export class ContextCache {
   /** Remembers Keystone's answer for a token as the context of `key`. */
   set(key: string, answer: KeystoneToken): void {
     if (this.ttlMs <= 0) return;
-    this.lru.set(key, { context: answer, untilMs: this.clock.nowMs() + this.ttlMs });
+    const untilMs = this.clock.nowMs() + this.ttlMs;
+    this.lru.set(key, { context: answer, untilMs, staleUntilMs: untilMs + this.staleMs });
   }
 
   /** Drops the contexts `predicate` selects (revocation); returns how many. */

@@ -43,7 +43,7 @@ export type Verdict =
   | {
       readonly kind: "valid";
       readonly token: KeystoneToken;
-      readonly source: "l1" | "context" | "memcached" | "keystone";
+      readonly source: "l1" | "context" | "memcached" | "keystone" | "degraded";
     }
   | {
       readonly kind: "invalid";
@@ -173,8 +173,20 @@ export class ValidationPipeline {
     return this.inFlight.run(token, async () => {
       const answer = await this.options.keystone.validate(token);
       const verdict = this.verdictOf(token, answer, localUserId, { cache, expiresAtMs });
-      if (verdict.kind === "valid" && contexts !== undefined && ctxKey !== undefined) {
-        contexts.set(ctxKey, verdict.token);
+      if (contexts !== undefined && ctxKey !== undefined) {
+        if (verdict.kind === "valid") contexts.set(ctxKey, verdict.token);
+        if (answer.kind === "unavailable") {
+          // Degraded mode: no Keystone answers. A token that decrypts, has not expired and
+          // is not revoked, of a context known even past its time (up to stale_if_error),
+          // is served; anything else stays unavailable. Never cached: every request
+          // re-checks until Keystone is back.
+          const stale = contexts.getStale(ctxKey);
+          if (stale !== undefined && stale.user.id === localUserId) {
+            const built = answerFromContext(stale, local.token);
+            if (this.options.revocations?.isRevoked(built) === true) return REVOKED;
+            return { kind: "valid", token: built, source: "degraded" };
+          }
+        }
       }
       return verdict;
     });

@@ -216,6 +216,7 @@ describe("createTokenCache", () => {
     memcached_servers: [],
     token_cache_time: 300,
     lru_max_entries: 10,
+    stale_if_error: 900,
   };
 
   it("is L1 only without memcached_servers", async () => {

@@ -6,7 +6,7 @@ import type { KeystoneVerdict } from "../../../src/keystone/validate.js";
 import { parseEvent, concernsContext } from "../../../src/revocation/events.js";
 import { TokenDecoder } from "../../../src/token/decoder.js";
 import type { TokenPayload } from "../../../src/token/payload.js";
-import { fixedClock, type EpochMicros } from "../../../src/units.js";
+import { fixedClock, type EpochMicros, type EpochMillis } from "../../../src/units.js";
 import { answerFromContext, ContextCache, contextKey } from "../../../src/validation/context.js";
 import {
   ValidationPipeline,
@@ -71,18 +71,29 @@ class MapCache implements ValidationCache {
   }
 }
 
-function setup(revoked: (t: KeystoneToken) => boolean = () => false) {
+function setup(
+  revoked: (t: KeystoneToken) => boolean = () => false,
+  keystoneUp: () => boolean = () => true,
+  clockOf = clock,
+) {
   const asked: string[] = [];
   const pipeline = new ValidationPipeline({
     decoder,
     cache: new MapCache(),
     tokenCacheTimeSeconds: 300,
-    clock,
-    contexts: new ContextCache({ contextCacheTimeSeconds: 300, clock }),
+    clock: clockOf,
+    contexts: new ContextCache({
+      contextCacheTimeSeconds: 300,
+      staleIfErrorSeconds: 900,
+      clock: clockOf,
+    }),
     revocations: { isRevoked: revoked },
     keystone: {
       validate: (t): Promise<KeystoneVerdict> => {
         asked.push(t);
+        if (!keystoneUp()) {
+          return Promise.resolve({ kind: "unavailable", reason: "connection", detail: "down" });
+        }
         const d = decoder.decode(t);
         if (d.status !== "valid" || d.token.payload.kind !== "project") {
           return Promise.resolve({ kind: "invalid", endpoint: "k" });
@@ -221,5 +232,30 @@ describe("the pipeline with the context cache", () => {
     cache.set("b", answer("u2", "p1"));
     expect(cache.purge((c) => concernsContext(ev({ user_id: "u1" }), c))).toBe(1);
     expect(cache.size).toBe(1);
+  });
+
+  it("degraded mode: with Keystone down, serves known contexts past their time up to stale_if_error, and nothing else", async () => {
+    let nowMs = NOW_MS;
+    const moving = { nowMs: () => nowMs as EpochMillis };
+    let up = true;
+    const s = setup(
+      () => false,
+      () => up,
+      moving,
+    );
+    await s.pipeline.validate(mint("u1", "p1"));
+    up = false;
+    // fresh context: answered from it, Keystone not even asked
+    expect(await s.pipeline.validate(mint("u1", "p1"))).toMatchObject({ source: "context" });
+    nowMs += 400_000; // past context_cache_time (300 s), inside stale_if_error (900 s)
+    expect(await s.pipeline.validate(mint("u1", "p1"))).toMatchObject({
+      kind: "valid",
+      source: "degraded",
+    });
+    expect(await s.pipeline.validate(mint("u2", "p1"))).toMatchObject({ kind: "unavailable" });
+    nowMs += 900_000; // past stale_if_error
+    expect(await s.pipeline.validate(mint("u1", "p1"))).toMatchObject({ kind: "unavailable" });
+    up = true;
+    expect(await s.pipeline.validate(mint("u1", "p1"))).toMatchObject({ source: "keystone" });
   });
 });
