@@ -31,7 +31,7 @@ import { startEdgeProcess, type EdgeProcess } from "../test/harness/edge-process
 import { createFixtures } from "../test/harness/fixtures.js";
 import { ensureDebianDeps } from "../test/harness/global-setup.js";
 import { freePort, startKeystone } from "../test/harness/keystone.js";
-import { startKeystonemiddleware, type KmwHandle } from "../test/harness/kmw.js";
+import { kmwPasswordConf, startKeystonemiddleware, type KmwHandle } from "../test/harness/kmw.js";
 import { startMemcached, type MemcachedHandle } from "../test/harness/memcached.js";
 
 const execFileAsync = promisify(execFile);
@@ -53,20 +53,29 @@ function say(s: string): void {
   process.stdout.write(`${s}\n`);
 }
 
-/** `pid` and all its descendants. */
-function processTree(pid: number): number[] {
-  const parents = new Map<number, number>();
+/** One read of /proc: each process's parent and CPU ticks (utime + stime). */
+function processTable(): Map<number, { readonly parent: number; readonly ticks: number }> {
+  const table = new Map<number, { readonly parent: number; readonly ticks: number }>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      table.set(Number(entry), {
+        parent: Number(fields[1]),
+        ticks: Number(fields[11]) + Number(fields[12]),
+      });
     } catch {
       // gone meanwhile
     }
   }
-  return [...parents.keys()].filter((p) => {
-    for (let q: number | undefined = p; q !== undefined && q > 1; q = parents.get(q)) {
+  return table;
+}
+
+/** `pid` and all its descendants, in `table` (default: /proc now). */
+function processTree(pid: number, table = processTable()): number[] {
+  return [...table.keys()].filter((p) => {
+    for (let q: number | undefined = p; q !== undefined && q > 1; q = table.get(q)?.parent) {
       if (q === pid) return true;
     }
     return false;
@@ -94,29 +103,8 @@ function onOtherCores(command: string, args: readonly string[]): [string, string
 
 /** utime + stime, in clock ticks, of `pid` and all its descendants. */
 function cpuTicks(pid: number): number {
-  const parents = new Map<number, number>();
-  const ticks = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      parents.set(Number(entry), Number(fields[1]));
-      ticks.set(Number(entry), Number(fields[11]) + Number(fields[12]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  let total = 0;
-  for (const [p, t] of ticks) {
-    for (let q: number | undefined = p; q !== undefined && q > 1; q = parents.get(q)) {
-      if (q === pid) {
-        total += t;
-        break;
-      }
-    }
-  }
-  return total;
+  const table = processTable();
+  return processTree(pid, table).reduce((sum, p) => sum + (table.get(p)?.ticks ?? 0), 0);
 }
 
 interface Run {
@@ -341,16 +329,7 @@ http { access_log off;
     pin(edgeA.pid, OTHER_CORES);
 
     // (b) WSGI echo under uwsgi
-    const kmwConf = {
-      auth_type: "password",
-      auth_url: keystone.url,
-      www_authenticate_uri: keystone.url,
-      username: fixtures.serviceUser.name,
-      password: fixtures.serviceUser.password,
-      project_name: fixtures.serviceUser.project,
-      user_domain_id: "default",
-      project_domain_id: "default",
-    };
+    const kmwConf = kmwPasswordConf(keystone.info, fixtures.serviceUser);
     memcached = await startMemcached();
     // One uwsgi thread per persistent connection: uwsgi serves a keep-alive connection on
     // one thread until it closes, so fewer threads would leave connections unserved.

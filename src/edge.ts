@@ -21,7 +21,7 @@ import { silentLogger, type Logger } from "./log.js";
 import { Forwarder } from "./proxy/forward.js";
 import { createEdgeServer } from "./proxy/server.js";
 import { EndpointProber } from "./keystone/endpoint-probe.js";
-import { KeystoneEndpoints } from "./keystone/endpoint-set.js";
+import { KeystoneEndpoints, endpointLabel } from "./keystone/endpoint-set.js";
 import { RevocationFeed } from "./keystone/revocation-feed.js";
 import type { KeystoneToken } from "./keystone/token-body.js";
 import { RevocationList, concernsContext } from "./revocation/events.js";
@@ -123,7 +123,7 @@ export async function startEdge(
     logger,
     observe: (endpoint, outcome, latencyMs) => {
       metrics.keystoneCalls.observe(
-        { endpoint: EdgeMetrics.endpointLabel(endpoint), outcome },
+        { endpoint: endpointLabel(endpoint), outcome },
         latencyMs / 1000,
       );
     },

@@ -149,15 +149,6 @@ export class EdgeMetrics {
   countCacheLookup(tier: string, result: string, n = 1): void {
     this.hotLookups.inc(tier, result, n);
   }
-
-  /** A bounded label for an endpoint URL: its host, never credentials or paths. */
-  static endpointLabel(url: string): string {
-    try {
-      return new URL(url).host;
-    } catch {
-      return "invalid";
-    }
-  }
 }
 
 const STATUS_CLASSES = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"] as const;

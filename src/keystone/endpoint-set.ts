@@ -48,7 +48,7 @@ export function endpointLabel(url: string): string {
 }
 
 /** Whether an outcome shows the endpoint failing (as opposed to answering). */
-export function isEndpointFailure(outcome: CallOutcome): boolean {
+function isEndpointFailure(outcome: CallOutcome): boolean {
   return outcome.kind === "failed" ? outcome.reason !== "aborted" : outcome.status >= 500;
 }
 
@@ -100,11 +100,6 @@ export class KeystoneEndpoints {
     } else {
       guard.breaker.success(admission);
     }
-  }
-
-  /** Whether every endpoint is out of rotation (open or being probed). */
-  allOpen(): boolean {
-    return this.guards.every((g) => g.breaker.state().kind !== "closed");
   }
 
   async close(): Promise<void> {

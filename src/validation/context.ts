@@ -102,14 +102,8 @@ export class ContextCache {
 
   /** The context under `key` while it is fresh. */
   get(key: string): KeystoneToken | undefined {
-    const entry = this.lru.get(key);
-    if (entry === undefined) return undefined;
-    const now = this.clock.nowMs();
-    if (now >= entry.staleUntilMs) {
-      this.lru.delete(key);
-      return undefined;
-    }
-    return now < entry.untilMs ? entry.context : undefined;
+    const entry = this.live(key);
+    return entry !== undefined && this.clock.nowMs() < entry.untilMs ? entry.context : undefined;
   }
 
   /**
@@ -117,13 +111,17 @@ export class ContextCache {
    * when no Keystone endpoint answers (degraded mode).
    */
   getStale(key: string): KeystoneToken | undefined {
+    return this.live(key)?.context;
+  }
+
+  /** The entry under `key` unless past even its stale time (then dropped). */
+  private live(key: string) {
     const entry = this.lru.get(key);
-    if (entry === undefined) return undefined;
-    if (this.clock.nowMs() >= entry.staleUntilMs) {
+    if (entry !== undefined && this.clock.nowMs() >= entry.staleUntilMs) {
       this.lru.delete(key);
       return undefined;
     }
-    return entry.context;
+    return entry;
   }
 
   /** Remembers Keystone's answer for a token as the context of `key`. */

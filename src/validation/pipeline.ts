@@ -9,7 +9,7 @@
  * expires_at − now)`; an unreachable Keystone caches nothing.
  */
 import { silentLogger, tokenHash, type Logger } from "../log.js";
-import type { TokenDecoder } from "../token/decoder.js";
+import type { Token, TokenDecoder } from "../token/decoder.js";
 import type { KeystoneToken } from "../keystone/token-body.js";
 import type { KeystoneVerdict } from "../keystone/validate.js";
 import { systemClock, type Clock } from "../units.js";
@@ -74,6 +74,13 @@ export interface PipelineOptions {
   readonly contexts?: ContextCache;
 }
 
+/** The answer for `token` from `context`, when there is one and it is the token's own user's. */
+function fromContext(context: KeystoneToken | undefined, token: Token): KeystoneToken | undefined {
+  return context !== undefined && context.user.id === token.payload.userId
+    ? answerFromContext(context, token)
+    : undefined;
+}
+
 const REVOKED: Verdict = Object.freeze({
   kind: "invalid",
   code: "revoked",
@@ -134,8 +141,7 @@ export class ValidationPipeline {
 
   private settled(cached: CachedVerdict | undefined): Verdict | undefined {
     if (cached?.kind === "positive") {
-      if (this.options.revocations?.isRevoked(cached.token) === true) return REVOKED;
-      return { kind: "valid", token: cached.token, source: "l1" };
+      return this.unlessRevoked(cached.token, "l1");
     }
     if (cached?.kind === "negative")
       return { kind: "invalid", code: cached.code, source: "negative" };
@@ -155,20 +161,17 @@ export class ValidationPipeline {
     const ctxKey = contexts === undefined ? undefined : contextKey(local.token.payload);
 
     if (contexts !== undefined && ctxKey !== undefined) {
-      const context = contexts.get(ctxKey);
-      if (context !== undefined && context.user.id === localUserId) {
-        const answer = answerFromContext(context, local.token);
-        if (this.options.revocations?.isRevoked(answer) === true) return REVOKED;
-        cache.storePositive(answer, this.positiveUntilMs(expiresAtMs));
-        return { kind: "valid", token: answer, source: "context" };
+      const answer = fromContext(contexts.get(ctxKey), local.token);
+      if (answer !== undefined) {
+        const verdict = this.unlessRevoked(answer, "context");
+        if (verdict.kind === "valid")
+          cache.storePositive(answer, this.positiveUntilMs(expiresAtMs));
+        return verdict;
       }
     }
 
     const shared = await cache.fetch();
-    if (shared && shared.user.id === localUserId) {
-      if (this.options.revocations?.isRevoked(shared) === true) return REVOKED;
-      return { kind: "valid", token: shared, source: "memcached" };
-    }
+    if (shared && shared.user.id === localUserId) return this.unlessRevoked(shared, "memcached");
 
     return this.inFlight.run(token, async () => {
       const answer = await this.options.keystone.validate(token);
@@ -180,16 +183,21 @@ export class ValidationPipeline {
           // is not revoked, of a context known even past its time (up to stale_if_error),
           // is served; anything else stays unavailable. Never cached: every request
           // re-checks until Keystone is back.
-          const stale = contexts.getStale(ctxKey);
-          if (stale !== undefined && stale.user.id === localUserId) {
-            const built = answerFromContext(stale, local.token);
-            if (this.options.revocations?.isRevoked(built) === true) return REVOKED;
-            return { kind: "valid", token: built, source: "degraded" };
-          }
+          const stale = fromContext(contexts.getStale(ctxKey), local.token);
+          if (stale !== undefined) return this.unlessRevoked(stale, "degraded");
         }
       }
       return verdict;
     });
+  }
+
+  /** A cached (or locally built) answer, unless the revocation feed has revoked it. */
+  private unlessRevoked(
+    token: KeystoneToken,
+    source: "l1" | "context" | "memcached" | "degraded",
+  ): Verdict {
+    if (this.options.revocations?.isRevoked(token) === true) return REVOKED;
+    return { kind: "valid", token, source };
   }
 
   /** Keystone's answer as a verdict, cached when `store` is given. */

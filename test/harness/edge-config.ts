@@ -38,6 +38,8 @@ export function edgeConfigDocument(
     readonly timeoutMs?: number;
     readonly cache?: Record<string, unknown>;
     readonly authToken?: Record<string, unknown>;
+    /** More `keystone` options (endpoints, breakers, feed), over the defaults here. */
+    readonly keystone?: Record<string, unknown>;
   },
 ): Record<string, unknown> {
   return {
@@ -48,6 +50,7 @@ export function edgeConfigDocument(
       www_authenticate_uri: info.url,
       timeout_ms: options.timeoutMs ?? 10_000,
       auth: passwordAuth(options.user),
+      ...options.keystone,
     },
     fernet: { key_repository: info.keyRepository, auth_methods: info.authMethods },
     ...(options.cache ? { cache: options.cache } : {}),

@@ -9,12 +9,30 @@ import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { KeystoneInfo } from "./client.js";
 import { freePort } from "./keystone.js";
 
 const ECHO_APP = fileURLToPath(new URL("./kmw_echo.py", import.meta.url));
 
 /** auth_token options, by their paste.ini names. */
 export type KmwConf = Record<string, string | boolean | number | readonly string[]>;
+
+/** auth_token options for Keystone `info`, authenticating as `user` (password, default domain). */
+export function kmwPasswordConf(
+  info: KeystoneInfo,
+  user: { readonly name: string; readonly password: string; readonly project: string },
+): KmwConf {
+  return {
+    auth_type: "password",
+    auth_url: info.url,
+    www_authenticate_uri: info.url,
+    username: user.name,
+    password: user.password,
+    project_name: user.project,
+    user_domain_id: "default",
+    project_domain_id: "default",
+  };
+}
 
 export interface KmwHandle {
   readonly url: string;

@@ -5,10 +5,8 @@
  * Keystone call) equal keystonemiddleware's for the same token.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createCacheFactory } from "../../src/cache/factory.js";
-import { validateConfig } from "../../src/config/load.js";
 import { IDENTITY_HEADERS } from "../../src/contract/strip.js";
-import { startEdge, type RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge.js";
 import { readKeyRepository } from "../../src/fernet/key-repository.js";
 import { staticKeyRing } from "../../src/fernet/key-ring.js";
 import { TokenDecoder } from "../../src/token/decoder.js";
@@ -16,9 +14,10 @@ import { randomAuditId } from "../../src/token/payload.js";
 import type { EpochMicros } from "../../src/units.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
+import { startTestEdge } from "../harness/test-edge.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { api, createFixtures, type Fixtures } from "../harness/fixtures.js";
-import { startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
+import { kmwPasswordConf, startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
 
 const keystone = inject("keystone");
 const PAIRS = 20;
@@ -69,23 +68,10 @@ beforeAll(async () => {
     });
 
   echo = await startEchoUpstream();
-  const config = validateConfig(
+  ({ edge, url: edgeUrl } = await startTestEdge(
     edgeConfigDocument(keystone, { upstream: echo.url, user: adminUser(keystone) }),
-  );
-  edge = await startEdge(config, { cache: createCacheFactory() });
-  edgeUrl = `http://127.0.0.1:${edge.address.port}`;
-  await edge.serviceToken.ensure();
-  const svc = fixtures.serviceUser;
-  kmw = await startKeystonemiddleware({
-    auth_type: "password",
-    auth_url: keystone.url,
-    www_authenticate_uri: keystone.url,
-    username: svc.name,
-    password: svc.password,
-    project_name: svc.project,
-    user_domain_id: "default",
-    project_domain_id: "default",
-  });
+  ));
+  kmw = await startKeystonemiddleware(kmwPasswordConf(keystone, fixtures.serviceUser));
 }, 600_000);
 
 afterAll(async () => {

@@ -6,11 +6,10 @@
  * restarting the edge.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createCacheFactory } from "../../src/cache/factory.js";
-import { validateConfig } from "../../src/config/load.js";
-import { startEdge, type RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
+import { startTestEdge } from "../harness/test-edge.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startKeystoneReplica, type KeystoneReplica } from "../harness/keystone-replica.js";
 
@@ -23,22 +22,20 @@ let edgeUrl = "";
 beforeAll(async () => {
   replica = await startKeystoneReplica(keystone);
   echo = await startEchoUpstream();
-  const document = edgeConfigDocument(keystone, { upstream: echo.url, user: adminUser(keystone) });
-  const config = validateConfig({
-    ...document,
-    cache: { context_cache_time: 1, stale_if_error: 900 },
-    keystone: {
-      ...(document["keystone"] as Record<string, unknown>),
-      endpoints: [replica.url],
-      timeout_ms: 5_000,
-      failure_threshold: 1,
-      open_duration_ms: 300,
-      probe_interval_ms: 200,
-    },
-  });
-  edge = await startEdge(config, { cache: createCacheFactory() });
-  edgeUrl = `http://127.0.0.1:${edge.address.port}`;
-  await edge.serviceToken.ensure();
+  ({ edge, url: edgeUrl } = await startTestEdge(
+    edgeConfigDocument(keystone, {
+      upstream: echo.url,
+      user: adminUser(keystone),
+      timeoutMs: 5_000,
+      cache: { context_cache_time: 1, stale_if_error: 900 },
+      keystone: {
+        endpoints: [replica.url],
+        failure_threshold: 1,
+        open_duration_ms: 300,
+        probe_interval_ms: 200,
+      },
+    }),
+  ));
 }, 300_000);
 
 afterAll(async () => {

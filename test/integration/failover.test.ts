@@ -6,11 +6,10 @@
  * closes its breaker and validations go to it again, without restarting the edge.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createCacheFactory } from "../../src/cache/factory.js";
-import { validateConfig } from "../../src/config/load.js";
-import { startEdge, type RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
+import { startTestEdge } from "../harness/test-edge.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startKeystoneReplica, type KeystoneReplica } from "../harness/keystone-replica.js";
 
@@ -23,24 +22,22 @@ let edgeUrl = "";
 beforeAll(async () => {
   replica = await startKeystoneReplica(keystone);
   echo = await startEchoUpstream();
-  const document = edgeConfigDocument(keystone, { upstream: echo.url, user: adminUser(keystone) });
-  const config = validateConfig({
-    ...document,
-    // every fresh token must reach a Keystone here: no per-scope context answers it
-    cache: { context_cache_time: 0 },
-    keystone: {
-      ...(document["keystone"] as Record<string, unknown>),
-      endpoints: [replica.url, keystone.url],
-      timeout_ms: 5_000,
-      request_timeout_ms: 15_000,
-      failure_threshold: 2,
-      open_duration_ms: 500,
-      probe_interval_ms: 200,
-    },
-  });
-  edge = await startEdge(config, { cache: createCacheFactory() });
-  edgeUrl = `http://127.0.0.1:${edge.address.port}`;
-  await edge.serviceToken.ensure();
+  ({ edge, url: edgeUrl } = await startTestEdge(
+    edgeConfigDocument(keystone, {
+      upstream: echo.url,
+      user: adminUser(keystone),
+      timeoutMs: 5_000,
+      // every fresh token must reach a Keystone here: no per-scope context answers it
+      cache: { context_cache_time: 0 },
+      keystone: {
+        endpoints: [replica.url, keystone.url],
+        request_timeout_ms: 15_000,
+        failure_threshold: 2,
+        open_duration_ms: 500,
+        probe_interval_ms: 200,
+      },
+    }),
+  ));
 }, 300_000);
 
 afterAll(async () => {

@@ -5,22 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { issueToken } from "../harness/client.js";
-import { startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
+import { adminUser } from "../harness/edge-config.js";
+import { kmwPasswordConf, startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
 
 const keystone = inject("keystone");
 let kmw: KmwHandle;
 
 beforeAll(async () => {
-  kmw = await startKeystonemiddleware({
-    auth_type: "password",
-    auth_url: keystone.url,
-    www_authenticate_uri: keystone.url,
-    username: keystone.adminUsername,
-    password: keystone.adminPassword,
-    project_name: "admin",
-    user_domain_id: "default",
-    project_domain_id: "default",
-  });
+  kmw = await startKeystonemiddleware(kmwPasswordConf(keystone, adminUser(keystone)));
 }, 120_000);
 
 afterAll(async () => {

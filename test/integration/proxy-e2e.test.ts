@@ -5,10 +5,8 @@
  * must be the same.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createCacheFactory } from "../../src/cache/factory.js";
-import { validateConfig } from "../../src/config/load.js";
 import { IDENTITY_HEADERS } from "../../src/contract/strip.js";
-import { startEdge, type RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge.js";
 import { generateFernetKeyText, parseFernetKey } from "../../src/fernet/envelope.js";
 import { readKeyRepository } from "../../src/fernet/key-repository.js";
 import { KeyRing, staticKeyRing } from "../../src/fernet/key-ring.js";
@@ -17,9 +15,10 @@ import { randomAuditId } from "../../src/token/payload.js";
 import type { EpochMicros } from "../../src/units.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
+import { startTestEdge } from "../harness/test-edge.js";
 import { edgeConfigDocument } from "../harness/edge-config.js";
 import { accessRulesToken, createFixtures, type Fixtures } from "../harness/fixtures.js";
-import { startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
+import { kmwPasswordConf, startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
 
 const keystone = inject("keystone");
 let fixtures: Fixtures;
@@ -40,28 +39,18 @@ beforeAll(async () => {
   ]);
   const svc = fixtures.serviceUser;
   kmw = await startKeystonemiddleware({
-    auth_type: "password",
-    auth_url: keystone.url,
-    www_authenticate_uri: keystone.url,
-    username: svc.name,
-    password: svc.password,
-    project_name: svc.project,
-    user_domain_id: "default",
-    project_domain_id: "default",
+    ...kmwPasswordConf(keystone, svc),
     service_token_roles_required: true,
     service_type: "compute",
   });
   echo = await startEchoUpstream();
-  const config = validateConfig(
+  ({ edge, url: edgeUrl } = await startTestEdge(
     edgeConfigDocument(keystone, {
       upstream: echo.url,
       user: svc,
       authToken: { service_type: "compute" },
     }),
-  );
-  edge = await startEdge(config, { cache: createCacheFactory() });
-  edgeUrl = `http://127.0.0.1:${edge.address.port}`;
-  await edge.serviceToken.ensure();
+  ));
 }, 300_000);
 
 afterAll(async () => {

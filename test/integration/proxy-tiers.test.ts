@@ -6,11 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import memjs from "memjs";
-import { createCacheFactory } from "../../src/cache/factory.js";
 import { CacheKeyer } from "../../src/cache/token-key.js";
-import { validateConfig } from "../../src/config/load.js";
-import { startEdge, type RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge.js";
 import { issueToken } from "../harness/client.js";
+import { startTestEdge } from "../harness/test-edge.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { startKeystone, type KeystoneHandle } from "../harness/keystone.js";
@@ -23,7 +22,7 @@ let echo: EchoUpstream;
 const edges: RunningEdge[] = [];
 
 async function newEdge(): Promise<{ edge: RunningEdge; url: string }> {
-  const config = validateConfig(
+  const started = await startTestEdge(
     edgeConfigDocument(keystone.info, {
       upstream: echo.url,
       user: adminUser(keystone.info),
@@ -31,10 +30,8 @@ async function newEdge(): Promise<{ edge: RunningEdge; url: string }> {
       cache: { memcached_servers: [memcached.address], memcache_secret_key: SECRET },
     }),
   );
-  const edge = await startEdge(config, { cache: createCacheFactory() });
-  edges.push(edge);
-  await edge.serviceToken.ensure();
-  return { edge, url: `http://127.0.0.1:${edge.address.port}` };
+  edges.push(started.edge);
+  return started;
 }
 
 async function status(url: string, token: string): Promise<number> {

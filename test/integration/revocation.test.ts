@@ -5,11 +5,10 @@
  * up to token_cache_time. Tokens of other users stay good.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createCacheFactory } from "../../src/cache/factory.js";
-import { validateConfig } from "../../src/config/load.js";
-import { startEdge, type RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
+import { startTestEdge } from "../harness/test-edge.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { api, authenticate } from "../harness/fixtures.js";
 
@@ -22,17 +21,13 @@ let admin = "";
 
 beforeAll(async () => {
   echo = await startEchoUpstream();
-  const document = edgeConfigDocument(keystone, { upstream: echo.url, user: adminUser(keystone) });
-  const config = validateConfig({
-    ...document,
-    keystone: {
-      ...(document["keystone"] as Record<string, unknown>),
-      revocation_poll_interval_ms: POLL_MS,
-    },
-  });
-  edge = await startEdge(config, { cache: createCacheFactory() });
-  edgeUrl = `http://127.0.0.1:${edge.address.port}`;
-  await edge.serviceToken.ensure();
+  ({ edge, url: edgeUrl } = await startTestEdge(
+    edgeConfigDocument(keystone, {
+      upstream: echo.url,
+      user: adminUser(keystone),
+      keystone: { revocation_poll_interval_ms: POLL_MS },
+    }),
+  ));
   admin = (await issueToken(keystone, { kind: "project", name: "admin", domainId: "default" }))
     .token;
 }, 300_000);

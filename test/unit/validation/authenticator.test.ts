@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import { tokenBody } from "../cache/helpers.js";
 import type { AuthDecision } from "../../../src/proxy/server.js";
 import {
   EdgeAuthenticator,
@@ -9,18 +10,11 @@ import {
 import type { Verdict } from "../../../src/validation/pipeline.js";
 
 function body(user: string, roles: string[], extra: Record<string, unknown> = {}): KeystoneToken {
-  const token: unknown = {
-    methods: ["password"],
-    user: { id: user, name: user, domain: { id: "default", name: "Default" } },
-    audit_ids: ["GGgSgA3DRS-CUo4CYEd1cA"],
-    expires_at: "2030-03-17T18:46:40.000000Z",
-    issued_at: "2030-03-17T17:46:40.000000Z",
-    project: { id: "p1", name: "p", domain: { id: "default", name: "Default" } },
+  return tokenBody(user, {
     roles: roles.map((name) => ({ id: name, name })),
     catalog: [{ type: "compute", name: "nova", id: "c", endpoints: [] }],
     ...extra,
-  };
-  return token as KeystoneToken;
+  });
 }
 
 const valid = (token: KeystoneToken): Verdict => ({ kind: "valid", token, source: "keystone" });

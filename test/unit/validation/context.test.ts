@@ -14,6 +14,7 @@ import {
   type CachedVerdict,
   type ValidationCache,
 } from "../../../src/validation/pipeline.js";
+import { tokenBody } from "../cache/helpers.js";
 import { makeRing } from "../helpers.js";
 
 const NOW_MS = 1_900_000_000_000;
@@ -38,18 +39,17 @@ function mint(userId: string, projectId: string, issuedOffsetS = 0): string {
   );
 }
 
+/** Keystone's answer for some other token of this user and project (its own fields differ). */
 function answer(userId: string, projectId: string): KeystoneToken {
-  const body: unknown = {
+  return tokenBody(userId, {
     methods: ["token"],
-    user: { id: userId, name: userId, domain: { id: "default", name: "Default" } },
     audit_ids: ["from-keystone-xxxxxxxxx"],
     expires_at: "2000-01-01T00:00:00.000000Z",
     issued_at: "2000-01-01T00:00:00.000000Z",
     project: { id: projectId, name: projectId, domain: { id: "default", name: "Default" } },
     roles: [{ id: "r-member", name: "member" }],
     catalog: [],
-  };
-  return body as KeystoneToken;
+  });
 }
 
 class MapCache implements ValidationCache {

@@ -10,6 +10,7 @@ import {
   type CachedVerdict,
   type ValidationCache,
 } from "../../../src/validation/pipeline.js";
+import { tokenBody } from "../cache/helpers.js";
 import { makeRing } from "../helpers.js";
 
 const NOW_MS = 1_900_000_000_000;
@@ -28,17 +29,7 @@ function mint(userId: string, expiresInSeconds = 3600): string {
   });
 }
 
-function body(userId: string): KeystoneToken {
-  return {
-    methods: ["password"],
-    user: { id: userId, name: "u", domain: { id: "default", name: "Default" } },
-    audit_ids: ["GGgSgA3DRS-CUo4CYEd1cA"],
-    expires_at: "2030-03-17T18:46:40.000000Z",
-    issued_at: "2030-03-17T17:46:40.000000Z",
-    project: { id: "p1", name: "p", domain: { id: "default", name: "Default" } },
-    roles: [{ id: "r", name: "member" }],
-  };
-}
+const body = (userId: string): KeystoneToken => tokenBody(userId);
 
 class FakeCache implements ValidationCache {
   readonly l1 = new Map<string, CachedVerdict>();
