@@ -24,6 +24,8 @@ import { EndpointProber } from "./keystone/endpoint-probe.js";
 import { KeystoneEndpoints, endpointLabel } from "./keystone/endpoint-set.js";
 import { RevocationFeed } from "./keystone/revocation-feed.js";
 import type { KeystoneToken } from "./keystone/token-body.js";
+import type { ContextStore } from "./cache/context-store.js";
+import { cacheMetricsFor } from "./cache/factory.js";
 import { RevocationList, concernsContext } from "./revocation/events.js";
 import { ContextCache } from "./validation/context.js";
 import { TokenDecoder } from "./token/decoder.js";
@@ -39,6 +41,8 @@ export type CacheFactory = (
   close(): Promise<void> | void;
   /** Drops in-process entries of validated tokens `revoked` selects; returns how many. */
   purgeRevoked(revoked: (token: KeystoneToken) => boolean): number;
+  /** Where per-scope contexts are shared between nodes (memcached); none by default. */
+  contextStore?(): ContextStore | undefined;
 };
 
 export interface EdgeDependencies {
@@ -138,6 +142,9 @@ export async function startEdge(
           contextCacheTimeSeconds: contextCacheTime,
           staleIfErrorSeconds: config.cache.stale_if_error,
           maxEntries: config.cache.lru_max_entries,
+          shared: cache.contextStore?.(),
+          superseded: (context, learntAtMs) => revocations.supersedes(context, learntAtMs),
+          metrics: cacheMetricsFor(metrics),
         })
       : undefined;
   const feed = new RevocationFeed({

@@ -22,6 +22,10 @@ export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
     l1_miss: ["l1", "miss"],
     memcached_hit: ["memcached", "hit"],
     memcached_miss: ["memcached", "miss"],
+    context_hit: ["context", "hit"],
+    context_miss: ["context", "miss"],
+    memcached_context_hit: ["memcached_context", "hit"],
+    memcached_context_miss: ["memcached_context", "miss"],
   };
   const evictions: Partial<Record<CacheEvent, string>> = {
     l1_eviction: "capacity",

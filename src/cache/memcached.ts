@@ -73,13 +73,19 @@ const MAX_CAUSE_CHARS = 200;
 
 /** The shared tier, as the token cache uses it. Implementations never reject. */
 export interface SharedStore {
-  /** The value under `key`, or undefined on a miss, an error, a timeout or an open breaker. */
-  get(key: string): Promise<Buffer | undefined>;
+  /**
+   * The value under `key`, or undefined on a miss, an error, a timeout or an open breaker.
+   * `entry` says what the key names, for the hit/miss counts. Default "token".
+   */
+  get(key: string, entry?: SharedEntryKind): Promise<Buffer | undefined>;
   /** Writes `value` for `ttlSeconds` (> 0); resolves when done or abandoned, never rejects. */
   set(key: string, value: Buffer, ttlSeconds: number): Promise<void>;
   /** Closes connections; later calls are misses. */
   close(): void;
 }
+
+/** What a memcached key names: one token's entry, or one user + scope's context. */
+export type SharedEntryKind = "token" | "context";
 
 /** The part of a memjs client we use (tests substitute a fake). */
 export interface MemcachedClientLike {
@@ -203,7 +209,7 @@ export class MemcachedServer implements SharedStore {
   }
 
   /** The value under `key`; undefined on a miss, an error, a timeout or an open breaker. */
-  async get(key: string): Promise<Buffer | undefined> {
+  async get(key: string, entry: SharedEntryKind = "token"): Promise<Buffer | undefined> {
     try {
       const result = await this.call(
         "get",
@@ -213,10 +219,10 @@ export class MemcachedServer implements SharedStore {
       if (result === undefined) return undefined;
       const value = result.value;
       if (value === null) {
-        this.metrics.count("memcached_miss");
+        this.metrics.count(entry === "token" ? "memcached_miss" : "memcached_context_miss");
         return undefined;
       }
-      this.metrics.count("memcached_hit");
+      this.metrics.count(entry === "token" ? "memcached_hit" : "memcached_context_hit");
       return value;
     } catch {
       return undefined;
@@ -384,8 +390,8 @@ export class MemcachedPool implements SharedStore {
     this.servers = servers.map((server) => new MemcachedServer(server, options));
   }
 
-  get(key: string): Promise<Buffer | undefined> {
-    return this.serverFor(key).get(key);
+  get(key: string, entry: SharedEntryKind = "token"): Promise<Buffer | undefined> {
+    return this.serverFor(key).get(key, entry);
   }
 
   set(key: string, value: Buffer, ttlSeconds: number): Promise<void> {

@@ -28,6 +28,14 @@ export type CacheEvent =
   | "memcached_hit"
   /** memcached answered that it holds nothing for the key. */
   | "memcached_miss"
+  /** memcached returned a value for a context key (not yet authenticated). */
+  | "memcached_context_hit"
+  /** memcached held nothing for a context key. */
+  | "memcached_context_miss"
+  /** The in-process context tier answered a new token of a known user and scope. */
+  | "context_hit"
+  /** The in-process context tier held no fresh context for the token's user and scope. */
+  | "context_miss"
   /** A memcached call failed (connection refused, reset, protocol error…). */
   | "memcached_error"
   /** A memcached call missed its deadline. */

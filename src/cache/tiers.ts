@@ -12,9 +12,11 @@
  * one node's mistake spread. The token itself is never stored or logged.
  */
 import type { Config } from "../config/schema.js";
-import type { KeystoneToken } from "../keystone/token-body.js";
+import { isKeystoneToken, type KeystoneToken } from "../keystone/token-body.js";
 import { silentLogger, type Logger } from "../log.js";
 import { systemClock, type Clock } from "../units.js";
+export { isKeystoneToken } from "../keystone/token-body.js";
+import { SealedContextStore, type ContextStore } from "./context-store.js";
 import { L1Cache, type L1Entry } from "./l1.js";
 import { MemcachedPool, type MemcachedOptions, type SharedStore } from "./memcached.js";
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";
@@ -221,6 +223,19 @@ export class TokenCache<V = undefined> {
     return this.l1.purge((entry) => entry.kind === "positive" && revoked(entry.value));
   }
 
+  /**
+   * The memcached store of per-scope contexts, on the same servers and secret as the token
+   * entries; undefined when memcached is off.
+   */
+  contextStore(): ContextStore | undefined {
+    return this.shared === undefined
+      ? undefined
+      : new SealedContextStore(this.shared, this.keyer, {
+          clock: this.clock,
+          metrics: this.metrics,
+        });
+  }
+
   /** L1 entries held. */
   get size(): number {
     return this.l1.size;
@@ -328,20 +343,6 @@ function fromL1<V>(entry: L1Entry<V>): Lookup<V> {
   return entry.kind === "positive"
     ? { source: "l1", value: entry.value, data: entry.data, expiresAtMs: entry.expiresAtMs }
     : { source: "negative", code: entry.code };
-}
-
-/** A light shape check of an authenticated entry: what the header contract relies on. */
-export function isKeystoneToken(value: unknown): value is KeystoneToken {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
-  const v = value as Record<string, unknown>;
-  const user = v["user"];
-  return (
-    typeof user === "object" &&
-    user !== null &&
-    typeof (user as Record<string, unknown>)["id"] === "string" &&
-    Array.isArray(v["methods"]) &&
-    typeof v["expires_at"] === "string"
-  );
 }
 
 function withDefined<T extends Record<string, unknown>>(

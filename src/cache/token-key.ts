@@ -23,11 +23,19 @@
  *   whoever reads the memcached keys learns nothing about it. (Deriving it from the MAC,
  *   or HKDF-extracting with the key that makes the MAC, would make the public key name
  *   the secret.)
+ *
+ * Contexts (the per-scope cache, validation/context.ts) are shared through memcached too,
+ * under `keystone-edge/v1/ctx/` + hex(HMAC-SHA256(contextIdKey, context key)), sealed with
+ * one AES-256 key drawn from the secret (`contextAesKey`). A context key names a user and a
+ * scope, not a secret, so unlike a token's entry its sealing key needs the secret alone:
+ * whoever holds `memcache_secret_key` could forge contexts (docs/decisions.md).
  */
 import { createHmac, hash, hkdfSync, randomBytes } from "node:crypto";
 
 /** Prefix of every memcached key we write; the version changes with the entry format. */
 export const MEMCACHED_KEY_PREFIX = "keystone-edge/v1/";
+/** Prefix of the memcached keys of contexts. */
+export const CONTEXT_KEY_PREFIX = "keystone-edge/v1/ctx/";
 /** Shortest secret accepted, bytes (the configuration requires 16 characters). */
 export const MIN_SECRET_BYTES = 16;
 
@@ -36,6 +44,8 @@ const ID_INFO = "keystone-edge/v1 cache-key";
 const L1_INFO = "keystone-edge/v1 l1-key";
 const SEAL_SALT_INFO = "keystone-edge/v1 seal-salt";
 const AES_INFO = "keystone-edge/v1 aes-256-gcm";
+const CONTEXT_ID_INFO = "keystone-edge/v1 context-key";
+const CONTEXT_AES_INFO = "keystone-edge/v1 context aes-256-gcm";
 /** base64url characters of the L1 key: 22 = 128 bits, collisions out of reach. */
 const L1_KEY_CHARS = 22;
 
@@ -60,6 +70,8 @@ export class CacheKeyer {
   readonly #l1Prefix: string;
   readonly #idKey: Buffer;
   readonly #sealSalt: Buffer;
+  readonly #contextIdKey: Buffer;
+  readonly #contextAesKey: Buffer;
 
   /**
    * @param secret `cache.memcache_secret_key` (UTF-8), or random bytes when memcached is off
@@ -74,6 +86,8 @@ export class CacheKeyer {
     this.#l1Prefix = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, L1_INFO, 32)).toString("hex");
     this.#idKey = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, ID_INFO, 32));
     this.#sealSalt = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, SEAL_SALT_INFO, 32));
+    this.#contextIdKey = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, CONTEXT_ID_INFO, 32));
+    this.#contextAesKey = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, CONTEXT_AES_INFO, 32));
     bytes.fill(0);
   }
 
@@ -106,6 +120,14 @@ export class CacheKeyer {
   sealingKey(token: string, memcachedKey: string = this.memcachedKey(token)): SealingKey {
     const aesKey = Buffer.from(hkdfSync("sha256", token, this.#sealSalt, AES_INFO, 32));
     return { aesKey, boundKey: memcachedKey };
+  }
+
+  /** The memcached key and sealing key of the context under `contextKey` (one HMAC). */
+  contextSealingKey(contextKey: string): SealingKey {
+    const boundKey =
+      CONTEXT_KEY_PREFIX +
+      createHmac("sha256", this.#contextIdKey).update(contextKey, "utf8").digest("hex");
+    return { aesKey: this.#contextAesKey, boundKey };
   }
 
   /** Never shows key material when printed. */

@@ -68,3 +68,17 @@ export interface KeystoneToken {
 export interface KeystoneTokenResponse {
   readonly token: KeystoneToken;
 }
+
+/** A light shape check of an authenticated entry: what the header contract relies on. */
+export function isKeystoneToken(value: unknown): value is KeystoneToken {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const v = value as Record<string, unknown>;
+  const user = v["user"];
+  return (
+    typeof user === "object" &&
+    user !== null &&
+    typeof (user as Record<string, unknown>)["id"] === "string" &&
+    Array.isArray(v["methods"]) &&
+    typeof v["expires_at"] === "string"
+  );
+}

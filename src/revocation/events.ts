@@ -165,17 +165,7 @@ export function matches(event: RevocationEvent, values: TokenValues): boolean {
  * must not outlive it).
  */
 export function concernsContext(event: RevocationEvent, answer: KeystoneToken): boolean {
-  if (
-    event.userId === undefined &&
-    event.projectId === undefined &&
-    event.domainId === undefined &&
-    event.domainScopeId === undefined &&
-    event.roleId === undefined &&
-    event.trustId === undefined &&
-    event.consumerId === undefined
-  ) {
-    return false;
-  }
+  if (!bearsOnContexts(event)) return false;
   const values = tokenValues(answer);
   const timeless: TokenValues = {
     ...values,
@@ -185,6 +175,27 @@ export function concernsContext(event: RevocationEvent, answer: KeystoneToken): 
     expiresAtSeconds: event.expiresAtSeconds ?? values.expiresAtSeconds,
   };
   return matches(event, timeless);
+}
+
+/**
+ * How far before a context was learnt an event bearing on it still supersedes it, ms: room
+ * for the clocks of the edge and Keystone to differ and for Keystone's answer to have been
+ * computed before the edge asked. A context learnt within this time after a change is not
+ * kept; its tokens are asked of Keystone until the margin has passed.
+ */
+export const CONTEXT_CHANGE_MARGIN_MS = 30_000;
+
+/** Whether `event` sets a field a context has (not only a token's own audit ids or expiry). */
+function bearsOnContexts(event: RevocationEvent): boolean {
+  return (
+    event.userId !== undefined ||
+    event.projectId !== undefined ||
+    event.domainId !== undefined ||
+    event.domainScopeId !== undefined ||
+    event.roleId !== undefined ||
+    event.trustId !== undefined ||
+    event.consumerId !== undefined
+  );
 }
 
 function eventKey(e: RevocationEvent): string {
@@ -258,6 +269,32 @@ export class RevocationList {
     return revoked;
   }
 
+  /**
+   * Whether a held event bears on `context` (see {@link concernsContext}) and was revoked
+   * at or after `learntAtMs` − {@link CONTEXT_CHANGE_MARGIN_MS}: Keystone's answer the
+   * context was learnt from may predate the change (a role removed, a user disabled), so it
+   * must not answer new tokens. Checked when a context is stored and when one comes back
+   * from memcached (another node may have learnt it before the change); contexts already
+   * held in-process are purged when the event arrives.
+   */
+  supersedes(context: KeystoneToken, learntAtMs: number): boolean {
+    if (this.keys.size === 0) return false;
+    const sinceMicros = (learntAtMs - CONTEXT_CHANGE_MARGIN_MS) * 1000;
+    const values = tokenValues(context);
+    const candidates: (readonly RevocationEvent[] | undefined)[] = [
+      ...values.userIds.map((u) => this.byUser.get(u)),
+      values.projectId === undefined ? undefined : this.byProject.get(values.projectId),
+      this.unindexed,
+    ];
+    for (const list of candidates) {
+      if (list === undefined) continue;
+      for (const e of list) {
+        if (e.revokedAtMicros >= sinceMicros && concernsContext(e, context)) return true;
+      }
+    }
+    return false;
+  }
+
   /** The event that revokes `token`, if one does (no memo: for logs and tests). */
   check(token: KeystoneToken): boolean {
     const values = tokenValues(token);
@@ -288,7 +325,7 @@ export class RevocationList {
       // One index is enough: a token is checked against every list it could be in.
       if (e.userId !== undefined) push(this.byUser, e.userId, e);
       else if (e.projectId !== undefined) push(this.byProject, e.projectId, e);
-      else if (e.auditId !== undefined) push(this.byAudit, e.auditId, e);
+      else if (e.auditId !== undefined && !bearsOnContexts(e)) push(this.byAudit, e.auditId, e);
       else this.unindexed.push(e);
     }
   }

@@ -12,11 +12,16 @@
  * tokens all the time; a per-token cache misses every one of them, this does not.
  *
  * Safety: contexts live `contextCacheTimeSeconds`; the revocation feed is checked on every
- * answer built here (a disabled user, a removed role, a deleted project all emit events);
+ * answer built here (a disabled user, a removed role, a deleted project all emit events),
+ * contexts an event bears on are dropped, and one learnt before such an event is neither
+ * kept nor taken back from memcached (`superseded`). Contexts are shared through memcached
+ * (cache/context-store.ts) so that one node's Keystone call serves the whole region;
  * OAuth 2.0 credential tokens (bound to a client certificate) are never answered from here.
  */
 import { LRUCache } from "lru-cache";
 
+import type { ContextStore, SharedContext } from "../cache/context-store.js";
+import { noopCacheMetrics, type CacheMetrics } from "../cache/metrics.js";
 import type { KeystoneToken } from "../keystone/token-body.js";
 import type { Token } from "../token/decoder.js";
 import type { TokenPayload } from "../token/payload.js";
@@ -78,32 +83,70 @@ export interface ContextCacheOptions {
    * (degraded mode), seconds (`cache.stale_if_error`). Default 0.
    */
   readonly staleIfErrorSeconds?: number;
-  /** Contexts held at most. Default 100 000. */
+  /** Contexts held in-process at most. Default 100 000. */
   readonly maxEntries?: number;
+  /** Where contexts are shared with the region's other nodes (memcached). Default: none. */
+  readonly shared?: ContextStore | undefined;
+  /**
+   * Whether a context learnt at `learntAtMs` is superseded by a change Keystone has since
+   * announced (the revocation feed's `supersedes`); such a context is neither kept nor
+   * taken from memcached. Default: never.
+   */
+  readonly superseded?: (context: KeystoneToken, learntAtMs: number) => boolean;
+  /** Receives `context_hit` / `context_miss`. Default: none. */
+  readonly metrics?: CacheMetrics;
   readonly clock?: Clock;
 }
 
-/** The in-process context tier. */
+type Held = Omit<SharedContext, "context"> & { readonly context: KeystoneToken };
+
+/** The context tier: in-process, then (when configured) memcached. */
 export class ContextCache {
-  private readonly lru: LRUCache<
-    string,
-    { readonly context: KeystoneToken; readonly untilMs: number; readonly staleUntilMs: number }
-  >;
+  private readonly lru: LRUCache<string, Held>;
   private readonly clock: Clock;
   private readonly ttlMs: number;
   private readonly staleMs: number;
+  private readonly shared: ContextStore | undefined;
+  private readonly superseded: (context: KeystoneToken, learntAtMs: number) => boolean;
+  private readonly metrics: CacheMetrics;
 
   constructor(options: ContextCacheOptions) {
     this.clock = options.clock ?? systemClock;
     this.ttlMs = options.contextCacheTimeSeconds * 1000;
     this.staleMs = (options.staleIfErrorSeconds ?? 0) * 1000;
     this.lru = new LRUCache({ max: options.maxEntries ?? 100_000 });
+    this.shared = options.shared;
+    this.superseded = options.superseded ?? (() => false);
+    this.metrics = options.metrics ?? noopCacheMetrics;
   }
 
-  /** The context under `key` while it is fresh. */
+  /** Whether contexts are shared through memcached (then {@link fetch} may find one). */
+  get isShared(): boolean {
+    return this.shared !== undefined;
+  }
+
+  /** The in-process context under `key` while it is fresh. */
   get(key: string): KeystoneToken | undefined {
     const entry = this.live(key);
-    return entry !== undefined && this.clock.nowMs() < entry.untilMs ? entry.context : undefined;
+    const fresh = entry !== undefined && this.clock.nowMs() < entry.freshUntilMs;
+    this.metrics.count(fresh ? "context_hit" : "context_miss");
+    return fresh ? entry.context : undefined;
+  }
+
+  /**
+   * The shared context under `key` while it is fresh. Any authentic entry that is not
+   * superseded is kept in-process (a stale one still serves degraded mode here).
+   */
+  async fetch(key: string): Promise<KeystoneToken | undefined> {
+    const found = await this.shared?.get(key);
+    if (found === undefined || this.superseded(found.context, found.learntAtMs)) return undefined;
+    // Another node's times, but never longer than ours.
+    const nowMs = this.clock.nowMs();
+    const freshUntilMs = Math.min(found.freshUntilMs, nowMs + this.ttlMs);
+    const staleUntilMs = Math.min(found.staleUntilMs, freshUntilMs + this.staleMs);
+    if (!(nowMs < staleUntilMs)) return undefined;
+    this.lru.set(key, { ...found, freshUntilMs, staleUntilMs });
+    return nowMs < freshUntilMs ? found.context : undefined;
   }
 
   /**
@@ -115,7 +158,7 @@ export class ContextCache {
   }
 
   /** The entry under `key` unless past even its stale time (then dropped). */
-  private live(key: string) {
+  private live(key: string): Held | undefined {
     const entry = this.lru.get(key);
     if (entry !== undefined && this.clock.nowMs() >= entry.staleUntilMs) {
       this.lru.delete(key);
@@ -124,14 +167,25 @@ export class ContextCache {
     return entry;
   }
 
-  /** Remembers Keystone's answer for a token as the context of `key`. */
-  set(key: string, answer: KeystoneToken): void {
-    if (this.ttlMs <= 0) return;
-    const untilMs = this.clock.nowMs() + this.ttlMs;
-    this.lru.set(key, { context: answer, untilMs, staleUntilMs: untilMs + this.staleMs });
+  /**
+   * Remembers Keystone's answer for a token as the context of `key`, here and in memcached
+   * (fire and forget), unless a change announced since `learntAtMs` — when the edge asked
+   * Keystone — supersedes it.
+   */
+  set(key: string, answer: KeystoneToken, learntAtMs: number): void {
+    if (this.ttlMs <= 0 || this.superseded(answer, learntAtMs)) return;
+    const freshUntilMs = this.clock.nowMs() + this.ttlMs;
+    const entry = {
+      context: answer,
+      freshUntilMs,
+      staleUntilMs: freshUntilMs + this.staleMs,
+      learntAtMs,
+    };
+    this.lru.set(key, entry);
+    void this.shared?.set(key, entry);
   }
 
-  /** Drops the contexts `predicate` selects (revocation); returns how many. */
+  /** Drops the in-process contexts `predicate` selects (revocation); returns how many. */
   purge(predicate: (context: KeystoneToken) => boolean): number {
     let dropped = 0;
     for (const [key, entry] of this.lru.entries()) {

@@ -161,7 +161,9 @@ export class ValidationPipeline {
     const ctxKey = contexts === undefined ? undefined : contextKey(local.token.payload);
 
     if (contexts !== undefined && ctxKey !== undefined) {
-      const answer = fromContext(contexts.get(ctxKey), local.token);
+      const context =
+        contexts.get(ctxKey) ?? (contexts.isShared ? await contexts.fetch(ctxKey) : undefined);
+      const answer = fromContext(context, local.token);
       if (answer !== undefined) {
         const verdict = this.unlessRevoked(answer, "context");
         if (verdict.kind === "valid")
@@ -174,10 +176,11 @@ export class ValidationPipeline {
     if (shared && shared.user.id === localUserId) return this.unlessRevoked(shared, "memcached");
 
     return this.inFlight.run(token, async () => {
+      const askedAtMs = this.clock.nowMs();
       const answer = await this.options.keystone.validate(token);
       const verdict = this.verdictOf(token, answer, localUserId, { cache, expiresAtMs });
       if (contexts !== undefined && ctxKey !== undefined) {
-        if (verdict.kind === "valid") contexts.set(ctxKey, verdict.token);
+        if (verdict.kind === "valid") contexts.set(ctxKey, verdict.token, askedAtMs);
         if (answer.kind === "unavailable") {
           // Degraded mode: no Keystone answers. A token that decrypts, has not expired and
           // is not revoked, of a context known even past its time (up to stale_if_error),

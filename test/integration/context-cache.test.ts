@@ -2,7 +2,8 @@
  * The per-scope context cache against the real parts: 1000 requests, each with a token
  * never seen before for one of 20 known user + project pairs, cost at most 20 Keystone
  * validations; and the headers a service receives for such a token (answered with no
- * Keystone call) equal keystonemiddleware's for the same token.
+ * Keystone call) equal keystonemiddleware's for the same token. Two edges sharing a real
+ * memcached: a context one learnt answers the other's new tokens.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { IDENTITY_HEADERS } from "../../src/contract/strip.js";
@@ -18,6 +19,7 @@ import { startTestEdge } from "../harness/test-edge.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { api, createFixtures, type Fixtures } from "../harness/fixtures.js";
 import { kmwPasswordConf, startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
+import { startMemcached } from "../harness/memcached.js";
 
 const keystone = inject("keystone");
 const PAIRS = 20;
@@ -80,8 +82,8 @@ afterAll(async () => {
   await kmw.stop();
 });
 
-async function keystoneCalls(): Promise<number> {
-  const values = (await edge.metrics.keystoneCalls.get()).values;
+async function keystoneCalls(of: RunningEdge = edge): Promise<number> {
+  const values = (await of.metrics.keystoneCalls.get()).values;
   return values.filter((v) => v.metricName?.endsWith("_count")).reduce((a, v) => a + v.value, 0);
 }
 
@@ -169,5 +171,61 @@ describe("per-scope context cache", () => {
     const ours = await identityVia(edgeUrl, again.token);
     expect(await keystoneCalls()).toBe(before);
     expect(ours).toEqual(await identityVia(kmw.url, again.token));
+  });
+});
+
+/** memcached writes an edge has completed. */
+async function memcachedStores(of: RunningEdge): Promise<number> {
+  const values = (await of.metrics.memcachedCalls.get()).values;
+  return values
+    .filter((v) => v.metricName?.endsWith("_count") && v.labels["op"] === "set")
+    .reduce((n, v) => n + v.value, 0);
+}
+
+async function until(check: () => Promise<boolean>, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("contexts shared through memcached", () => {
+  it("a context one edge learnt answers another edge's new token with no Keystone call, headers as keystonemiddleware's", async () => {
+    const memcached = await startMemcached();
+    const cache = {
+      memcached_servers: [memcached.address],
+      memcache_secret_key: "region secret for contexts",
+    };
+    const started = await Promise.all(
+      [0, 1].map(() =>
+        startTestEdge(
+          edgeConfigDocument(keystone, { upstream: echo.url, user: adminUser(keystone), cache }),
+        ),
+      ),
+    );
+    try {
+      const [a, b] = started as [(typeof started)[0], (typeof started)[0]];
+      const { userId, projectId } = pairs[1] ?? { userId: "", projectId: "" };
+      expect((await identityVia(a.url, mintFor(userId, projectId))).status).toBe(200);
+      expect(await keystoneCalls(a.edge)).toBe(1);
+      // the token's and the context's entries are written after the answer: let them land
+      await until(async () => (await memcachedStores(a.edge)) >= 2);
+      const token = mintFor(userId, projectId);
+      const ours = await identityVia(b.url, token);
+      expect(ours.status).toBe(200);
+      expect(await keystoneCalls(b.edge)).toBe(0);
+      const text = await b.edge.metrics.registry.metrics();
+      expect(text).toMatch(
+        /keystone_edge_cache_lookups_total\{tier="memcached_context",result="hit"\} 1\n/,
+      );
+      expect((await identityVia(b.url, mintFor(userId, projectId))).status).toBe(200);
+      expect(await keystoneCalls(b.edge)).toBe(0);
+      const again = mintFor(userId, projectId);
+      expect(await identityVia(b.url, again)).toEqual(await identityVia(kmw.url, again));
+    } finally {
+      await Promise.all(started.map((s) => s.edge.close(1_000)));
+      await memcached.stop();
+    }
   });
 });

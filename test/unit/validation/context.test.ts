@@ -3,18 +3,31 @@ import { describe, expect, it } from "vitest";
 import { staticKeyRing } from "../../../src/fernet/key-ring.js";
 import type { KeystoneToken } from "../../../src/keystone/token-body.js";
 import type { KeystoneVerdict } from "../../../src/keystone/validate.js";
-import { parseEvent, concernsContext } from "../../../src/revocation/events.js";
+import {
+  CONTEXT_CHANGE_MARGIN_MS,
+  RevocationList,
+  parseEvent,
+  concernsContext,
+} from "../../../src/revocation/events.js";
+import { SealedContextStore } from "../../../src/cache/context-store.js";
+import { CountingCacheMetrics } from "../../../src/cache/metrics.js";
+import { CacheKeyer } from "../../../src/cache/token-key.js";
 import { TokenDecoder } from "../../../src/token/decoder.js";
 import type { TokenPayload } from "../../../src/token/payload.js";
 import { fixedClock, type EpochMicros, type EpochMillis } from "../../../src/units.js";
-import { answerFromContext, ContextCache, contextKey } from "../../../src/validation/context.js";
+import {
+  answerFromContext,
+  ContextCache,
+  contextKey,
+  type ContextCacheOptions,
+} from "../../../src/validation/context.js";
 import {
   ValidationPipeline,
   type CacheEntry,
   type CachedVerdict,
   type ValidationCache,
 } from "../../../src/validation/pipeline.js";
-import { tokenBody } from "../cache/helpers.js";
+import { MapStore, tokenBody } from "../cache/helpers.js";
 import { makeRing } from "../helpers.js";
 
 const NOW_MS = 1_900_000_000_000;
@@ -75,6 +88,7 @@ function setup(
   revoked: (t: KeystoneToken) => boolean = () => false,
   keystoneUp: () => boolean = () => true,
   clockOf = clock,
+  contextOptions: Partial<ContextCacheOptions> = {},
 ) {
   const asked: string[] = [];
   const pipeline = new ValidationPipeline({
@@ -86,6 +100,7 @@ function setup(
       contextCacheTimeSeconds: 300,
       staleIfErrorSeconds: 900,
       clock: clockOf,
+      ...contextOptions,
     }),
     revocations: { isRevoked: revoked },
     keystone: {
@@ -228,8 +243,8 @@ describe("the pipeline with the context cache", () => {
     expect(concernsContext(ev({ user_id: "u1", project_id: "p2" }), ctx)).toBe(false);
     expect(concernsContext(ev({ audit_id: "from-keystone-xxxxxxxxx" }), ctx)).toBe(false);
     const cache = new ContextCache({ contextCacheTimeSeconds: 60, clock });
-    cache.set("a", ctx);
-    cache.set("b", answer("u2", "p1"));
+    cache.set("a", ctx, NOW_MS);
+    cache.set("b", answer("u2", "p1"), NOW_MS);
     expect(cache.purge((c) => concernsContext(ev({ user_id: "u1" }), c))).toBe(1);
     expect(cache.size).toBe(1);
   });
@@ -257,5 +272,128 @@ describe("the pipeline with the context cache", () => {
     expect(await s.pipeline.validate(mint("u1", "p1"))).toMatchObject({ kind: "unavailable" });
     up = true;
     expect(await s.pipeline.validate(mint("u1", "p1"))).toMatchObject({ source: "keystone" });
+  });
+});
+
+describe("contexts shared through memcached", () => {
+  const SECRET = "shared-secret-of-the-region";
+  /** Two nodes of one region: separate processes, one memcached, one secret. */
+  function region(options: { keystoneUp?: () => boolean; clockOf?: typeof clock } = {}) {
+    const store = new MapStore();
+    const metrics = new CountingCacheMetrics();
+    const revocations = new RevocationList();
+    const node = (secret = SECRET) => {
+      const clockOf = options.clockOf ?? clock;
+      const shared = new SealedContextStore(store, new CacheKeyer(secret), {
+        clock: clockOf,
+        metrics,
+      });
+      return setup((t) => revocations.isRevoked(t), options.keystoneUp ?? (() => true), clockOf, {
+        shared,
+        metrics,
+        superseded: (c, at) => revocations.supersedes(c, at),
+      });
+    };
+    return { store, metrics, revocations, node };
+  }
+
+  it("a context one node learnt answers another node's new token with no Keystone call", async () => {
+    const r = region();
+    const a = r.node();
+    const b = r.node();
+    expect(await a.pipeline.validate(mint("u1", "p1"))).toMatchObject({ source: "keystone" });
+    expect(r.store.values.size).toBe(1);
+    const [key] = [...r.store.values.keys()];
+    expect(key).toMatch(/^keystone-edge\/v1\/ctx\/[0-9a-f]{64}$/);
+    // the user and project ids are not readable in memcached
+    const raw = [...r.store.values.values()][0]?.toString("latin1") ?? "";
+    expect(raw).not.toContain("u1");
+    expect(raw).not.toContain("r-member");
+
+    const token = mint("u1", "p1");
+    const verdict = await b.pipeline.validate(token);
+    expect(verdict).toMatchObject({ kind: "valid", source: "context" });
+    expect(b.asked).toEqual([]);
+    expect(r.metrics.get("context_miss")).toBe(2); // node A's first token, node B's
+    expect(r.store.gets).toBe(2); // both asked memcached for the context
+    // built with the new token's own fields
+    const decoded = decoder.decode(token);
+    if (decoded.status !== "valid" || verdict.kind !== "valid") throw new Error("decode");
+    expect(verdict.token.audit_ids).toEqual(decoded.token.payload.auditIds);
+    // another scope is still Keystone's
+    await b.pipeline.validate(mint("u1", "p2"));
+    expect(b.asked).toHaveLength(1);
+  });
+
+  it("an entry written under another secret, or tampered with, is a miss and Keystone is asked", async () => {
+    const r = region();
+    await r.node("another-secret-entirely").pipeline.validate(mint("u1", "p1"));
+    const b = r.node();
+    await b.pipeline.validate(mint("u1", "p1"));
+    expect(b.asked).toHaveLength(1); // the foreign entry sits under another key: a plain miss
+
+    const c = r.node();
+    for (const [k, v] of r.store.values) {
+      const flipped = Buffer.from(v);
+      flipped[20] = (flipped[20] ?? 0) ^ 1;
+      r.store.values.set(k, flipped);
+    }
+    await c.pipeline.validate(mint("u1", "p1"));
+    expect(c.asked).toHaveLength(1);
+    expect(r.metrics.get("memcached_auth_failure")).toBeGreaterThanOrEqual(1);
+  });
+
+  it("a context learnt before a change Keystone announced is not taken from memcached, nor kept", async () => {
+    const r = region();
+    await r.node().pipeline.validate(mint("u1", "p1"));
+    // Keystone announces a change for u1 on p1 (a role removed) after the context was learnt
+    const later = new Date(NOW_MS + 1_000).toISOString();
+    const event = parseEvent({ user_id: "u1", project_id: "p1", issued_before: later });
+    if (event === undefined) throw new Error("event");
+    r.revocations.add([event]);
+    const b = r.node();
+    await b.pipeline.validate(mint("u1", "p1", 5)); // issued after the event: not revoked itself
+    expect(b.asked).toHaveLength(1);
+    // Keystone's new answer is itself learnt within the margin after the change: not kept
+    await b.pipeline.validate(mint("u1", "p1", 5));
+    expect(b.asked).toHaveLength(2);
+  });
+
+  it("supersedes only contexts an event bears on, revoked after they were learnt (less the margin)", () => {
+    const list = new RevocationList();
+    const ctx = answer("u1", "p1");
+    const at = (ms: number) => new Date(ms).toISOString();
+    const add = (fields: Record<string, unknown>) => {
+      const e = parseEvent(fields);
+      if (e === undefined) throw new Error("event");
+      list.add([e]);
+    };
+    expect(list.supersedes(ctx, NOW_MS)).toBe(false);
+    add({ user_id: "u2", issued_before: at(NOW_MS + 5_000) });
+    add({ audit_id: "from-keystone-xxxxxxxxx", issued_before: at(NOW_MS + 5_000) });
+    expect(list.supersedes(ctx, NOW_MS)).toBe(false);
+    add({ role_id: "r-member", issued_before: at(NOW_MS - CONTEXT_CHANGE_MARGIN_MS - 1_000) });
+    expect(list.supersedes(ctx, NOW_MS)).toBe(false); // long before the context was learnt
+    expect(list.supersedes(ctx, NOW_MS - CONTEXT_CHANGE_MARGIN_MS)).toBe(true);
+    add({ project_id: "p1", issued_before: at(NOW_MS - 10_000) });
+    expect(list.supersedes(ctx, NOW_MS)).toBe(true); // within the margin: clocks may differ
+  });
+
+  it("degraded mode on a node that never saw the context: the shared one answers past its time", async () => {
+    let nowMs = NOW_MS;
+    const moving = { nowMs: () => nowMs as EpochMillis };
+    let up = true;
+    const r = region({ keystoneUp: () => up, clockOf: moving });
+    await r.node().pipeline.validate(mint("u1", "p1"));
+    up = false;
+    nowMs += 400_000; // past context_cache_time, inside stale_if_error
+    const b = r.node();
+    expect(await b.pipeline.validate(mint("u1", "p1", 400))).toMatchObject({
+      kind: "valid",
+      source: "degraded",
+    });
+    expect(await b.pipeline.validate(mint("u2", "p1", 400))).toMatchObject({
+      kind: "unavailable",
+    });
   });
 });
