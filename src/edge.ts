@@ -10,6 +10,13 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { EdgeMetrics } from "./admin/metrics.js";
 import { createAdminServer } from "./admin/admin-server.js";
+import {
+  keysCheck,
+  keystoneCheck,
+  revocationFeedCheck,
+  serviceTokenCheck,
+} from "./admin/readiness.js";
+import { systemClock } from "./units.js";
 import type { Config } from "./config/schema.js";
 import { parseListenAddress } from "./config/schema.js";
 import { isIdentityHeader } from "./contract/strip.js";
@@ -82,7 +89,23 @@ export async function startEdge(
 ): Promise<RunningEdge> {
   const logger = deps.logger ?? silentLogger;
   const metrics = deps.metrics ?? new EdgeMetrics();
-  const keys = await KeyRepository.open({ directory: config.fernet.key_repository, logger });
+  const keys = await KeyRepository.open({
+    directory: config.fernet.key_repository,
+    logger,
+    onReload: (outcome) => {
+      if (outcome.kind === "failed") {
+        metrics.keyRepositoryHealthy.set(0);
+        metrics.keyRepositoryReloadFailures.inc();
+        return;
+      }
+      metrics.keyRepositoryHealthy.set(1);
+      metrics.keyRepositoryLastSuccess.set(outcome.atMs / 1000);
+      if (outcome.kind === "changed") metrics.keyRepositoryKeys.set(outcome.ring.size);
+    },
+  });
+  metrics.keyRepositoryHealthy.set(1);
+  metrics.keyRepositoryKeys.set(keys.current().size);
+  metrics.keyRepositoryLastSuccess.set(Date.now() / 1000);
   const decoder = new TokenDecoder({
     keys,
     authMethods: config.fernet.auth_methods,
@@ -209,6 +232,7 @@ export async function startEdge(
     logger,
     delayAuthDecision: config.auth_token.delay_auth_decision,
     wwwAuthenticateUri: k.www_authenticate_uri,
+    retryAfterSeconds: k.open_duration_ms / 1000,
     includeServiceCatalog: config.auth_token.include_service_catalog,
     serviceTokenRoles: config.auth_token.service_token_roles,
     serviceTokenRolesRequired: config.auth_token.service_token_roles_required,
@@ -229,19 +253,14 @@ export async function startEdge(
   const admin = createAdminServer({
     registry: metrics.registry,
     readiness: [
-      {
-        name: "keys",
-        check: () => ({ ok: keys.current().size > 0, detail: `${keys.current().size} keys` }),
-      },
-      {
-        name: "service_token",
-        check: () => {
-          const s = serviceToken.snapshot();
-          return s.kind === "valid"
-            ? { ok: true }
-            : { ok: false, detail: s.lastError ?? "not yet" };
-        },
-      },
+      keysCheck(() => keys.status()),
+      serviceTokenCheck(() => serviceToken.snapshot()),
+      keystoneCheck(
+        () => guarded.guards.map((g) => ({ label: g.label, state: g.breaker.state() })),
+        () => inDegradedMode,
+        systemClock,
+      ),
+      revocationFeedCheck(() => feed.status(), systemClock),
       { name: "upstream", check: () => ({ ok: true, detail: config.upstream }) },
     ],
   });

@@ -3,17 +3,15 @@
  *
  * Owns: the operator-facing HTTP surface of the first cut. `/healthz` answers while the
  * process runs; `/readyz` answers 200 only when every readiness check passes and lists
- * them either way (JSON), so a load balancer stops sending traffic to an edge that cannot
- * validate.
+ * them either way (JSON, with `degraded: true` when any part serves in a degraded way —
+ * readiness.ts says which are which), so a load balancer stops sending traffic to an
+ * edge that cannot validate, and an operator sees why one is limping.
  */
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
+import type { ReadinessCheck } from "./readiness.js";
 
-/** One named readiness condition. */
-export interface ReadinessCheck {
-  readonly name: string;
-  readonly check: () => { readonly ok: boolean; readonly detail?: string };
-}
+export type { ReadinessCheck } from "./readiness.js";
 
 export function createAdminServer(options: {
   registry: Registry;
@@ -43,9 +41,10 @@ export function createAdminServer(options: {
     if (path === "/readyz") {
       const checks = options.readiness.map((c) => ({ name: c.name, ...c.check() }));
       const ready = checks.every((c) => c.ok);
+      const degraded = checks.some((c) => c.degraded === true);
       res
         .writeHead(ready ? 200 : 503, { "content-type": "application/json" })
-        .end(JSON.stringify({ ready, checks }) + "\n");
+        .end(JSON.stringify({ ready, degraded, checks }) + "\n");
       return;
     }
     res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");

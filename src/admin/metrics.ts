@@ -26,6 +26,10 @@ export class EdgeMetrics {
   readonly degraded: Gauge;
   readonly revocationEventsApplied: Counter;
   readonly revocationLastSuccess: Gauge;
+  readonly keyRepositoryHealthy: Gauge;
+  readonly keyRepositoryKeys: Gauge;
+  readonly keyRepositoryReloadFailures: Counter;
+  readonly keyRepositoryLastSuccess: Gauge;
 
   /** Sets the breaker-state series of one Keystone endpoint (1 for its state, 0 for the others). */
   setKeystoneBreaker(endpoint: string, state: "closed" | "open" | "half-open"): void {
@@ -119,6 +123,26 @@ export class EdgeMetrics {
     this.revocationLastSuccess = new Gauge({
       name: "keystone_edge_revocation_feed_last_success_timestamp_seconds",
       help: "When the revocation feed last answered (Unix time); time() minus this is its lag.",
+      registers,
+    });
+    this.keyRepositoryHealthy = new Gauge({
+      name: "keystone_edge_key_repository_healthy",
+      help: "1 while the Fernet key repository reads cleanly; 0 while re-reads fail and the last good key ring is kept (alert on it).",
+      registers,
+    });
+    this.keyRepositoryKeys = new Gauge({
+      name: "keystone_edge_key_repository_keys",
+      help: "Fernet keys in the key ring in use.",
+      registers,
+    });
+    this.keyRepositoryReloadFailures = new Counter({
+      name: "keystone_edge_key_repository_reload_failures_total",
+      help: "Re-reads of the key repository that failed (half-written, emptied, unreadable); the last good ring was kept.",
+      registers,
+    });
+    this.keyRepositoryLastSuccess = new Gauge({
+      name: "keystone_edge_key_repository_last_success_timestamp_seconds",
+      help: "When the key repository was last read cleanly (Unix time).",
       registers,
     });
     this.keystoneBreaker = new Gauge({

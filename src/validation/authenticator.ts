@@ -45,6 +45,12 @@ export interface AuthenticatorOptions extends InjectOptions {
   readonly delayAuthDecision: boolean;
   /** `www_authenticate_uri`. */
   readonly wwwAuthenticateUri: string;
+  /**
+   * `Retry-After` of the 503 sent when no Keystone answers, seconds (keystonemiddleware
+   * sends none; clients and load balancers that honour it back off instead of hammering).
+   * Default 5; the edge passes its breakers' open duration, when the next probe is due.
+   */
+  readonly retryAfterSeconds?: number;
 }
 
 export class EdgeAuthenticator implements RequestAuthenticator {
@@ -53,10 +59,12 @@ export class EdgeAuthenticator implements RequestAuthenticator {
   private readonly unauthorized;
   private readonly logger: Logger;
   private warnedNoServiceType = false;
+  private readonly retryAfter: string;
 
   constructor(private readonly options: AuthenticatorOptions) {
     this.unauthorized = unauthorizedResponse(options.wwwAuthenticateUri);
     this.logger = options.logger ?? silentLogger;
+    this.retryAfter = String(Math.max(1, Math.ceil(options.retryAfterSeconds ?? 5)));
   }
 
   authenticate(
@@ -126,7 +134,7 @@ export class EdgeAuthenticator implements RequestAuthenticator {
       return {
         kind: "respond",
         status: r.status,
-        headers: r.headers,
+        headers: [...r.headers, ["Retry-After", this.retryAfter]],
         body: r.body,
         outcome: "unavailable",
       };

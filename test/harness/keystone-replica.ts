@@ -2,13 +2,16 @@
  * Owns: a second Keystone process for a running harness Keystone — another uwsgi serving
  * the same keystone.conf (same PostgreSQL database, same Fernet key repository) on its own
  * loopback port: a region-local Keystone beside the master, for failover tests. It can be
- * stopped and started again on the same port; it dies with the test process.
+ * stopped and started again on the same port; it dies with the test process. Given a key
+ * repository of its own (`keyRepository`), it signs and reads tokens with that one, which
+ * `rotateKeys()` rotates with `keystone-manage fernet_rotate` (rotation tests, without
+ * disturbing the shared harness Keystone's keys).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { debianPythonEnv, type KeystoneInfo } from "./client.js";
+import { debianPythonEnv, keystoneManage, type KeystoneInfo } from "./client.js";
 import { freePort } from "./net.js";
 
 export interface KeystoneReplica {
@@ -21,6 +24,14 @@ export interface KeystoneReplica {
   start(): Promise<void>;
   /** Stops it for good and removes its directory. */
   close(): Promise<void>;
+  /** `keystone-manage fernet_rotate` on its own key repository (only with `keyRepository`). */
+  rotateKeys(): Promise<void>;
+}
+
+/** Options of {@link startKeystoneReplica}. */
+export interface ReplicaOptions {
+  /** A Fernet key repository of its own (`max_active_keys` 3). Default: the master's. */
+  readonly keyRepository?: string;
 }
 
 const children = new Set<ChildProcess>();
@@ -36,7 +47,10 @@ function killAll(): void {
 }
 
 /** Starts a replica of `info`'s Keystone; resolves once it answers. */
-export async function startKeystoneReplica(info: KeystoneInfo): Promise<KeystoneReplica> {
+export async function startKeystoneReplica(
+  info: KeystoneInfo,
+  options: ReplicaOptions = {},
+): Promise<KeystoneReplica> {
   if (!hooked) {
     hooked = true;
     process.on("exit", killAll);
@@ -46,6 +60,15 @@ export async function startKeystoneReplica(info: KeystoneInfo): Promise<Keystone
   const dir = mkdtempSync(join(tmpdir(), "keystone-edge-replica-"));
   const log = join(dir, "uwsgi.log");
   let child: ChildProcess | undefined;
+  const override = join(dir, "override.conf");
+  if (options.keyRepository !== undefined) {
+    writeFileSync(
+      override,
+      `[fernet_tokens]\nkey_repository = ${options.keyRepository}\nmax_active_keys = 3\n`,
+    );
+  }
+  const configFiles =
+    options.keyRepository === undefined ? info.configFile : `${info.configFile};${override}`;
 
   const start = async (): Promise<void> => {
     // prettier-ignore
@@ -60,7 +83,7 @@ export async function startKeystoneReplica(info: KeystoneInfo): Promise<Keystone
     ];
     const c = spawn("/usr/bin/setpriv", args, {
       cwd: dir,
-      env: debianPythonEnv({ OS_KEYSTONE_CONFIG_FILES: info.configFile }),
+      env: debianPythonEnv({ OS_KEYSTONE_CONFIG_FILES: configFiles }),
       detached: true,
       stdio: ["ignore", openSync(log, "a"), openSync(log, "a")],
     });
@@ -121,6 +144,19 @@ export async function startKeystoneReplica(info: KeystoneInfo): Promise<Keystone
     close: async () => {
       await stop();
       rmSync(dir, { recursive: true, force: true });
+    },
+    rotateKeys: async () => {
+      if (options.keyRepository === undefined)
+        throw new Error("the replica has no key repository of its own");
+      await keystoneManage(info, [
+        "--config-file",
+        override,
+        "fernet_rotate",
+        "--keystone-user",
+        "root",
+        "--keystone-group",
+        "root",
+      ]);
     },
   };
 }

@@ -1,8 +1,9 @@
 /**
- * Degraded mode against real Keystone processes: the edge's only endpoint (a replica of the
- * harness Keystone) stops; new tokens of users and scopes the edge already knows keep
- * working from their contexts even past context_cache_time, unknown ones get 503, and the
- * mode shows in metrics; the replica comes back and everything is normal again, without
+ * Degraded mode against real Keystone processes: both of the edge's endpoints (two replicas
+ * of the harness Keystone, a region-local one and a stand-in for the master) stop; new
+ * tokens of users and scopes the edge already knows keep working from their contexts even
+ * past context_cache_time, unknown ones get 503 with Retry-After, and the mode shows in
+ * metrics and /readyz; the replicas come back and everything is normal again, without
  * restarting the edge.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -15,12 +16,16 @@ import { startKeystoneReplica, type KeystoneReplica } from "../harness/keystone-
 
 const keystone = inject("keystone");
 let replica: KeystoneReplica;
+let master: KeystoneReplica;
 let echo: EchoUpstream;
 let edge: RunningEdge;
 let edgeUrl = "";
 
 beforeAll(async () => {
-  replica = await startKeystoneReplica(keystone);
+  [replica, master] = await Promise.all([
+    startKeystoneReplica(keystone),
+    startKeystoneReplica(keystone),
+  ]);
   echo = await startEchoUpstream();
   ({ edge, url: edgeUrl } = await startTestEdge(
     edgeConfigDocument(keystone, {
@@ -29,10 +34,11 @@ beforeAll(async () => {
       timeoutMs: 5_000,
       cache: { context_cache_time: 1, stale_if_error: 900 },
       keystone: {
-        endpoints: [replica.url],
+        endpoints: [replica.url, master.url],
         failure_threshold: 1,
         open_duration_ms: 300,
         probe_interval_ms: 200,
+        revocation_poll_interval_ms: 500,
       },
     }),
   ));
@@ -41,18 +47,32 @@ beforeAll(async () => {
 afterAll(async () => {
   await edge.close(1_000);
   await echo.stop();
-  await replica.close();
+  await Promise.all([replica.close(), master.close()]);
 });
 
-/** A status through the edge for a token the master issues now (never seen by the edge). */
-async function freshStatus(kind: "project" | "system"): Promise<number> {
+/** A response through the edge for a token the master issues now (never seen by the edge). */
+async function fresh(kind: "project" | "system"): Promise<Response> {
   const { token } =
     kind === "project"
       ? await issueToken(keystone, { kind: "project", name: "admin", domainId: "default" })
       : await issueToken(keystone, { kind: "system" });
   const res = await fetch(`${edgeUrl}/v2.1/servers`, { headers: { "X-Auth-Token": token } });
   await res.arrayBuffer();
-  return res.status;
+  return res;
+}
+
+async function freshStatus(kind: "project" | "system"): Promise<number> {
+  return (await fresh(kind)).status;
+}
+
+async function readyz(): Promise<{
+  ready: boolean;
+  degraded: boolean;
+  checks: { name: string; degraded?: boolean; detail?: string }[];
+}> {
+  const a = edge.adminAddress;
+  const res = await fetch(`http://${a.host}:${String(a.port)}/readyz`);
+  return (await res.json()) as Awaited<ReturnType<typeof readyz>>;
 }
 
 async function degradedGauge(): Promise<number> {
@@ -62,23 +82,47 @@ async function degradedGauge(): Promise<number> {
 describe("degraded mode", () => {
   it("serves known users and scopes while no Keystone answers, refuses the rest with 503, and recovers", async () => {
     expect(await freshStatus("project")).toBe(200); // the context becomes known
-    await replica.stop();
+    expect((await readyz()).degraded).toBe(false);
+    await Promise.all([replica.stop(), master.stop()]);
     await new Promise((r) => setTimeout(r, 1_500)); // past context_cache_time (1 s)
     expect(await freshStatus("project")).toBe(200);
     expect(await freshStatus("project")).toBe(200);
     expect(await degradedGauge()).toBe(1);
-    expect(await freshStatus("system")).toBe(503); // a scope the edge never saw
+    const refused = await fresh("system"); // a scope the edge never saw
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("1"); // open_duration_ms 300
+    const report = await readyz();
+    expect(report).toMatchObject({ ready: true, degraded: true });
+    const detail = report.checks.find((c) => c.name === "keystone")?.detail ?? "";
+    expect(detail).toMatch(/degraded mode/);
+    expect(detail).toMatch(/open since|half-open/);
+    // the revocation feed cannot be polled either: reported stale
+    const deadlineFeed = Date.now() + 10_000;
+    let feed = report.checks.find((c) => c.name === "revocation_feed");
+    while (feed?.degraded !== true && Date.now() < deadlineFeed) {
+      await new Promise((r) => setTimeout(r, 200));
+      feed = (await readyz()).checks.find((c) => c.name === "revocation_feed");
+    }
+    expect(feed).toMatchObject({
+      degraded: true,
+      detail: expect.stringMatching(/^stale: /) as unknown,
+    });
     const text = await edge.metrics.registry.metrics();
     expect(text).toMatch(
       /keystone_edge_validations_total\{source="degraded",result="valid"\} [2-9]/,
     );
 
-    await replica.start();
+    await Promise.all([replica.start(), master.start()]);
     const deadline = Date.now() + 20_000;
     while ((await freshStatus("system")) !== 200) {
       if (Date.now() > deadline) throw new Error("no recovery");
       await new Promise((r) => setTimeout(r, 300));
     }
     expect(await degradedGauge()).toBe(0);
+    await new Promise((r) => setTimeout(r, 1_000)); // a feed poll
+    expect((await readyz()).degraded).toBe(false);
+    expect((await readyz()).checks.find((c) => c.name === "keystone")?.detail).not.toMatch(
+      /degraded mode/,
+    );
   });
 });

@@ -65,6 +65,16 @@ describe("EdgeAuthenticator", () => {
     });
   });
 
+  it("answers 503 with Retry-After (the breakers' open duration) when no Keystone answers", async () => {
+    const down: Verdict = { kind: "unavailable", reason: "connection" };
+    const { authenticator } = setup({ t: down }, { retryAfterSeconds: 2.5 });
+    const d = await authenticator.authenticate("t", undefined, GET());
+    expect(d).toMatchObject({ kind: "respond", status: 503, outcome: "unavailable" });
+    expect(header(d, "Retry-After")).toBe("3");
+    const other = setup({ t: down }).authenticator;
+    expect(header(await other.authenticate("t", undefined, GET()), "Retry-After")).toBe("5");
+  });
+
   it("treats empty token headers as absent, as keystonemiddleware does", async () => {
     const { authenticator, calls } = setup({ good: valid(body("u1", ["member"])) });
     expect(await authenticator.authenticate("", undefined, GET())).toMatchObject({
