@@ -30,7 +30,6 @@ import { createEdgeServer } from "./proxy/server.js";
 import { EndpointProber } from "./keystone/endpoint-probe.js";
 import { KeystoneEndpoints, endpointLabel } from "./keystone/endpoint-set.js";
 import { RevocationFeed } from "./keystone/revocation-feed.js";
-import type { KeystoneToken } from "./keystone/token-body.js";
 import type { ContextStore } from "./cache/context-store.js";
 import { cacheMetricsFor } from "./cache/factory.js";
 import { RevocationList, concernsContext } from "./revocation/events.js";
@@ -46,8 +45,6 @@ export type CacheFactory = (
   logger: Logger,
 ) => ValidationCache & {
   close(): Promise<void> | void;
-  /** Drops in-process entries of validated tokens `revoked` selects; returns how many. */
-  purgeRevoked(revoked: (token: KeystoneToken) => boolean): number;
   /** Where per-scope contexts are shared between nodes (memcached); none by default. */
   contextStore?(): ContextStore | undefined;
 };
@@ -178,13 +175,12 @@ export async function startEdge(
     logger,
     onEvents: (events) => {
       metrics.revocationEventsApplied.inc(events.length);
-      const purged = cache.purgeRevoked((t) => revocations.isRevoked(t));
+      // Cached tokens stay: every cache hit is checked against the list, so a revoked one
+      // is refused there with no Keystone call. Contexts go: they answer new tokens, which
+      // an event's issued_before does not cover.
       const contextsPurged = contexts?.purge((c) => events.some((e) => concernsContext(e, c))) ?? 0;
-      if (purged + contextsPurged > 0) {
-        logger.info("revoked entries purged from the cache", {
-          tokens: purged,
-          contexts: contextsPurged,
-        });
+      if (contextsPurged > 0) {
+        logger.info("contexts purged by revocation events", { contexts: contextsPurged });
       }
     },
     onPoll: (state) => {

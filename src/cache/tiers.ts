@@ -218,11 +218,6 @@ export class TokenCache<V = undefined> {
     return this.l1.purge(predicate);
   }
 
-  /** Drops the positive L1 entries whose token `revoked` selects (the revocation feed). */
-  purgeRevoked(revoked: (token: KeystoneToken) => boolean): number {
-    return this.l1.purge((entry) => entry.kind === "positive" && revoked(entry.value));
-  }
-
   /**
    * The memcached store of per-scope contexts, on the same servers and secret as the token
    * entries; undefined when memcached is off.

@@ -92,6 +92,13 @@ describe("revocation feed", () => {
     expect(await status(bystander.token)).toBe(200);
     const text = await edge.metrics.registry.metrics();
     expect(text).toMatch(/keystone_edge_revocation_events_applied_total [1-9]/);
+    // refused by the edge itself, from the cache and the feed: Keystone is not asked again
+    expect(text).toMatch(
+      /keystone_edge_validations_total\{source="revocation",result="invalid"\} [1-9]/,
+    );
+    expect(text).not.toMatch(
+      /keystone_edge_validations_total\{source="keystone",result="invalid"\}/,
+    );
   });
 
   it("a disabled user's cached token is refused within the poll interval", async () => {
