@@ -324,6 +324,7 @@ async function main(): Promise<void> {
     const failed = [...traceStatuses.keys(), ...warm.keys()].filter((s) => s !== 200);
     if (failed.length > 0) throw new Error(`requests failed: ${failed.join(", ")}`);
     if (checks.some((c) => !c.ok)) throw new Error("a revocation was not honoured in time");
+    if (ourRate > 1) throw new Error("the edge asked Keystone more than once per 1000 requests");
   } finally {
     await Promise.all(edges.map((e) => e.close(1_000)));
     await echo.stop();
