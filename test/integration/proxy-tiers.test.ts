@@ -27,7 +27,13 @@ async function newEdge(): Promise<{ edge: RunningEdge; url: string }> {
       upstream: echo.url,
       user: adminUser(keystone.info),
       timeoutMs: 3_000,
-      cache: { memcached_servers: [memcached.address], memcache_secret_key: SECRET },
+      // contexts off: these tests are about the token's own memcached entry (shared
+      // contexts have their own, in context-cache.test.ts)
+      cache: {
+        memcached_servers: [memcached.address],
+        memcache_secret_key: SECRET,
+        context_cache_time: 0,
+      },
     }),
   );
   edges.push(started.edge);

@@ -35,7 +35,13 @@ describe("keystone-edge serve", () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { ready: boolean; checks: { name: string; ok: boolean }[] };
     expect(body.ready).toBe(true);
-    expect(body.checks.map((c) => c.name)).toEqual(["keys", "service_token", "upstream"]);
+    expect(body.checks.map((c) => c.name)).toEqual([
+      "keys",
+      "service_token",
+      "keystone",
+      "revocation_feed",
+      "upstream",
+    ]);
   });
 
   it("proxies a request with a valid token and refuses one without", async () => {
