@@ -8,7 +8,10 @@
  */
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { EdgeMetrics } from "./admin/metrics.js";
+import { EdgeMetrics, statusClass } from "./admin/metrics.js";
+import { IdentityRelay } from "./identity/relay.js";
+import { createIdentityServer } from "./identity/server.js";
+import { TokenApi } from "./identity/token-api.js";
 import { createAdminServer } from "./admin/admin-server.js";
 import {
   keysCheck,
@@ -59,6 +62,8 @@ export interface RunningEdge {
   /** Where the proxy listens (the OS's port when the config said 0). */
   readonly address: { host: string; port: number };
   readonly adminAddress: { host: string; port: number };
+  /** Where the Identity face listens (`identity_listen`); undefined when it is off. */
+  readonly identityAddress: { host: string; port: number } | undefined;
   readonly metrics: EdgeMetrics;
   readonly keys: KeyRepository;
   readonly serviceToken: ServiceToken;
@@ -143,7 +148,9 @@ export async function startEdge(
     endpoints: guarded,
     requestTimeoutMs: k.request_timeout_ms,
     serviceToken,
-    includeCatalog: config.auth_token.include_service_catalog,
+    // The Identity face answers with the catalog unless asked not to: fetch it then.
+    includeCatalog:
+      config.auth_token.include_service_catalog || config.identity_listen !== undefined,
     logger,
     observe: (endpoint, outcome, latencyMs) => {
       metrics.keystoneCalls.observe(
@@ -260,17 +267,48 @@ export async function startEdge(
       { name: "upstream", check: () => ({ ok: true, detail: config.upstream }) },
     ],
   });
+  const retryAfterSeconds = k.open_duration_ms / 1000;
+  const identity =
+    config.identity_listen === undefined
+      ? undefined
+      : createIdentityServer({
+          tokenApi: new TokenApi({
+            validate: (t) => pipeline.validate(t),
+            validateAllowingExpired: (t) => pipeline.validateAllowingExpired(t),
+            retryAfterSeconds,
+          }),
+          relay: new IdentityRelay({
+            endpoints: guarded,
+            requestTimeoutMs: k.request_timeout_ms,
+            retryAfterSeconds,
+            logger,
+          }),
+          upstreamRoots: endpoints.map((e) => new URL(e.url).origin + e.rootPath),
+          publicRoot: config.identity_public_url,
+          logger,
+          onRequest: (route, status) => {
+            metrics.identityRequests.inc({ route, status_class: statusClass(status) });
+          },
+        });
   const address = await listen(server, config.listen);
   const adminAddress = await listen(admin, config.admin_listen);
+  const identityAddress =
+    identity === undefined || config.identity_listen === undefined
+      ? undefined
+      : await listen(identity, config.identity_listen);
   logger.info("keystone-edge listening", {
     listen: `${address.host}:${address.port}`,
     admin: `${adminAddress.host}:${adminAddress.port}`,
     upstream: config.upstream,
     keys: keys.current().size,
+    ...(identityAddress === undefined
+      ? {}
+      : { identity: `${identityAddress.host}:${String(identityAddress.port)}` }),
   });
   return {
     address,
     adminAddress,
+    identityAddress,
     metrics,
     keys,
     serviceToken,
@@ -281,6 +319,8 @@ export async function startEdge(
       server.closeAllConnections();
       admin.closeAllConnections();
       admin.close();
+      identity?.closeAllConnections();
+      identity?.close();
       keys.close();
       serviceToken.close();
       await prober.stop();

@@ -27,6 +27,7 @@ export class EdgeMetrics {
   readonly revocationEventsApplied: Counter;
   readonly revocationLastSuccess: Gauge;
   readonly keyRepositoryHealthy: Gauge;
+  readonly identityRequests: Counter<"route" | "status_class">;
   readonly keyRepositoryKeys: Gauge;
   readonly keyRepositoryReloadFailures: Counter;
   readonly keyRepositoryLastSuccess: Gauge;
@@ -123,6 +124,12 @@ export class EdgeMetrics {
     this.revocationLastSuccess = new Gauge({
       name: "keystone_edge_revocation_feed_last_success_timestamp_seconds",
       help: "When the revocation feed last answered (Unix time); time() minus this is its lag.",
+      registers,
+    });
+    this.identityRequests = new Counter({
+      name: "keystone_edge_identity_requests_total",
+      help: "Requests to the regional Keystone face, by route (validate, check, discovery, relay) and status class.",
+      labelNames: ["route", "status_class"],
       registers,
     });
     this.keyRepositoryHealthy = new Gauge({

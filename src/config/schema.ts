@@ -51,6 +51,17 @@ export const configSchema = z.strictObject({
   upstream: httpUrl,
   /** `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:9464` (loopback only). */
   admin_listen: listenAddress.default("127.0.0.1:9464"),
+  /**
+   * The regional Keystone face: an Identity v3 listener that answers `GET`/`HEAD
+   * /v3/auth/tokens` itself and relays the rest to the Keystone endpoints. Default: off.
+   */
+  identity_listen: listenAddress.optional(),
+  /**
+   * The Identity URL clients reach the face at, without `/v3` (e.g.
+   * `https://identity.region-one.example:5000`), used in version discovery links and
+   * `WWW-Authenticate`. Default: `http://` + each request's `Host`.
+   */
+  identity_public_url: httpUrl.optional(),
   keystone: z
     .strictObject({
       /** Sent in `WWW-Authenticate: Keystone uri="…"` with every 401. */

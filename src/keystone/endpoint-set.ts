@@ -48,7 +48,12 @@ export function endpointLabel(url: string): string {
 }
 
 /** Whether an outcome shows the endpoint failing (as opposed to answering). */
-function isEndpointFailure(outcome: CallOutcome): boolean {
+/** What a breaker needs to know of a call (a {@link CallOutcome} or a relay's). */
+export type OutcomeSummary =
+  | Pick<Extract<CallOutcome, { readonly kind: "failed" }>, "kind" | "reason">
+  | { readonly kind: "response"; readonly status: number };
+
+function isEndpointFailure(outcome: OutcomeSummary): boolean {
   return outcome.kind === "failed" ? outcome.reason !== "aborted" : outcome.status >= 500;
 }
 
@@ -91,7 +96,7 @@ export class KeystoneEndpoints {
   }
 
   /** Reports a call's outcome to the endpoint's breaker. */
-  report(guard: GuardedEndpoint, admission: Admission, outcome: CallOutcome): void {
+  report(guard: GuardedEndpoint, admission: Admission, outcome: OutcomeSummary): void {
     if (isEndpointFailure(outcome)) {
       guard.breaker.failure(
         admission,

@@ -8,6 +8,7 @@
  * endpoints belongs to the caller.
  */
 import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
 import { Pool, errors as undiciErrors } from "undici";
 
 /** Options of {@link KeystoneEndpoint}. */
@@ -46,6 +47,30 @@ export type CallOutcome =
       readonly latencyMs: number;
     };
 
+/** A relayed request's answer, its body still streaming; or why there was none. */
+export type RelayOutcome =
+  | {
+      readonly kind: "response";
+      readonly status: number;
+      readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+      /** Must be consumed or destroyed. */
+      readonly body: Readable;
+      readonly latencyMs: number;
+    }
+  | Extract<CallOutcome, { readonly kind: "failed" }>;
+
+/** A client's request to relay (the regional Keystone face). */
+export interface RelayOptions {
+  readonly method: string;
+  /** The client's path and query, from the Identity root: `/v3/users?name=x`, `/`. */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string | string[]>>;
+  /** Buffered, so that another endpoint can be tried. */
+  readonly body: Buffer | null;
+  /** Deadline until the answer's headers, ms. */
+  readonly timeoutMs: number;
+}
+
 export interface CallOptions {
   readonly method: "GET" | "HEAD" | "POST" | "DELETE";
   /** Path below the base URL, with query, e.g. `/auth/tokens?nocatalog`. */
@@ -62,6 +87,8 @@ export class KeystoneEndpoint {
   readonly url: string;
   private readonly origin: string;
   private readonly basePath: string;
+  /** The Identity root: the base path without its `/v3`. */
+  readonly rootPath: string;
   private readonly pool: Pool;
   /** Deadline of one call, ms. */
   readonly timeoutMs: number;
@@ -71,6 +98,7 @@ export class KeystoneEndpoint {
     this.url = options.url;
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, "");
+    this.rootPath = this.basePath.replace(/\/v3$/, "");
     this.timeoutMs = options.timeoutMs ?? 2_000;
     const tls =
       url.protocol === "https:"
@@ -142,6 +170,48 @@ export class KeystoneEndpoint {
         return { kind: "failed", reason: "timeout", detail, latencyMs };
       }
       return { kind: "failed", reason: "connection", detail, latencyMs };
+    }
+  }
+
+  /**
+   * Relays a client's request below the Identity root (the endpoint's URL without `/v3`):
+   * the answer comes back as soon as its headers do, its body streaming. Never throws.
+   */
+  async relay(options: RelayOptions): Promise<RelayOutcome> {
+    const started = performance.now();
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      controller.abort();
+    }, options.timeoutMs);
+    try {
+      const response = await this.pool.request({
+        origin: this.origin,
+        path: this.rootPath + options.path,
+        method: options.method,
+        headers: options.headers,
+        body: options.body,
+        signal: controller.signal,
+      });
+      return {
+        kind: "response",
+        status: response.statusCode,
+        headers: response.headers,
+        body: response.body,
+        latencyMs: performance.now() - started,
+      };
+    } catch (error) {
+      const latencyMs = performance.now() - started;
+      const rawCode = (error as { code?: unknown }).code;
+      const code = typeof rawCode === "string" ? rawCode : undefined;
+      const detail =
+        `${code ?? ""} ${error instanceof Error ? error.message : String(error)}`.trim();
+      const timedOut =
+        controller.signal.aborted ||
+        error instanceof undiciErrors.HeadersTimeoutError ||
+        error instanceof undiciErrors.ConnectTimeoutError;
+      return { kind: "failed", reason: timedOut ? "timeout" : "connection", detail, latencyMs };
+    } finally {
+      clearTimeout(timer);
     }
   }
 
