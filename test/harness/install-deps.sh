@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Owns: installing the Debian packages the integration harness needs (Keystone,
 # keystonemiddleware, PostgreSQL + psycopg2, uwsgi with the python3 plugin,
-# memcached). Idempotent: does nothing when everything is already installed.
+# memcached, and python-openstackclient as a real client of the Identity face).
+# Idempotent: does nothing when everything is already installed.
 #
 # Usage: test/harness/install-deps.sh [--check]
 #   --check  only report; exit 0 when all packages are installed, 1 otherwise.
@@ -21,6 +22,7 @@ PACKAGES=(
   uwsgi-plugin-python3
   postgresql
   python3-psycopg2
+  python3-openstackclient
 )
 
 missing=()

@@ -35,6 +35,9 @@ beforeAll(async () => {
         failure_threshold: 2,
         open_duration_ms: 500,
         probe_interval_ms: 200,
+        // the feed walks the endpoints too: one poll at start only, so that the failures
+        // counted below are the validations' own
+        revocation_poll_interval_ms: 3_600_000,
       },
     }),
   ));

@@ -5,6 +5,8 @@
  * the service user, an ordinary member); the rest of the Identity API is relayed (a token
  * is issued through the edge) and version discovery points back at the edge.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { RunningEdge } from "../../src/edge.js";
 import { issueToken } from "../harness/client.js";
@@ -14,6 +16,7 @@ import { accessRulesToken, createFixtures, type Fixtures } from "../harness/fixt
 import { startTestEdge } from "../harness/test-edge.js";
 
 const keystone = inject("keystone");
+const execFileAsync = promisify(execFile);
 let echo: EchoUpstream;
 let edge: RunningEdge;
 let fixtures: Fixtures;
@@ -229,3 +232,44 @@ describe("the rest of the Identity API, relayed", () => {
     }
   });
 });
+
+describe("a real client, python-openstackclient, with OS_AUTH_URL at the edge", () => {
+  /** `openstack <args> -f json` as Debian ships it; OS_* from this test only. */
+  async function openstack(args: readonly string[]): Promise<unknown> {
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !k.startsWith("OS_")),
+    ) as Record<string, string>;
+    const { stdout } = await execFileAsync("/usr/bin/openstack", [...args, "-f", "json"], {
+      timeout: 60_000,
+      env: {
+        ...env,
+        OS_AUTH_URL: identityUrl,
+        OS_IDENTITY_API_VERSION: "3",
+        OS_USERNAME: keystone.adminUsername,
+        OS_PASSWORD: keystone.adminPassword,
+        OS_PROJECT_NAME: "admin",
+        OS_USER_DOMAIN_ID: "default",
+        OS_PROJECT_DOMAIN_ID: "default",
+      },
+    });
+    return JSON.parse(stdout) as unknown;
+  }
+
+  it("token issue, catalog list and project list work", async () => {
+    const relayedBefore = await identityRequests("relay");
+    const token = (await openstack(["token", "issue"])) as { id: string; project_id: string };
+    expect(token.id.length).toBeGreaterThan(100);
+    // the token it got through the edge is one Keystone issued and the edge validates
+    expect((await ask(identityUrl, "GET", token.id, token.id)).status).toBe(200);
+    const catalog = (await openstack(["catalog", "list"])) as { Type: string }[];
+    expect(catalog.map((c) => c.Type)).toContain("identity");
+    const projects = (await openstack(["project", "list"])) as { Name: string }[];
+    expect(projects.map((p) => p.Name)).toContain("admin");
+    expect(await identityRequests("relay")).toBeGreaterThan(relayedBefore);
+  }, 120_000);
+});
+
+async function identityRequests(route: string): Promise<number> {
+  const values = (await edge.metrics.identityRequests.get()).values;
+  return values.filter((v) => v.labels["route"] === route).reduce((a, v) => a + v.value, 0);
+}

@@ -5,13 +5,10 @@
  * must be the same.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { IDENTITY_HEADERS } from "../../src/contract/strip.js";
 import type { RunningEdge } from "../../src/edge.js";
-import { generateFernetKeyText, parseFernetKey } from "../../src/fernet/envelope.js";
 import { readKeyRepository } from "../../src/fernet/key-repository.js";
-import { KeyRing, staticKeyRing } from "../../src/fernet/key-ring.js";
+import { staticKeyRing } from "../../src/fernet/key-ring.js";
 import { TokenDecoder } from "../../src/token/decoder.js";
-import { randomAuditId } from "../../src/token/payload.js";
 import type { EpochMicros } from "../../src/units.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
@@ -19,6 +16,7 @@ import { startTestEdge } from "../harness/test-edge.js";
 import { edgeConfigDocument } from "../harness/edge-config.js";
 import { accessRulesToken, createFixtures, type Fixtures } from "../harness/fixtures.js";
 import { kmwPasswordConf, startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
+import { badTokens, through, type Seen } from "../harness/seen.js";
 
 const keystone = inject("keystone");
 let fixtures: Fixtures;
@@ -58,43 +56,6 @@ afterAll(async () => {
   await echo.stop();
   await kmw.stop();
 });
-
-interface Seen {
-  status: number;
-  identity: Record<string, string>;
-  wwwAuthenticate: string | null;
-}
-
-/** The identity headers an app received (lower-case names), roles sorted. */
-function identityOf(
-  headers: Record<string, string | string[] | undefined>,
-): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (!IDENTITY_HEADERS.has(name) || value === undefined) continue;
-    const text = Array.isArray(value) ? value.join(",") : value;
-    out[name] = /(^|-)roles?$/.test(name) ? text.split(",").sort().join(",") : text;
-  }
-  return out;
-}
-
-async function through(
-  base: string,
-  headers: Record<string, string>,
-  request: { method?: string; path?: string } = {},
-): Promise<Seen> {
-  const res = await fetch(`${base}${request.path ?? "/v2.1/servers?all_tenants=1"}`, {
-    headers,
-    method: request.method ?? "GET",
-  });
-  const text = await res.text();
-  let identity: Record<string, string> = {};
-  if (res.status === 200) {
-    const body = JSON.parse(text) as { headers: Record<string, string> };
-    identity = identityOf(body.headers);
-  }
-  return { status: res.status, identity, wwwAuthenticate: res.headers.get("www-authenticate") };
-}
 
 async function both(
   headers: Record<string, string>,
@@ -158,35 +119,7 @@ describe("keystone-edge gives the service what keystonemiddleware gives it", () 
   });
 
   it("no token, garbage, forged, expired and revoked tokens get the same 401", async () => {
-    const keys = staticKeyRing(await readKeyRepository(keystone.keyRepository));
-    const payload = {
-      kind: "project",
-      version: 2,
-      userId: "0123456789abcdef0123456789abcdef",
-      methods: ["password"],
-      auditIds: [randomAuditId()],
-      projectId: "0123456789abcdef0123456789abcdef",
-    } as const;
-    const expired = new TokenDecoder({ keys, authMethods: keystone.authMethods }).mint({
-      ...payload,
-      expiresAtMicros: ((Math.floor(Date.now() / 1000) - 60) * 1e6) as EpochMicros,
-    });
-    const otherKey = parseFernetKey(generateFernetKeyText());
-    if (typeof otherKey === "string") throw new Error(otherKey);
-    const forged = new TokenDecoder({
-      keys: staticKeyRing(KeyRing.from([{ index: 0, key: otherKey }])),
-    }).mint({
-      ...payload,
-      expiresAtMicros: ((Math.floor(Date.now() / 1000) + 600) * 1e6) as EpochMicros,
-    });
-    const revoked = (
-      await issueToken(keystone, { kind: "project", name: "admin", domainId: "default" })
-    ).token;
-    const del = await fetch(`${keystone.url}/auth/tokens`, {
-      method: "DELETE",
-      headers: { "X-Auth-Token": revoked, "X-Subject-Token": revoked },
-    });
-    expect(del.status).toBe(204);
+    const { expired, forged, revoked } = await badTokens(keystone);
     for (const headers of [
       {},
       { "X-Auth-Token": "garbage" },
