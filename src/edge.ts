@@ -50,6 +50,8 @@ export type CacheFactory = (
   close(): Promise<void> | void;
   /** Where per-scope contexts are shared between nodes (memcached); none by default. */
   contextStore?(): ContextStore | undefined;
+  /** Entries held in process (for `keystone_edge_cache_entries`). */
+  readonly size?: number;
 };
 
 export interface EdgeDependencies {
@@ -251,6 +253,9 @@ export async function startEdge(
     logger,
     onRequestDone: (o) => {
       metrics.countRequest(o.auth, o.status);
+      if (o.forward !== "ok" && o.forward !== "not_forwarded") {
+        metrics.upstreamErrors.inc({ kind: o.forward });
+      }
     },
   });
   const admin = createAdminServer({
@@ -290,6 +295,17 @@ export async function startEdge(
             metrics.identityRequests.inc({ route, status_class: statusClass(status) });
           },
         });
+  metrics.sources.entries = () => ({
+    l1: cache.size ?? 0,
+    ...(contexts === undefined ? {} : { context: contexts.size }),
+  });
+  metrics.sources.feedLagSeconds = () => {
+    const state = feed.status();
+    const last = state.kind === "starting" ? undefined : state.lastSuccessMs;
+    return last === undefined ? undefined : Math.max(0, (Date.now() - last) / 1000);
+  };
+  metrics.sources.primaryKeyAgeSeconds = () =>
+    keys.status().keys.find((key) => key.role === "primary")?.age_seconds;
   const address = await listen(server, config.listen);
   const adminAddress = await listen(admin, config.admin_listen);
   const identityAddress =

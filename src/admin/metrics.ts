@@ -28,6 +28,27 @@ export class EdgeMetrics {
   readonly revocationLastSuccess: Gauge;
   readonly keyRepositoryHealthy: Gauge;
   readonly identityRequests: Counter<"route" | "status_class">;
+  readonly upstreamErrors: Counter<"kind">;
+  readonly cacheEntries: Gauge<"tier">;
+  readonly revocationFeedLag: Gauge;
+  readonly keyPrimaryAge: Gauge;
+
+  /**
+   * What the scrape-time gauges read, set by the composition root (defaults: nothing
+   * known). Each runs once per scrape, never per request.
+   */
+  readonly sources: {
+    /** Entries per cache tier held in this process (`l1`, `context`). */
+    entries: () => Readonly<Record<string, number>>;
+    /** Seconds since the revocation feed last answered; undefined before it ever did. */
+    feedLagSeconds: () => number | undefined;
+    /** Age of the primary Fernet key's file, seconds. */
+    primaryKeyAgeSeconds: () => number | undefined;
+  } = {
+    entries: () => ({}),
+    feedLagSeconds: () => undefined,
+    primaryKeyAgeSeconds: () => undefined,
+  };
   readonly keyRepositoryKeys: Gauge;
   readonly keyRepositoryReloadFailures: Counter;
   readonly keyRepositoryLastSuccess: Gauge;
@@ -125,6 +146,42 @@ export class EdgeMetrics {
       name: "keystone_edge_revocation_feed_last_success_timestamp_seconds",
       help: "When the revocation feed last answered (Unix time); time() minus this is its lag.",
       registers,
+    });
+    const sources = this.sources;
+    this.upstreamErrors = new Counter({
+      name: "keystone_edge_upstream_errors_total",
+      help: "Requests the local service did not answer, by kind: upstream_refused, upstream_timeout, upstream_error, client_aborted.",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.cacheEntries = new Gauge({
+      name: "keystone_edge_cache_entries",
+      help: "Entries held in this process per cache tier (l1: tokens, context: user + scope contexts).",
+      labelNames: ["tier"],
+      registers,
+      collect() {
+        for (const [tier, n] of Object.entries(sources.entries())) this.set({ tier }, n);
+      },
+    });
+    this.revocationFeedLag = new Gauge({
+      name: "keystone_edge_revocation_feed_lag_seconds",
+      help: "Seconds since the revocation feed last answered (absent before it ever did).",
+      registers,
+      collect() {
+        const lag = sources.feedLagSeconds();
+        if (lag === undefined) this.reset();
+        else this.set(lag);
+      },
+    });
+    this.keyPrimaryAge = new Gauge({
+      name: "keystone_edge_key_primary_age_seconds",
+      help: "Age of the primary Fernet key (its file's modification time): rotation is overdue when it only grows.",
+      registers,
+      collect() {
+        const age = sources.primaryKeyAgeSeconds();
+        if (age === undefined) this.reset();
+        else this.set(age);
+      },
     });
     this.identityRequests = new Counter({
       name: "keystone_edge_identity_requests_total",
