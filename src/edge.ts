@@ -164,6 +164,8 @@ export async function startEdge(
   const cache = deps.cache(config, metrics, logger);
   const revocations = new RevocationList();
   let inDegradedMode = false;
+  /** Set by close(): `/readyz` answers 503 while requests in flight finish. */
+  let draining = false;
   const contextCacheTime = config.cache.context_cache_time ?? config.cache.token_cache_time;
   const contexts =
     contextCacheTime > 0
@@ -270,6 +272,13 @@ export async function startEdge(
       ),
       revocationFeedCheck(() => feed.status(), systemClock),
       { name: "upstream", check: () => ({ ok: true, detail: config.upstream }) },
+      {
+        name: "lifecycle",
+        check: () =>
+          draining
+            ? { ok: false, detail: "draining: finishing requests in flight, accepting none" }
+            : { ok: true, detail: "serving" },
+      },
     ],
   });
   const retryAfterSeconds = k.open_duration_ms / 1000;
@@ -329,6 +338,9 @@ export async function startEdge(
     keys,
     serviceToken,
     async close(graceMs = 10_000) {
+      // /readyz answers 503 from now on, so that load balancers stop sending traffic
+      // while requests in flight finish; the admin listener closes last.
+      draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await Promise.race([closed, new Promise((r) => setTimeout(r, graceMs).unref())]);

@@ -41,6 +41,7 @@ describe("keystone-edge serve", () => {
       "keystone",
       "revocation_feed",
       "upstream",
+      "lifecycle",
     ]);
   });
 
