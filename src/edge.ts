@@ -13,6 +13,7 @@ import { IdentityRelay } from "./identity/relay.js";
 import { createIdentityServer } from "./identity/server.js";
 import { TokenApi } from "./identity/token-api.js";
 import { createAdminServer } from "./admin/admin-server.js";
+import { StatusReporter } from "./admin/status.js";
 import {
   keysCheck,
   keystoneCheck,
@@ -232,7 +233,7 @@ export async function startEdge(
     },
   });
   const authenticator = new EdgeAuthenticator({
-    validate: (t) => pipeline.validate(t),
+    validate: (t, peeked) => pipeline.validate(t, peeked),
     validateNow: (t) => pipeline.validateNow(t),
     validateAllowingExpired: (t) => pipeline.validateAllowingExpired(t),
     serviceType: config.auth_token.service_type,
@@ -260,8 +261,18 @@ export async function startEdge(
       }
     },
   });
+  const status = new StatusReporter({
+    metrics,
+    endpoints: () => guarded.guards.map((g) => ({ label: g.label, state: g.breaker.state() })),
+    degradedMode: () => inDegradedMode,
+    draining: () => draining,
+    keys: () => keys.status(),
+    feed: () => feed.status(),
+  });
+  status.start();
   const admin = createAdminServer({
     registry: metrics.registry,
+    status: () => status.snapshot(),
     readiness: [
       keysCheck(() => keys.status()),
       serviceTokenCheck(() => serviceToken.snapshot()),
@@ -349,6 +360,7 @@ export async function startEdge(
       admin.close();
       identity?.closeAllConnections();
       identity?.close();
+      status.stop();
       keys.close();
       serviceToken.close();
       await prober.stop();

@@ -1,7 +1,8 @@
 /**
  * The admin listener: `/metrics`, `/healthz`, `/readyz`.
  *
- * Owns: the operator-facing HTTP surface of the first cut. `/healthz` answers while the
+ * Owns: the operator-facing HTTP surface: `/status` (JSON, status.ts) and the status page
+ * at `/` (status-page.ts). `/healthz` answers while the
  * process runs; `/readyz` answers 200 only when every readiness check passes and lists
  * them either way (JSON, with `degraded: true` when any part serves in a degraded way —
  * readiness.ts says which are which), so a load balancer stops sending traffic to an
@@ -10,12 +11,16 @@
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
 import type { ReadinessCheck } from "./readiness.js";
+import type { EdgeStatus } from "./status.js";
+import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from "./status-page.js";
 
 export type { ReadinessCheck } from "./readiness.js";
 
 export function createAdminServer(options: {
   registry: Registry;
   readiness: readonly ReadinessCheck[];
+  /** `GET /status` (JSON) and the status page at `/`; none when absent. */
+  status?: () => Promise<EdgeStatus>;
 }): Server {
   return createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -32,6 +37,32 @@ export function createAdminServer(options: {
           res.writeHead(500).end();
         },
       );
+      return;
+    }
+    const status = options.status;
+    if (status !== undefined && path === "/status") {
+      status().then(
+        (doc) => {
+          res
+            .writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
+            .end(JSON.stringify(doc) + "\n");
+        },
+        () => {
+          res.writeHead(500).end();
+        },
+      );
+      return;
+    }
+    if (status !== undefined && (path === "/" || path === "/status.js")) {
+      const page = path === "/";
+      res
+        .writeHead(200, {
+          "content-type": page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
+          "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'",
+          "x-content-type-options": "nosniff",
+          "cache-control": "no-store",
+        })
+        .end(page ? STATUS_PAGE_HTML : STATUS_PAGE_SCRIPT);
       return;
     }
     if (path === "/healthz") {

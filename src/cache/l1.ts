@@ -95,11 +95,14 @@ export class L1Cache<V> {
     });
   }
 
-  /** The live entry under `key`, or undefined. Counts a hit, negative hit or miss. */
-  get(key: string): L1Entry<V> | undefined {
+  /**
+   * The live entry under `key`, or undefined. Counts a hit, negative hit or miss, unless
+   * `count` is false (a second look within one lookup, already counted).
+   */
+  get(key: string, count = true): L1Entry<V> | undefined {
     const entry = this.lru.get(key);
     if (entry === undefined) {
-      this.metrics.count("l1_miss");
+      if (count) this.metrics.count("l1_miss");
       return undefined;
     }
     // lru-cache keeps an entry through the millisecond its TTL ends (`age > ttl`); a token
@@ -107,10 +110,10 @@ export class L1Cache<V> {
     if (this.clock.nowMs() >= entry.expiresAtMs) {
       this.lru.delete(key);
       this.metrics.count("l1_expiration");
-      this.metrics.count("l1_miss");
+      if (count) this.metrics.count("l1_miss");
       return undefined;
     }
-    this.metrics.count(entry.kind === "positive" ? "l1_hit" : "l1_negative_hit");
+    if (count) this.metrics.count(entry.kind === "positive" ? "l1_hit" : "l1_negative_hit");
     return entry;
   }
 

@@ -40,7 +40,8 @@ export type Lookup<V> =
 /** The synchronous L1 answer, shaped as the validation pipeline's `CachedVerdict`. */
 /** One token's entries (see {@link TokenCache.entry}); the pipeline's `CacheEntry`. */
 export interface TokenCacheEntry {
-  peek(): PeekResult | undefined;
+  /** L1; `quiet`: a second look already counted (no hit or miss counted). */
+  peek(quiet?: boolean): PeekResult | undefined;
   /** memcached; a good entry is promoted to L1 here, so callers need not store it again. */
   fetch(): Promise<KeystoneToken | undefined>;
   storePositive(value: KeystoneToken, expiresAtMs: number): void;
@@ -143,7 +144,7 @@ export class TokenCache<V = undefined> {
   entry(token: string): TokenCacheEntry {
     const keyed = this.keyed(token);
     return {
-      peek: () => this.peekKey(keyed.l1Key),
+      peek: (quiet) => this.peekKey(keyed.l1Key, quiet === true),
       fetch: async () => (await this.fromShared(keyed))?.value,
       storePositive: (value, expiresAtMs) => {
         void this.storeWith(keyed, value, expiresAtMs);
@@ -163,8 +164,8 @@ export class TokenCache<V = undefined> {
     return new KeyedToken(token, this.keyer.l1Key(token), this.keyer);
   }
 
-  private peekKey(l1Key: string): PeekResult | undefined {
-    const entry = this.l1.get(l1Key);
+  private peekKey(l1Key: string, quiet = false): PeekResult | undefined {
+    const entry = this.l1.get(l1Key, !quiet);
     if (entry === undefined) return undefined;
     return entry.kind === "positive"
       ? { kind: "positive", token: entry.value }

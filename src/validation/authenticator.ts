@@ -29,7 +29,8 @@ import type { AuthDecision, RequestAuthenticator, RequestInfo } from "../proxy/s
 import type { Verdict } from "./pipeline.js";
 
 export interface AuthenticatorOptions extends InjectOptions {
-  readonly validate: (token: string) => Promise<Verdict>;
+  /** `peeked`: `validateNow` was asked first and had nothing (see the pipeline). */
+  readonly validate: (token: string, peeked?: boolean) => Promise<Verdict>;
   /** The verdict at once when the in-process cache has it (the hot path); optional. */
   readonly validateNow?: (token: string) => Verdict | undefined;
   /**
@@ -87,18 +88,28 @@ export class EdgeAuthenticator implements RequestAuthenticator {
       ) {
         return Promise.resolve(this.decide(userToken, serviceToken, user, service, request));
       }
+      // What the in-process cache settled stands; the rest goes the slow way, each token
+      // looked up (and counted) once.
+      return this.authenticateSlowly(userToken, serviceToken, request, { user, service });
     }
-    return this.authenticateSlowly(userToken, serviceToken, request);
+    return this.authenticateSlowly(userToken, serviceToken, request, undefined);
   }
 
   private async authenticateSlowly(
     userToken: string | undefined,
     serviceToken: string | undefined,
     request: RequestInfo,
+    known:
+      { readonly user: Verdict | undefined; readonly service: Verdict | undefined } | undefined,
   ): Promise<AuthDecision> {
+    const peeked = known !== undefined;
     const [first, service] = await Promise.all([
-      userToken === undefined ? undefined : this.options.validate(userToken),
-      serviceToken === undefined ? undefined : this.options.validate(serviceToken),
+      userToken === undefined
+        ? undefined
+        : (known?.user ?? this.options.validate(userToken, peeked)),
+      serviceToken === undefined
+        ? undefined
+        : (known?.service ?? this.options.validate(serviceToken, peeked)),
     ]);
     let user = first;
     const allowingExpired = this.options.validateAllowingExpired;

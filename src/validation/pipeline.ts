@@ -23,8 +23,8 @@ export type CachedVerdict =
 
 /** One token's place in the cache tiers; its keys are derived once, on `entry()`. */
 export interface CacheEntry {
-  /** The in-process tier: synchronous, no I/O. */
-  peek(): CachedVerdict | undefined;
+  /** The in-process tier: synchronous, no I/O. `quiet`: a second look, not counted again. */
+  peek(quiet?: boolean): CachedVerdict | undefined;
   /** The shared tier (memcached); any failure is a miss; a hit is promoted in-process. */
   fetch(): Promise<KeystoneToken | undefined>;
   storePositive(value: KeystoneToken, expiresAtMs: number): void;
@@ -97,9 +97,14 @@ export class ValidationPipeline {
     this.logger = options.logger ?? silentLogger;
   }
 
-  async validate(token: string): Promise<Verdict> {
+  /**
+   * @param peeked the caller already asked {@link validateNow} for this token and got
+   *   nothing: the in-process cache is looked at again (a concurrent request may have
+   *   filled it) without counting a second lookup.
+   */
+  async validate(token: string, peeked = false): Promise<Verdict> {
     const entry = this.options.cache.entry(token);
-    const verdict = this.settledNow(entry) ?? (await this.settle(token, entry));
+    const verdict = this.settled(entry.peek(peeked)) ?? (await this.settle(token, entry));
     this.options.observe?.(verdict);
     return verdict;
   }
@@ -133,10 +138,6 @@ export class ValidationPipeline {
     const verdict = this.settled(this.options.cache.peek(token));
     if (verdict) this.options.observe?.(verdict);
     return verdict;
-  }
-
-  private settledNow(entry: CacheEntry): Verdict | undefined {
-    return this.settled(entry.peek());
   }
 
   private settled(cached: CachedVerdict | undefined): Verdict | undefined {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Owns: installing the Debian packages the integration harness needs (Keystone,
 # keystonemiddleware, PostgreSQL + psycopg2, uwsgi with the python3 plugin,
-# memcached, and python-openstackclient as a real client of the Identity face).
+# memcached, python-openstackclient as a real client of the Identity face, and
+# Chromium for the status page test).
 # Idempotent: does nothing when everything is already installed.
 #
 # Usage: test/harness/install-deps.sh [--check]
@@ -23,6 +24,7 @@ PACKAGES=(
   postgresql
   python3-psycopg2
   python3-openstackclient
+  chromium
 )
 
 missing=()

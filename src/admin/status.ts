@@ -1,0 +1,213 @@
+/**
+ * `GET /status`: the edge's state in one JSON document, for people (the status page) and
+ * scripts.
+ *
+ * Owns: what the status says and the sampling behind its rates. Every
+ * `sampleIntervalMs` (default 10 s) the cache-lookup and validation counters are read
+ * (prom-client's own values: the same numbers `/metrics` shows); hit rates per tier and
+ * the share of validations settled without Keystone are the differences over the last 1,
+ * 5 and 15 minutes (or since start, when younger). Breaker states, degraded mode, the key
+ * ring, the revocation feed and the lifecycle are read live. No token, user or project is
+ * ever part of it.
+ */
+import type { BreakerState } from "../breaker.js";
+import type { KeyRepositoryStatus } from "../fernet/key-repository.js";
+import type { FeedState } from "../keystone/revocation-feed.js";
+import { systemClock, type Clock } from "../units.js";
+import type { EdgeMetrics } from "./metrics.js";
+
+/** Windows the rates are given over, minutes. */
+export const STATUS_WINDOWS_MIN = [1, 5, 15] as const;
+const LONGEST_WINDOW_MIN = 15;
+
+/** The document `/status` answers. Snake case: it leaves the process. */
+export interface EdgeStatus {
+  readonly status: "ok" | "degraded" | "draining";
+  readonly uptime_seconds: number;
+  /** Per window (`1m`, `5m`, `15m`), per tier: hits / lookups, null without lookups. */
+  readonly hit_rates: Readonly<Record<string, Readonly<Record<string, number | null>>>>;
+  /** Per window: validations settled without a Keystone call / all validations. */
+  readonly keystone_offload: Readonly<Record<string, number | null>>;
+  readonly keystone: {
+    readonly degraded_mode: boolean;
+    readonly endpoints: readonly {
+      readonly endpoint: string;
+      readonly state: BreakerState["kind"];
+      readonly open_for_seconds?: number;
+    }[];
+  };
+  readonly keys: {
+    readonly healthy: boolean;
+    readonly count: number;
+    readonly primary_index: number;
+    readonly primary_age_seconds: number | null;
+    readonly last_reload: string;
+  };
+  readonly revocation_feed: {
+    readonly state: FeedState["kind"];
+    readonly lag_seconds: number | null;
+    readonly events: number;
+  };
+  /** The drill under way; null when none (drills arrive with the admin API). */
+  readonly drill: null;
+}
+
+/** Where the status reads the edge's parts. */
+export interface StatusSources {
+  readonly metrics: EdgeMetrics;
+  readonly endpoints: () => readonly { readonly label: string; readonly state: BreakerState }[];
+  readonly degradedMode: () => boolean;
+  readonly draining: () => boolean;
+  readonly keys: () => KeyRepositoryStatus;
+  readonly feed: () => FeedState;
+  /** Time source. Default the system clock. */
+  readonly clock?: Clock;
+  /** Time between samples of the counters, ms. Default 10 000. */
+  readonly sampleIntervalMs?: number;
+}
+
+interface Sample {
+  readonly atMs: number;
+  /** tier → result → count */
+  readonly lookups: ReadonlyMap<string, ReadonlyMap<string, number>>;
+  /** validations settled without Keystone, and all. */
+  readonly local: number;
+  readonly total: number;
+}
+
+const KEYSTONE_SOURCES = new Set(["keystone"]);
+
+export class StatusReporter {
+  private readonly samples: Sample[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly clock: Clock;
+  private readonly startedMs: number;
+  private readonly intervalMs: number;
+
+  constructor(private readonly sources: StatusSources) {
+    this.clock = sources.clock ?? systemClock;
+    this.startedMs = this.clock.nowMs();
+    this.intervalMs = sources.sampleIntervalMs ?? 10_000;
+  }
+
+  /** Takes a first sample now, then one every interval (idempotent). */
+  start(): void {
+    if (this.timer !== undefined) return;
+    void this.sample().then((s) => this.keep(s));
+    this.timer = setInterval(() => {
+      void this.sample().then((s) => this.keep(s));
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  async snapshot(): Promise<EdgeStatus> {
+    const now = await this.sample();
+    const nowMs = now.atMs;
+    const hitRates: Record<string, Record<string, number | null>> = {};
+    const offload: Record<string, number | null> = {};
+    for (const minutes of STATUS_WINDOWS_MIN) {
+      const base = this.baseline(nowMs - minutes * 60_000);
+      const window = `${String(minutes)}m`;
+      const rates: Record<string, number | null> = {};
+      for (const [tier, results] of now.lookups) {
+        const before = base?.lookups.get(tier);
+        let hits = 0;
+        let all = 0;
+        for (const [result, n] of results) {
+          const d = n - (before?.get(result) ?? 0);
+          all += d;
+          if (result !== "miss") hits += d;
+        }
+        rates[tier] = all > 0 ? hits / all : null;
+      }
+      hitRates[window] = rates;
+      const total = now.total - (base?.total ?? 0);
+      offload[window] = total > 0 ? (now.local - (base?.local ?? 0)) / total : null;
+    }
+    const degradedMode = this.sources.degradedMode();
+    const endpoints = this.sources.endpoints().map(({ label, state }) => ({
+      endpoint: label,
+      state: state.kind,
+      ...(state.kind === "open"
+        ? { open_for_seconds: Math.max(0, Math.round((nowMs - state.sinceMs) / 1000)) }
+        : {}),
+    }));
+    const keys = this.sources.keys();
+    const feed = this.sources.feed();
+    const lastSuccess = feed.kind === "starting" ? undefined : feed.lastSuccessMs;
+    const primaryAge = keys.keys.find((k) => k.role === "primary")?.age_seconds;
+    const keysHealthy = keys.last_reload.result === "ok";
+    const anyOpen = endpoints.some((e) => e.state !== "closed");
+    return {
+      status: this.sources.draining()
+        ? "draining"
+        : degradedMode || anyOpen || !keysHealthy || feed.kind === "stale"
+          ? "degraded"
+          : "ok",
+      uptime_seconds: Math.round((nowMs - this.startedMs) / 1000),
+      hit_rates: hitRates,
+      keystone_offload: offload,
+      keystone: { degraded_mode: degradedMode, endpoints },
+      keys: {
+        healthy: keysHealthy,
+        count: keys.key_count,
+        primary_index: keys.primary_index,
+        primary_age_seconds: primaryAge ?? null,
+        last_reload: keys.last_reload.at,
+      },
+      revocation_feed: {
+        state: feed.kind,
+        lag_seconds:
+          lastSuccess === undefined ? null : Math.max(0, Math.round((nowMs - lastSuccess) / 1000)),
+        events: feed.kind === "starting" ? 0 : feed.events,
+      },
+      drill: null,
+    };
+  }
+
+  /** The newest sample at or before `atMs`, else the oldest kept (the window since start). */
+  private baseline(atMs: number): Sample | undefined {
+    let found: Sample | undefined;
+    for (const s of this.samples) {
+      if (s.atMs <= atMs) found = s;
+      else break;
+    }
+    return found ?? this.samples[0];
+  }
+
+  private keep(sample: Sample): void {
+    this.samples.push(sample);
+    const horizon = sample.atMs - (LONGEST_WINDOW_MIN + 1) * 60_000;
+    while (this.samples.length > 1 && (this.samples[1]?.atMs ?? Infinity) <= horizon) {
+      this.samples.shift();
+    }
+  }
+
+  private async sample(): Promise<Sample> {
+    const atMs = this.clock.nowMs();
+    const lookups = new Map<string, Map<string, number>>();
+    for (const v of (await this.sources.metrics.cacheLookups.get()).values) {
+      const tier = String(v.labels["tier"]);
+      const result = String(v.labels["result"]);
+      let row = lookups.get(tier);
+      if (row === undefined) {
+        row = new Map();
+        lookups.set(tier, row);
+      }
+      row.set(result, (row.get(result) ?? 0) + v.value);
+    }
+    let local = 0;
+    let total = 0;
+    for (const v of (await this.sources.metrics.validations.get()).values) {
+      if (v.labels["result"] === "unavailable") continue;
+      total += v.value;
+      if (!KEYSTONE_SOURCES.has(String(v.labels["source"]))) local += v.value;
+    }
+    return { atMs, lookups, local, total };
+  }
+}
