@@ -2,7 +2,7 @@
 # Owns: installing the Debian packages the integration harness needs (Keystone,
 # keystonemiddleware, PostgreSQL + psycopg2, uwsgi with the python3 plugin,
 # memcached, python-openstackclient as a real client of the Identity face, and
-# Chromium for the status page test).
+# Chromium for the status page test, and Prometheus' promtool for the alert rules).
 # Idempotent: does nothing when everything is already installed.
 #
 # Usage: test/harness/install-deps.sh [--check]
@@ -25,6 +25,7 @@ PACKAGES=(
   python3-psycopg2
   python3-openstackclient
   chromium
+  prometheus
 )
 
 missing=()

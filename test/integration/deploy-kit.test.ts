@@ -1,0 +1,85 @@
+/**
+ * The deploy kit's monitoring files are real: Prometheus' own `promtool` (Debian) accepts
+ * the alerting rules and their unit tests pass (each alert fires when it should and not
+ * before); every metric the rules and the Grafana dashboard query is one the edge exports.
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { EdgeMetrics } from "../../src/admin/metrics.js";
+
+const execFileAsync = promisify(execFile);
+const deploy = (path: string): string =>
+  fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
+const PROMTOOL = "/usr/bin/promtool";
+
+/** Metric names an expression reads (histogram series mapped to their histogram). */
+function metricNames(expr: string): string[] {
+  return [...expr.matchAll(/\bkeystone_edge_[a-z0-9_]+/g)].map((m) =>
+    m[0].replace(/_(bucket|count|sum)$/, ""),
+  );
+}
+
+async function exported(): Promise<Set<string>> {
+  const names = (await new EdgeMetrics().registry.getMetricsAsJSON()).map((m) => m.name);
+  return new Set(names);
+}
+
+describe("deploy/prometheus/alerts.yaml", () => {
+  it("passes promtool check rules", async () => {
+    const { stdout } = await execFileAsync(PROMTOOL, [
+      "check",
+      "rules",
+      deploy("prometheus/alerts.yaml"),
+    ]);
+    expect(stdout).toMatch(/SUCCESS: 7 rules found/);
+  });
+
+  it("passes its promtool unit tests: every alert fires when it should, not before", async () => {
+    const { stdout } = await execFileAsync(PROMTOOL, [
+      "test",
+      "rules",
+      deploy("prometheus/alerts.test.yaml"),
+    ]);
+    expect(stdout).toMatch(/SUCCESS/);
+    const tests = parse(readFileSync(deploy("prometheus/alerts.test.yaml"), "utf8")) as {
+      tests: { alert_rule_test: { alertname: string }[] }[];
+    };
+    const tested = new Set(tests.tests.flatMap((t) => t.alert_rule_test.map((a) => a.alertname)));
+    const rules = parse(readFileSync(deploy("prometheus/alerts.yaml"), "utf8")) as {
+      groups: { rules: { alert: string; expr: string }[] }[];
+    };
+    const alerts = rules.groups.flatMap((g) => g.rules);
+    expect(new Set(alerts.map((a) => a.alert))).toEqual(tested);
+    const names = await exported();
+    for (const a of alerts)
+      for (const m of metricNames(a.expr)) expect(names, a.alert).toContain(m);
+  });
+});
+
+describe("deploy/grafana/keystone-edge.json", () => {
+  it("queries only metrics the edge exports", async () => {
+    const dash = JSON.parse(readFileSync(deploy("grafana/keystone-edge.json"), "utf8")) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    const titles = dash.panels.map((p) => p.title);
+    for (const want of [
+      "Hit rate per tier",
+      "Master (Keystone) calls per second",
+      "Primary key age",
+    ]) {
+      expect(titles).toContain(want);
+    }
+    const names = await exported();
+    for (const p of dash.panels) {
+      for (const t of p.targets) {
+        const used = metricNames(t.expr);
+        expect(used.length, p.title).toBeGreaterThan(0);
+        for (const m of used) expect(names, `${p.title}: ${m}`).toContain(m);
+      }
+    }
+  });
+});
