@@ -1,10 +1,13 @@
 /**
  * The deploy kit's monitoring files are real: Prometheus' own `promtool` (Debian) accepts
  * the alerting rules and their unit tests pass (each alert fires when it should and not
- * before); every metric the rules and the Grafana dashboard query is one the edge exports.
+ * before); every metric the rules and the Grafana dashboard query is one the edge exports;
+ * systemd accepts the unit file, every directive of it.
  */
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -80,6 +83,35 @@ describe("deploy/grafana/keystone-edge.json", () => {
         expect(used.length, p.title).toBeGreaterThan(0);
         for (const m of used) expect(names, `${p.title}: ${m}`).toContain(m);
       }
+    }
+  });
+});
+
+describe("deploy/systemd/keystone-edge.service", () => {
+  it("passes systemd-analyze verify with no complaint about any directive", async () => {
+    const unit = readFileSync(deploy("systemd/keystone-edge.service"), "utf8");
+    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/keystone-edge serve --config /m);
+    expect(unit).toMatch(/^NoNewPrivileges=yes$/m);
+    expect(unit).toMatch(/^ProtectSystem=strict$/m);
+    // systemd checks that the command exists: point it at this checkout's build
+    const cli = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), "keystone-edge-unit-"));
+    try {
+      const path = join(dir, "keystone-edge.service");
+      writeFileSync(path, unit.replaceAll("/usr/bin/keystone-edge", `${process.execPath} ${cli}`));
+      const result = await execFileAsync("/usr/bin/systemd-analyze", ["verify", path]).then(
+        (r) => ({ code: 0, stderr: r.stderr }),
+        (e: unknown) => {
+          const failure = e as { code?: number; stderr?: string };
+          return { code: failure.code ?? 1, stderr: failure.stderr ?? "" };
+        },
+      );
+      // (messages about other units installed on the machine are not ours)
+      const ours = result.stderr.split("\n").filter((l) => l.includes("keystone-edge.service"));
+      expect(ours).toEqual([]);
+      expect(result.code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
