@@ -14,6 +14,7 @@ import { createIdentityServer } from "./identity/server.js";
 import { TokenApi } from "./identity/token-api.js";
 import { createAdminServer } from "./admin/admin-server.js";
 import { StatusReporter } from "./admin/status.js";
+import { AdminApi } from "./admin/admin-api.js";
 import {
   keysCheck,
   keystoneCheck,
@@ -53,6 +54,8 @@ export type CacheFactory = (
   contextStore?(): ContextStore | undefined;
   /** Entries held in process (for `keystone_edge_cache_entries`). */
   readonly size?: number;
+  /** Drops the in-process entries (admin API); returns how many there were. */
+  clear?(): number;
 };
 
 export interface EdgeDependencies {
@@ -273,6 +276,11 @@ export async function startEdge(
   const admin = createAdminServer({
     registry: metrics.registry,
     status: () => status.snapshot(),
+    api: new AdminApi({
+      secret: config.admin_secret,
+      flushCaches: () => ({ l1: cache.clear?.() ?? 0, context: contexts?.clear() ?? 0 }),
+      logger,
+    }),
     readiness: [
       keysCheck(() => keys.status()),
       serviceTokenCheck(() => serviceToken.snapshot()),

@@ -10,6 +10,7 @@
  */
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
+import type { AdminApi } from "./admin-api.js";
 import type { ReadinessCheck } from "./readiness.js";
 import type { EdgeStatus } from "./status.js";
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from "./status-page.js";
@@ -21,9 +22,15 @@ export function createAdminServer(options: {
   readiness: readonly ReadinessCheck[];
   /** `GET /status` (JSON) and the status page at `/`; none when absent. */
   status?: () => Promise<EdgeStatus>;
+  /** The mutating operations (admin-api.ts); none when absent. */
+  api?: AdminApi;
 }): Server {
   return createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    if (options.api?.handles(path) === true) {
+      options.api.answer(req, res, path);
+      return;
+    }
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405, { allow: "GET, HEAD" }).end();
       return;

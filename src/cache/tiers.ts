@@ -232,6 +232,13 @@ export class TokenCache<V = undefined> {
         });
   }
 
+  /** Drops every L1 entry (the admin API's flush); returns how many there were. */
+  clear(): number {
+    const n = this.l1.size;
+    this.l1.clear();
+    return n;
+  }
+
   /** L1 entries held. */
   get size(): number {
     return this.l1.size;

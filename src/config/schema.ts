@@ -52,6 +52,11 @@ export const configSchema = z.strictObject({
   /** `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:9464` (loopback only). */
   admin_listen: listenAddress.default("127.0.0.1:9464"),
   /**
+   * Secret; or `admin_secret_file` / `_env`. Bearer secret of the mutating admin API
+   * (cache flush, drills). Default: none, and the admin API is off.
+   */
+  admin_secret: z.string().min(16, "must be at least 16 characters").optional(),
+  /**
    * The regional Keystone face: an Identity v3 listener that answers `GET`/`HEAD
    * /v3/auth/tokens` itself and relays the rest to the Keystone endpoints. Default: off.
    */
@@ -191,6 +196,7 @@ export const SECRET_PATHS: readonly (readonly string[])[] = [
   ["keystone", "auth", "password"],
   ["keystone", "auth", "application_credential_secret"],
   ["cache", "memcache_secret_key"],
+  ["admin_secret"],
 ];
 
 /** A listen address, parsed. */

@@ -197,6 +197,13 @@ export class ContextCache {
     return dropped;
   }
 
+  /** Drops every in-process context (the admin API's flush); returns how many there were. */
+  clear(): number {
+    const n = this.lru.size;
+    this.lru.clear();
+    return n;
+  }
+
   get size(): number {
     return this.lru.size;
   }
