@@ -235,6 +235,8 @@ export async function startEdge(
       }
     },
   });
+  // 503s ask clients back when the breakers next probe Keystone.
+  const retryAfterSeconds = k.open_duration_ms / 1000;
   const authenticator = new EdgeAuthenticator({
     validate: (t, peeked) => pipeline.validate(t, peeked),
     validateNow: (t) => pipeline.validateNow(t),
@@ -243,7 +245,7 @@ export async function startEdge(
     logger,
     delayAuthDecision: config.auth_token.delay_auth_decision,
     wwwAuthenticateUri: k.www_authenticate_uri,
-    retryAfterSeconds: k.open_duration_ms / 1000,
+    retryAfterSeconds,
     includeServiceCatalog: config.auth_token.include_service_catalog,
     serviceTokenRoles: config.auth_token.service_token_roles,
     serviceTokenRolesRequired: config.auth_token.service_token_roles_required,
@@ -300,7 +302,6 @@ export async function startEdge(
       },
     ],
   });
-  const retryAfterSeconds = k.open_duration_ms / 1000;
   const identity =
     config.identity_listen === undefined
       ? undefined

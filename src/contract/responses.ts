@@ -79,6 +79,14 @@ const UNAVAILABLE_BODIES = {
 export type ErrorBodyFormat = keyof typeof UNAVAILABLE_BODIES;
 
 /**
+ * The `Retry-After` value of a 503 for `seconds` (default 5): whole seconds, at least 1.
+ * keystonemiddleware sends none; the edge's 503s (proxy and Identity face) all do.
+ */
+export function retryAfterValue(seconds = 5): string {
+  return String(Math.max(1, Math.ceil(seconds)));
+}
+
+/**
  * auth_token's 503 when Keystone cannot be reached (connect failure, timeout, discovery
  * failure, or Keystone answering 5xx / refusing the service credentials twice) and
  * `delay_auth_decision` is off. Headers in webob's order: `Content-Length`, `Content-Type`.

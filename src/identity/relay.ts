@@ -15,8 +15,10 @@ import { pipeline } from "node:stream/promises";
 
 import type { RelayOutcome } from "../keystone/endpoint.js";
 import type { KeystoneEndpoints } from "../keystone/endpoint-set.js";
+import { retryAfterValue } from "../contract/responses.js";
 import { silentLogger, type Logger } from "../log.js";
 import { connectionListed, isHopByHop } from "../proxy/hop-by-hop.js";
+import { keystoneError } from "./token-api.js";
 
 /** Options of {@link IdentityRelay}. */
 export interface IdentityRelayOptions {
@@ -48,7 +50,7 @@ export class IdentityRelay {
 
   constructor(private readonly options: IdentityRelayOptions) {
     this.maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
-    this.retryAfter = String(Math.max(1, Math.ceil(options.retryAfterSeconds ?? 5)));
+    this.retryAfter = retryAfterValue(options.retryAfterSeconds);
     this.logger = options.logger ?? silentLogger;
   }
 
@@ -190,7 +192,7 @@ export function sendError(
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ error: { code: status, message, title } });
+  const body = keystoneError(status, title, message);
   res
     .writeHead(status, {
       "Content-Type": "application/json",

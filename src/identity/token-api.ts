@@ -21,6 +21,7 @@
  * No Keystone answering and no tier knowing a token: 503 with `Retry-After` (Keystone
  * itself would be the one down). Tokens are never logged or echoed in error bodies.
  */
+import { retryAfterValue } from "../contract/responses.js";
 import type { KeystoneToken } from "../keystone/token-body.js";
 import type { Verdict } from "../validation/pipeline.js";
 import { mayInspectToken, type TokenApiAction } from "./policy.js";
@@ -56,8 +57,8 @@ export interface TokenApiOptions {
 /** Keystone's minimum `OpenStack-Identity-Access-Rules` version. */
 const ACCESS_RULES_MIN_VERSION = 1.0;
 
-/** Keystone's error body. */
-function keystoneError(status: number, title: string, message: string): string {
+/** Keystone's error body: `{"error": {"code", "message", "title"}}`. */
+export function keystoneError(status: number, title: string, message: string): string {
   return JSON.stringify({ error: { code: status, message, title } });
 }
 
@@ -70,7 +71,7 @@ export class TokenApi {
   private readonly retryAfter: string;
 
   constructor(private readonly options: TokenApiOptions) {
-    this.retryAfter = String(Math.max(1, Math.ceil(options.retryAfterSeconds ?? 5)));
+    this.retryAfter = retryAfterValue(options.retryAfterSeconds);
   }
 
   async answer(request: TokenApiRequest): Promise<IdentityResponse> {

@@ -156,20 +156,7 @@ export class KeystoneEndpoint {
         latencyMs: performance.now() - started,
       };
     } catch (error) {
-      const latencyMs = performance.now() - started;
-      const rawCode = (error as { code?: unknown }).code;
-      const code = typeof rawCode === "string" ? rawCode : undefined;
-      const detail =
-        `${code ?? ""} ${error instanceof Error ? error.message : String(error)}`.trim();
-      if (
-        signal.aborted ||
-        error instanceof undiciErrors.HeadersTimeoutError ||
-        error instanceof undiciErrors.BodyTimeoutError ||
-        error instanceof undiciErrors.ConnectTimeoutError
-      ) {
-        return { kind: "failed", reason: "timeout", detail, latencyMs };
-      }
-      return { kind: "failed", reason: "connection", detail, latencyMs };
+      return failureOf(error, signal.aborted, performance.now() - started);
     }
   }
 
@@ -200,16 +187,7 @@ export class KeystoneEndpoint {
         latencyMs: performance.now() - started,
       };
     } catch (error) {
-      const latencyMs = performance.now() - started;
-      const rawCode = (error as { code?: unknown }).code;
-      const code = typeof rawCode === "string" ? rawCode : undefined;
-      const detail =
-        `${code ?? ""} ${error instanceof Error ? error.message : String(error)}`.trim();
-      const timedOut =
-        controller.signal.aborted ||
-        error instanceof undiciErrors.HeadersTimeoutError ||
-        error instanceof undiciErrors.ConnectTimeoutError;
-      return { kind: "failed", reason: timedOut ? "timeout" : "connection", detail, latencyMs };
+      return failureOf(error, controller.signal.aborted, performance.now() - started);
     } finally {
       clearTimeout(timer);
     }
@@ -219,6 +197,23 @@ export class KeystoneEndpoint {
   async close(): Promise<void> {
     await this.pool.close();
   }
+}
+
+/** A call's failure: timed out (our deadline or undici's) or a connection problem. */
+function failureOf(
+  error: unknown,
+  aborted: boolean,
+  latencyMs: number,
+): Extract<CallOutcome, { readonly kind: "failed" }> {
+  const rawCode = (error as { code?: unknown }).code;
+  const code = typeof rawCode === "string" ? rawCode : undefined;
+  const detail = `${code ?? ""} ${error instanceof Error ? error.message : String(error)}`.trim();
+  const timedOut =
+    aborted ||
+    error instanceof undiciErrors.HeadersTimeoutError ||
+    error instanceof undiciErrors.BodyTimeoutError ||
+    error instanceof undiciErrors.ConnectTimeoutError;
+  return { kind: "failed", reason: timedOut ? "timeout" : "connection", detail, latencyMs };
 }
 
 function isStaleSocket(detail: string): boolean {

@@ -280,14 +280,8 @@ export class RevocationList {
   supersedes(context: KeystoneToken, learntAtMs: number): boolean {
     if (this.keys.size === 0) return false;
     const sinceMicros = (learntAtMs - CONTEXT_CHANGE_MARGIN_MS) * 1000;
-    const values = tokenValues(context);
-    const candidates: (readonly RevocationEvent[] | undefined)[] = [
-      ...values.userIds.map((u) => this.byUser.get(u)),
-      values.projectId === undefined ? undefined : this.byProject.get(values.projectId),
-      this.unindexed,
-    ];
-    for (const list of candidates) {
-      if (list === undefined) continue;
+    // audit-indexed events never bear on contexts (see rebuild)
+    for (const list of this.candidates(tokenValues(context), false)) {
       for (const e of list) {
         if (e.revokedAtMicros >= sinceMicros && concernsContext(e, context)) return true;
       }
@@ -298,17 +292,28 @@ export class RevocationList {
   /** The event that revokes `token`, if one does (no memo: for logs and tests). */
   check(token: KeystoneToken): boolean {
     const values = tokenValues(token);
-    const candidates: (readonly RevocationEvent[] | undefined)[] = [
-      ...values.userIds.map((u) => this.byUser.get(u)),
-      values.projectId === undefined ? undefined : this.byProject.get(values.projectId),
-      values.auditId === undefined ? undefined : this.byAudit.get(values.auditId),
-      this.unindexed,
-    ];
-    for (const list of candidates) {
-      if (list === undefined) continue;
+    for (const list of this.candidates(values, true)) {
       for (const e of list) if (matches(e, values)) return true;
     }
     return false;
+  }
+
+  /** The indexed lists an event bearing on `values` can be in, then the unindexed ones. */
+  private *candidates(
+    values: TokenValues,
+    byAudit: boolean,
+  ): Generator<readonly RevocationEvent[]> {
+    for (const u of values.userIds) {
+      const list = this.byUser.get(u);
+      if (list) yield list;
+    }
+    const project =
+      values.projectId === undefined ? undefined : this.byProject.get(values.projectId);
+    if (project) yield project;
+    const audit =
+      byAudit && values.auditId !== undefined ? this.byAudit.get(values.auditId) : undefined;
+    if (audit) yield audit;
+    yield this.unindexed;
   }
 
   private rebuild(): void {

@@ -22,7 +22,11 @@ import {
   type TokenState,
 } from "../contract/inject.js";
 import { checkAccessRules } from "../contract/access-rules.js";
-import { serviceUnavailableResponse, unauthorizedResponse } from "../contract/responses.js";
+import {
+  retryAfterValue,
+  serviceUnavailableResponse,
+  unauthorizedResponse,
+} from "../contract/responses.js";
 import { silentLogger, tokenHash, type Logger } from "../log.js";
 import type { KeystoneToken } from "../keystone/token-body.js";
 import type { AuthDecision, RequestAuthenticator, RequestInfo } from "../proxy/server.js";
@@ -65,7 +69,7 @@ export class EdgeAuthenticator implements RequestAuthenticator {
   constructor(private readonly options: AuthenticatorOptions) {
     this.unauthorized = unauthorizedResponse(options.wwwAuthenticateUri);
     this.logger = options.logger ?? silentLogger;
-    this.retryAfter = String(Math.max(1, Math.ceil(options.retryAfterSeconds ?? 5)));
+    this.retryAfter = retryAfterValue(options.retryAfterSeconds);
   }
 
   authenticate(
