@@ -33,13 +33,14 @@ import { silentLogger, type Logger } from "./log.js";
 import { Forwarder } from "./proxy/forward.js";
 import { createEdgeServer } from "./proxy/server.js";
 import { EndpointProber } from "./keystone/endpoint-probe.js";
-import { KeystoneEndpoints, endpointLabel } from "./keystone/endpoint-set.js";
+import { KeystoneEndpoints } from "./keystone/endpoint-set.js";
 import { RevocationFeed } from "./keystone/revocation-feed.js";
 import type { ContextStore } from "./cache/context-store.js";
 import { cacheMetricsFor } from "./cache/factory.js";
 import { RevocationList, concernsContext } from "./revocation/events.js";
 import { ContextCache } from "./validation/context.js";
 import { TokenDecoder } from "./token/decoder.js";
+import { DRILL_SCENARIOS, FaultInjector, type MemcachedFault } from "./drill/faults.js";
 import { EdgeAuthenticator } from "./validation/authenticator.js";
 import { ValidationPipeline, type ValidationCache } from "./validation/pipeline.js";
 
@@ -48,6 +49,10 @@ export type CacheFactory = (
   config: Readonly<Config>,
   metrics: EdgeMetrics,
   logger: Logger,
+  hooks?: {
+    /** A drill's memcached fault, asked before every memcached call. */
+    readonly memcachedFault?: () => MemcachedFault;
+  },
 ) => ValidationCache & {
   close(): Promise<void> | void;
   /** Where per-scope contexts are shared between nodes (memcached); none by default. */
@@ -71,8 +76,17 @@ export interface RunningEdge {
   /** Where the Identity face listens (`identity_listen`); undefined when it is off. */
   readonly identityAddress: { host: string; port: number } | undefined;
   readonly metrics: EdgeMetrics;
+  /** The key repository and service token of the configuration in force. */
   readonly keys: KeyRepository;
   readonly serviceToken: ServiceToken;
+  /**
+   * Applies a new configuration without dropping a connection (SIGHUP): everything is
+   * rebuilt from it — keys re-read, endpoints, pools, loops — and new requests meet it
+   * while requests in flight finish with the old one. The caches are kept when the cache
+   * options are unchanged. Refused, with the old configuration kept, when a listen address
+   * changed or the new configuration cannot start (its key repository does not load).
+   */
+  reload(config: Readonly<Config>): Promise<ReloadOutcome>;
   /** Stops accepting, waits up to `graceMs` for requests in flight, closes everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -90,13 +104,81 @@ function listen(server: Server, hostPort: string): Promise<{ host: string; port:
   });
 }
 
-/** Starts keystone-edge. Refuses to start when the key repository does not load. */
-export async function startEdge(
+/** What a reload takes over when the cache options are unchanged: the caches' contents. */
+interface SharedState {
+  readonly cache: ReturnType<CacheFactory>;
+  readonly contexts: ContextCache | undefined;
+  readonly revocations: RevocationList;
+}
+
+function newSharedState(
   config: Readonly<Config>,
   deps: EdgeDependencies,
-): Promise<RunningEdge> {
+  metrics: EdgeMetrics,
+  drills: FaultInjector,
+): SharedState {
   const logger = deps.logger ?? silentLogger;
-  const metrics = deps.metrics ?? new EdgeMetrics();
+  const cache = deps.cache(config, metrics, logger, {
+    memcachedFault: () => drills.memcached(),
+  });
+  const revocations = new RevocationList();
+  const contextCacheTime = config.cache.context_cache_time ?? config.cache.token_cache_time;
+  const contexts =
+    contextCacheTime > 0
+      ? new ContextCache({
+          contextCacheTimeSeconds: contextCacheTime,
+          staleIfErrorSeconds: config.cache.stale_if_error,
+          maxEntries: config.cache.lru_max_entries,
+          shared: cache.contextStore?.(),
+          superseded: (context, learntAtMs) => revocations.supersedes(context, learntAtMs),
+          metrics: cacheMetricsFor(metrics),
+        })
+      : undefined;
+  return { cache, contexts, revocations };
+}
+
+/** One configuration's edge, listeners aside (they are the running edge's, across reloads). */
+interface EdgeCore {
+  readonly config: Readonly<Config>;
+  readonly includeCatalog: boolean;
+  readonly state: SharedState;
+  readonly keys: KeyRepository;
+  readonly serviceToken: ServiceToken;
+  /** Not listening: their `request` handlers are moved onto the running edge's listeners. */
+  readonly proxy: Server;
+  readonly admin: Server;
+  readonly identity: Server | undefined;
+  /** Points the scrape-time gauges at this core. */
+  exportSources(): void;
+  /** `/readyz` answers 503 from now on. */
+  drain(): void;
+  /** Replaced by a reload: stops exporting metrics; its requests in flight finish. */
+  retire(): void;
+  /** Stops the background loops and closes the pools; the caches too unless `keepState`. */
+  close(keepState: boolean): Promise<void>;
+}
+
+/** How long a core replaced by a reload keeps its pools for requests in flight, ms. */
+const RETIRE_AFTER_MS = 30_000;
+
+/** What a reload came to. */
+export type ReloadOutcome =
+  | { readonly kind: "applied"; readonly caches: "kept" | "rebuilt" }
+  | { readonly kind: "refused"; readonly reason: string };
+
+/**
+ * Builds everything but the listeners from one configuration: what a reload replaces.
+ * `previous`'s caches, contexts and revocation list are taken over when the cache
+ * options (and whether catalogs are fetched) are unchanged.
+ */
+async function buildCore(
+  config: Readonly<Config>,
+  deps: EdgeDependencies,
+  metrics: EdgeMetrics,
+  drills: FaultInjector,
+  previous: EdgeCore | undefined,
+): Promise<EdgeCore> {
+  const logger = deps.logger ?? silentLogger;
   const keys = await KeyRepository.open({
     directory: config.fernet.key_repository,
     logger,
@@ -120,10 +202,14 @@ export async function startEdge(
     defaultDomainId: config.fernet.default_domain_id,
   });
   const k = config.keystone;
+  /** Set once a reload replaced this core: its late breaker transitions are not exported. */
+  let retired = false;
   const endpoints = k.endpoints.map(
-    (url) =>
+    ({ name, url }) =>
       new KeystoneEndpoint({
         url,
+        name,
+        fault: (endpoint) => drills.keystone(endpoint),
         timeoutMs: k.timeout_ms,
         cafile: k.cafile,
         certfile: k.certfile,
@@ -136,7 +222,7 @@ export async function startEdge(
     openDurationMs: k.open_duration_ms,
     logger,
     onBreakerChange: (label, state) => {
-      metrics.setKeystoneBreaker(label, state);
+      if (!retired) metrics.setKeystoneBreaker(label, state);
     },
   });
   const prober = new EndpointProber(guarded, {
@@ -150,38 +236,28 @@ export async function startEdge(
     logger,
   });
   void serviceToken.refresh();
+  // The Identity face answers with the catalog unless asked not to: fetch it then.
+  const includeCatalog =
+    config.auth_token.include_service_catalog || config.identity_listen !== undefined;
   const validator = new KeystoneValidator({
     endpoints: guarded,
     requestTimeoutMs: k.request_timeout_ms,
     serviceToken,
-    // The Identity face answers with the catalog unless asked not to: fetch it then.
-    includeCatalog:
-      config.auth_token.include_service_catalog || config.identity_listen !== undefined,
+    includeCatalog,
     logger,
     observe: (endpoint, outcome, latencyMs) => {
-      metrics.keystoneCalls.observe(
-        { endpoint: endpointLabel(endpoint), outcome },
-        latencyMs / 1000,
-      );
+      metrics.keystoneCalls.observe({ endpoint, outcome }, latencyMs / 1000);
     },
   });
-  const cache = deps.cache(config, metrics, logger);
-  const revocations = new RevocationList();
+  const reuse =
+    previous !== undefined &&
+    previous.includeCatalog === includeCatalog &&
+    JSON.stringify(previous.config.cache) === JSON.stringify(config.cache);
+  const state: SharedState = reuse ? previous.state : newSharedState(config, deps, metrics, drills);
+  const { cache, contexts, revocations } = state;
   let inDegradedMode = false;
   /** Set by close(): `/readyz` answers 503 while requests in flight finish. */
   let draining = false;
-  const contextCacheTime = config.cache.context_cache_time ?? config.cache.token_cache_time;
-  const contexts =
-    contextCacheTime > 0
-      ? new ContextCache({
-          contextCacheTimeSeconds: contextCacheTime,
-          staleIfErrorSeconds: config.cache.stale_if_error,
-          maxEntries: config.cache.lru_max_entries,
-          shared: cache.contextStore?.(),
-          superseded: (context, learntAtMs) => revocations.supersedes(context, learntAtMs),
-          metrics: cacheMetricsFor(metrics),
-        })
-      : undefined;
   const feed = new RevocationFeed({
     endpoints: guarded,
     serviceToken,
@@ -224,7 +300,7 @@ export async function startEdge(
           : v.kind !== "unavailable" && v.source === "keystone"
             ? false
             : undefined;
-      if (degraded !== undefined && degraded !== inDegradedMode) {
+      if (degraded !== undefined && degraded !== inDegradedMode && !retired) {
         inDegradedMode = degraded;
         metrics.degraded.set(degraded ? 1 : 0);
         if (degraded) {
@@ -273,6 +349,8 @@ export async function startEdge(
     draining: () => draining,
     keys: () => keys.status(),
     feed: () => feed.status(),
+    feedPollIntervalMs: k.revocation_poll_interval_ms,
+    drill: () => drills.current(),
   });
   status.start();
   const admin = createAdminServer({
@@ -281,6 +359,8 @@ export async function startEdge(
     api: new AdminApi({
       secret: config.admin_secret,
       flushCaches: () => ({ l1: cache.clear?.() ?? 0, context: contexts?.clear() ?? 0 }),
+      drills,
+      validate: (token, from) => pipeline.validateFrom(token, from),
       logger,
     }),
     readiness: [
@@ -324,17 +404,80 @@ export async function startEdge(
             metrics.identityRequests.inc({ route, status_class: statusClass(status) });
           },
         });
-  metrics.sources.entries = () => ({
-    l1: cache.size ?? 0,
-    ...(contexts === undefined ? {} : { context: contexts.size }),
-  });
-  metrics.sources.feedLagSeconds = () => {
-    const state = feed.status();
-    const last = state.kind === "starting" ? undefined : state.lastSuccessMs;
-    return last === undefined ? undefined : Math.max(0, (Date.now() - last) / 1000);
+  return {
+    config,
+    includeCatalog,
+    state,
+    keys,
+    serviceToken,
+    proxy: server,
+    admin,
+    identity,
+    exportSources() {
+      metrics.sources.entries = () => ({
+        l1: cache.size ?? 0,
+        ...(contexts === undefined ? {} : { context: contexts.size }),
+      });
+      metrics.sources.feedLagSeconds = () => {
+        const feedState = feed.status();
+        const last = feedState.kind === "starting" ? undefined : feedState.lastSuccessMs;
+        return last === undefined ? undefined : Math.max(0, (Date.now() - last) / 1000);
+      };
+      metrics.sources.primaryKeyAgeSeconds = () =>
+        keys.status().keys.find((key) => key.role === "primary")?.age_seconds;
+      metrics.degraded.set(0);
+      metrics.keystoneBreaker.reset();
+      for (const g of guarded.guards) metrics.setKeystoneBreaker(g.label, g.breaker.state().kind);
+    },
+    drain() {
+      draining = true;
+    },
+    retire() {
+      retired = true;
+      status.stop();
+    },
+    async close(keepState) {
+      retired = true;
+      status.stop();
+      keys.close();
+      serviceToken.close();
+      await prober.stop();
+      await feed.stop();
+      await Promise.all([
+        forwarder.close(),
+        guarded.close(),
+        keepState ? undefined : state.cache.close(),
+      ]);
+    },
   };
-  metrics.sources.primaryKeyAgeSeconds = () =>
-    keys.status().keys.find((key) => key.role === "primary")?.age_seconds;
+}
+
+/** Starts keystone-edge. Refuses to start when the key repository does not load. */
+export async function startEdge(
+  config: Readonly<Config>,
+  deps: EdgeDependencies,
+): Promise<RunningEdge> {
+  const logger = deps.logger ?? silentLogger;
+  const metrics = deps.metrics ?? new EdgeMetrics();
+  // The drill under way belongs to the running edge, not to one configuration.
+  const drills = new FaultInjector({
+    endpoints: config.keystone.endpoints.map((e) => e.name),
+    memcached: config.cache.memcached_servers.length > 0,
+    logger,
+    onChange: (state) => {
+      for (const scenario of DRILL_SCENARIOS) {
+        const active = state.kind === "active" && state.drill.scenario === scenario;
+        metrics.drillActive.set({ scenario }, active ? 1 : 0);
+      }
+    },
+  });
+  for (const scenario of DRILL_SCENARIOS) metrics.drillActive.set({ scenario }, 0);
+  let core = await buildCore(config, deps, metrics, drills, undefined);
+  core.exportSources();
+  // The listeners are the first core's servers for good; later cores' handlers move onto them.
+  const server = core.proxy;
+  const admin = core.admin;
+  const identity = core.identity;
   const address = await listen(server, config.listen);
   const adminAddress = await listen(admin, config.admin_listen);
   const identityAddress =
@@ -342,25 +485,105 @@ export async function startEdge(
       ? undefined
       : await listen(identity, config.identity_listen);
   logger.info("keystone-edge listening", {
-    listen: `${address.host}:${address.port}`,
-    admin: `${adminAddress.host}:${adminAddress.port}`,
+    listen: `${address.host}:${String(address.port)}`,
+    admin: `${adminAddress.host}:${String(adminAddress.port)}`,
     upstream: config.upstream,
-    keys: keys.current().size,
+    keys: core.keys.current().size,
     ...(identityAddress === undefined
       ? {}
       : { identity: `${identityAddress.host}:${String(identityAddress.port)}` }),
   });
+  let reloading: Promise<ReloadOutcome> | undefined;
+  let closing = false;
+  /** Cores replaced by reloads whose requests in flight may still be finishing. */
+  const retiring = new Set<EdgeCore>();
+
+  async function reload(next: Readonly<Config>): Promise<ReloadOutcome> {
+    if (closing) return { kind: "refused", reason: "the edge is shutting down" };
+    const old = core;
+    for (const option of ["listen", "admin_listen", "identity_listen"] as const) {
+      if (next[option] !== old.config[option]) {
+        return {
+          kind: "refused",
+          reason: `${option} changed (${String(old.config[option])} → ${String(next[option])}): listeners move only with a restart`,
+        };
+      }
+    }
+    let fresh: EdgeCore;
+    try {
+      fresh = await buildCore(next, deps, metrics, drills, old);
+    } catch (error) {
+      return {
+        kind: "refused",
+        reason: error instanceof Error ? error.message : String(error),
+      };
+    }
+    // The new core validates only with a service token of its own: get it before traffic.
+    const ready = await Promise.race([
+      fresh.serviceToken.ensure().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<false>((r) =>
+        setTimeout(() => r(false), next.keystone.request_timeout_ms).unref(),
+      ),
+    ]);
+    if (!ready)
+      logger.warn("reload: no service token yet for the new configuration; applying it anyway");
+    // From here on every new request, on new and kept-alive connections alike, meets the
+    // new configuration; requests already in their handlers finish with the old one.
+    for (const [live, replacement] of [
+      [server, fresh.proxy],
+      [admin, fresh.admin],
+      [identity, fresh.identity],
+    ] as const) {
+      if (live === undefined || replacement === undefined) continue;
+      live.removeAllListeners("request");
+      for (const handler of replacement.listeners("request")) {
+        live.on("request", handler as (...args: unknown[]) => void);
+      }
+    }
+    core = fresh;
+    fresh.exportSources();
+    drills.setEndpoints(next.keystone.endpoints.map((e) => e.name));
+    const kept = fresh.state === old.state;
+    old.retire();
+    // The old core's pools serve requests still in flight: closed once they are done
+    // (requests past the longest deadline are the forwarder's and the client's business).
+    retiring.add(old);
+    setTimeout(() => {
+      if (retiring.delete(old)) void old.close(kept);
+    }, RETIRE_AFTER_MS).unref();
+    logger.info("configuration reloaded", {
+      caches: kept ? "kept" : "rebuilt",
+      keys: fresh.keys.current().size,
+      endpoints: next.keystone.endpoints.map((e) => e.name),
+    });
+    return { kind: "applied", caches: kept ? "kept" : "rebuilt" };
+  }
+
   return {
     address,
     adminAddress,
     identityAddress,
     metrics,
-    keys,
-    serviceToken,
+    get keys() {
+      return core.keys;
+    },
+    get serviceToken() {
+      return core.serviceToken;
+    },
+    reload(next) {
+      // One at a time: a second SIGHUP waits for the first.
+      const run = (reloading ?? Promise.resolve()).then(() => reload(next));
+      reloading = run.catch(() => ({ kind: "refused", reason: "reload failed" }) as const);
+      return run;
+    },
     async close(graceMs = 10_000) {
+      closing = true;
       // /readyz answers 503 from now on, so that load balancers stop sending traffic
       // while requests in flight finish; the admin listener closes last.
-      draining = true;
+      core.drain();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await Promise.race([closed, new Promise((r) => setTimeout(r, graceMs).unref())]);
@@ -369,12 +592,11 @@ export async function startEdge(
       admin.close();
       identity?.closeAllConnections();
       identity?.close();
-      status.stop();
-      keys.close();
-      serviceToken.close();
-      await prober.stop();
-      await feed.stop();
-      await Promise.all([forwarder.close(), guarded.close(), cache.close()]);
+      drills.close();
+      const old = [...retiring];
+      retiring.clear();
+      await Promise.all(old.map((c) => c.close(c.state === core.state)));
+      await core.close(false);
     },
   };
 }

@@ -20,7 +20,16 @@ export type ConfigErrorCode = "config_unreadable" | "invalid_config";
 /** Codes for a command line that cannot be run. */
 export type UsageErrorCode = "usage";
 
-export type ErrorCode = TokenErrorCode | KeyRepositoryErrorCode | ConfigErrorCode | UsageErrorCode;
+/** Codes for a drill that could not be run against an edge. */
+export type DrillErrorCode =
+  | "admin_unreachable"
+  | "admin_unauthorized"
+  | "admin_refused"
+  | "no_known_tokens"
+  | "keystone_refused";
+
+export type ErrorCode =
+  TokenErrorCode | KeyRepositoryErrorCode | ConfigErrorCode | UsageErrorCode | DrillErrorCode;
 
 /** Base class: every error keystone-edge raises on purpose carries a stable code. */
 export abstract class EdgeError extends Error {
@@ -80,6 +89,17 @@ export class UsageError extends EdgeError {
   }
 }
 
+/** A drill could not be run: the edge, its admin API or the tokens given did not allow it. */
+export class DrillError extends EdgeError {
+  constructor(
+    readonly code: DrillErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "DrillError";
+  }
+}
+
 /** CLI exit statuses, in one place. */
 export const ExitStatus = {
   ok: 0,
@@ -91,6 +111,12 @@ export const ExitStatus = {
   invalidToken: 3,
   /** The token decodes but has expired. */
   expiredToken: 4,
+  /** A drill ran and the region did not behave as it should. */
+  drillFailed: 5,
+  /** A drill could not run (edge unreachable, secret refused, no usable token). */
+  drillNotRun: 6,
+  /** Interrupted by SIGINT/SIGTERM after cleaning up (128 + SIGINT). */
+  interrupted: 130,
 } as const;
 
 export type ExitStatus = (typeof ExitStatus)[keyof typeof ExitStatus];
@@ -113,5 +139,11 @@ export function exitStatusFor(error: EdgeError): ExitStatus {
     case "key_repository_empty":
     case "invalid_key":
       return ExitStatus.usage;
+    case "admin_unreachable":
+    case "admin_unauthorized":
+    case "admin_refused":
+    case "no_known_tokens":
+    case "keystone_refused":
+      return ExitStatus.drillNotRun;
   }
 }

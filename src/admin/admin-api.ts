@@ -7,13 +7,26 @@
  * `admin_secret` configured the API is off (404), never open. A missing or wrong secret is
  * 401 with `WWW-Authenticate: Bearer`; only POST is accepted. The secret is never logged.
  *
- * Routes: `POST /cache/flush` drops the in-process token entries and contexts (memcached
- * entries, shared with the region, age out by themselves).
+ * Routes (parameters in the query string; no request body is read):
+ * - `POST /cache/flush` drops the in-process token entries and contexts (memcached
+ *   entries, shared with the region, age out by themselves);
+ * - `POST /drill/start?scenario=S&duration_seconds=N[&endpoint=NAME]` injects a drill's
+ *   faults (drill/faults.ts) until they expire by themselves; 409 while another runs;
+ * - `POST /drill/stop[?id=ID]` releases them sooner;
+ * - `POST /drill/validate?from=TIER` validates the `X-Auth-Token` from a chosen tier down
+ *   (pipeline.ts `validateFrom`) and says who settled it — never what the token is.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 
+import {
+  describe as describeDrill,
+  isDrillScenario,
+  type FaultInjector,
+  type StartRefusal,
+} from "../drill/faults.js";
 import { silentLogger, type Logger } from "../log.js";
+import { DRILL_TIERS, type DrillTier, type Verdict } from "../validation/pipeline.js";
 
 /** Options of {@link AdminApi}. */
 export interface AdminApiOptions {
@@ -21,8 +34,14 @@ export interface AdminApiOptions {
   readonly secret: string | undefined;
   /** Drops the in-process caches; returns how many entries per tier went. */
   readonly flushCaches: () => Readonly<Record<string, number>>;
+  /** The drills' fault injector; without it the drill routes answer 404. */
+  readonly drills?: FaultInjector;
+  /** A drill's validation from a tier down (the pipeline's `validateFrom`). */
+  readonly validate?: (token: string, from: DrillTier) => Promise<Verdict>;
   readonly logger?: Logger;
 }
+
+const ROUTES = new Set(["/cache/flush", "/drill/start", "/drill/stop", "/drill/validate"]);
 
 const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest();
 
@@ -43,6 +62,26 @@ function json(
     .end(text);
 }
 
+function notFound(res: ServerResponse): void {
+  json(res, 404, { error: "not available on this edge" });
+}
+
+function refusalBody(refusal: StartRefusal): Record<string, unknown> {
+  switch (refusal.kind) {
+    case "busy":
+      return { error: "another drill is under way", drill: describeDrill(refusal.drill) };
+    case "unknown_endpoint":
+      return {
+        error: `no Keystone endpoint named ${JSON.stringify(refusal.endpoint)} (configured: ${refusal.known.join(", ")})`,
+        endpoints: refusal.known,
+      };
+    case "no_memcached":
+      return { error: "no memcached is configured (cache.memcached_servers)" };
+    case "bad_duration":
+      return { error: "duration_seconds must be a number above 0 and at most 3600" };
+  }
+}
+
 export class AdminApi {
   private readonly secretDigest: Buffer | undefined;
   private readonly logger: Logger;
@@ -54,11 +93,12 @@ export class AdminApi {
 
   /** Whether `path` is one of the API's routes. */
   handles(path: string): boolean {
-    return path === "/cache/flush";
+    return ROUTES.has(path);
   }
 
   /** Answers a request to one of the API's routes. */
   answer(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const query = new URL(req.url ?? "/", "http://admin").searchParams;
     req.resume();
     if (this.secretDigest === undefined) {
       json(res, 404, { error: "the admin API is off: set admin_secret to use it" });
@@ -79,11 +119,82 @@ export class AdminApi {
       json(res, 405, { error: "use POST" }, { allow: "POST" });
       return;
     }
-    if (path === "/cache/flush") {
-      const flushed = this.options.flushCaches();
-      this.logger.info("in-process caches flushed through the admin API", flushed);
-      json(res, 200, { flushed });
+    switch (path) {
+      case "/cache/flush": {
+        const flushed = this.options.flushCaches();
+        this.logger.info("in-process caches flushed through the admin API", flushed);
+        json(res, 200, { flushed });
+        return;
+      }
+      case "/drill/start":
+        this.startDrill(res, query);
+        return;
+      case "/drill/stop": {
+        const drills = this.options.drills;
+        if (drills === undefined) return notFound(res);
+        const stopped = drills.stop(query.get("id") ?? undefined);
+        json(res, 200, { stopped: stopped === undefined ? null : describeDrill(stopped) });
+        return;
+      }
+      case "/drill/validate":
+        this.validate(req, res, query);
+        return;
     }
+  }
+
+  private startDrill(res: ServerResponse, query: URLSearchParams): void {
+    const drills = this.options.drills;
+    if (drills === undefined) return notFound(res);
+    const scenario = query.get("scenario") ?? "";
+    if (!isDrillScenario(scenario)) {
+      json(res, 400, { error: `unknown scenario ${JSON.stringify(scenario)}` });
+      return;
+    }
+    const durationSeconds = Number(query.get("duration_seconds") ?? "NaN");
+    const endpoint = query.get("endpoint") ?? undefined;
+    const started = drills.start({
+      scenario,
+      durationSeconds,
+      ...(endpoint === undefined ? {} : { endpoint }),
+    });
+    if (started.kind === "started") {
+      json(res, 201, { drill: describeDrill(started.drill) });
+      return;
+    }
+    json(res, started.kind === "busy" ? 409 : 400, refusalBody(started));
+  }
+
+  private validate(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
+    const validate = this.options.validate;
+    if (validate === undefined) return notFound(res);
+    const from = query.get("from") ?? "cache";
+    if (!(DRILL_TIERS as readonly string[]).includes(from)) {
+      json(res, 400, { error: `from must be one of ${DRILL_TIERS.join(", ")}` });
+      return;
+    }
+    const token = req.headers["x-auth-token"];
+    if (typeof token !== "string" || token === "") {
+      json(res, 400, { error: "send the token to validate in X-Auth-Token" });
+      return;
+    }
+    const startedMs = performance.now();
+    validate(token, from as DrillTier).then(
+      (verdict) => {
+        const latency_ms = Math.round((performance.now() - startedMs) * 1000) / 1000;
+        json(res, 200, {
+          result: verdict.kind,
+          ...(verdict.kind === "unavailable"
+            ? { reason: verdict.reason }
+            : { source: verdict.source }),
+          ...(verdict.kind === "invalid" ? { code: verdict.code } : {}),
+          latency_ms,
+        });
+      },
+      (error: unknown) => {
+        this.logger.error("drill validation failed", { error: String(error) });
+        json(res, 500, { error: "validation failed inside the edge" });
+      },
+    );
   }
 
   private authorised(header: string | undefined): boolean {

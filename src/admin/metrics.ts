@@ -32,6 +32,7 @@ export class EdgeMetrics {
   readonly cacheEntries: Gauge<"tier">;
   readonly revocationFeedLag: Gauge;
   readonly keyPrimaryAge: Gauge;
+  readonly drillActive: Gauge<"scenario">;
 
   /**
    * What the scrape-time gauges read, set by the composition root (defaults: nothing
@@ -213,6 +214,12 @@ export class EdgeMetrics {
       name: "keystone_edge_keystone_breaker_state",
       help: "1 for the current state of each Keystone endpoint's circuit breaker (closed, open, half-open).",
       labelNames: ["endpoint", "state"],
+      registers,
+    });
+    this.drillActive = new Gauge({
+      name: "keystone_edge_drill_active",
+      help: "1 while a failover drill injects its faults (or watches), by scenario; 0 otherwise.",
+      labelNames: ["scenario"],
       registers,
     });
     this.memcachedBreaker = new Gauge({

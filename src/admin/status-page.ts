@@ -70,7 +70,12 @@ function render(s) {
   badge.className = "badge " + s.status;
   text("uptime", secs(s.uptime_seconds));
   text("degraded", s.keystone.degraded_mode ? "yes" : "no");
-  text("drill", s.drill === null ? "none" : s.drill.scenario);
+  text(
+    "drill",
+    s.drill === null
+      ? "none"
+      : s.drill.scenario + " (" + s.drill.fault + ", ends " + s.drill.expires_at + ")",
+  );
   const tiers = new Set();
   for (const w of WINDOWS) for (const t of Object.keys(s.hit_rates[w] || {})) tiers.add(t);
   const rates = document.getElementById("rates");

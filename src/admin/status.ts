@@ -13,6 +13,7 @@
 import type { BreakerState } from "../breaker.js";
 import type { KeyRepositoryStatus } from "../fernet/key-repository.js";
 import type { FeedState } from "../keystone/revocation-feed.js";
+import { describe as describeDrill, type DrillState } from "../drill/faults.js";
 import { systemClock, type Clock } from "../units.js";
 import type { EdgeMetrics } from "./metrics.js";
 
@@ -47,9 +48,11 @@ export interface EdgeStatus {
     readonly state: FeedState["kind"];
     readonly lag_seconds: number | null;
     readonly events: number;
+    /** How often the feed is polled: a revoked token is refused within about this. */
+    readonly poll_interval_seconds: number | null;
   };
-  /** The drill under way; null when none (drills arrive with the admin API). */
-  readonly drill: null;
+  /** The drill under way (drill/faults.ts); null when none. */
+  readonly drill: Readonly<Record<string, unknown>> | null;
 }
 
 /** Where the status reads the edge's parts. */
@@ -60,6 +63,10 @@ export interface StatusSources {
   readonly draining: () => boolean;
   readonly keys: () => KeyRepositoryStatus;
   readonly feed: () => FeedState;
+  /** `keystone.revocation_poll_interval_ms`. Default: unknown (null in the status). */
+  readonly feedPollIntervalMs?: number;
+  /** The drill under way. Default: none ever. */
+  readonly drill?: () => DrillState;
   /** Time source. Default the system clock. */
   readonly clock?: Clock;
   /** Time between samples of the counters, ms. Default 10 000. */
@@ -165,8 +172,15 @@ export class StatusReporter {
         lag_seconds:
           lastSuccess === undefined ? null : Math.max(0, Math.round((nowMs - lastSuccess) / 1000)),
         events: feed.kind === "starting" ? 0 : feed.events,
+        poll_interval_seconds:
+          this.sources.feedPollIntervalMs === undefined
+            ? null
+            : this.sources.feedPollIntervalMs / 1000,
       },
-      drill: null,
+      drill: (() => {
+        const state = this.sources.drill?.();
+        return state?.kind === "active" ? describeDrill(state.drill) : null;
+      })(),
     };
   }
 

@@ -6,9 +6,7 @@
  * translating the tiers' events into the edge's Prometheus metrics.
  */
 import type { EdgeMetrics } from "../admin/metrics.js";
-import type { Config } from "../config/schema.js";
 import type { CacheFactory } from "../edge.js";
-import type { Logger } from "../log.js";
 import type { CacheEvent, CacheMetrics } from "./metrics.js";
 import { createTokenCache } from "./tiers.js";
 
@@ -62,10 +60,16 @@ export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
 }
 
 export function createCacheFactory(): CacheFactory {
-  return (config: Readonly<Config>, metrics: EdgeMetrics, logger: Logger) => {
+  return (config, metrics, logger, hooks) => {
     const cacheMetrics = cacheMetricsFor(metrics);
     for (const server of config.cache.memcached_servers)
       cacheMetrics.breakerChanged(server, "closed");
-    return createTokenCache(config.cache, { metrics: cacheMetrics, logger });
+    return createTokenCache(config.cache, {
+      metrics: cacheMetrics,
+      logger,
+      ...(hooks?.memcachedFault === undefined
+        ? {}
+        : { memcached: { fault: hooks.memcachedFault } }),
+    });
   };
 }

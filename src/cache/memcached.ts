@@ -40,6 +40,7 @@
 import { Client as MemjsClient, Server as MemjsServer } from "memjs";
 import { performance } from "node:perf_hooks";
 
+import type { MemcachedFault } from "../drill/faults.js";
 import { silentLogger, type Logger } from "../log.js";
 import { systemClock, type Clock } from "../units.js";
 import {
@@ -133,6 +134,12 @@ export interface MemcachedOptions {
   readonly metrics?: CacheMetrics;
   /** Makes the memjs client (tests pass a fake). Default {@link memjsClientFactory}. */
   readonly createClient?: MemcachedClientFactory;
+  /**
+   * A drill's fault (drill/faults.ts), asked before every call that would go out: an
+   * unreachable memcached fails the call at once, as a refused connection does, and the
+   * breaker, the metrics and the logs see a real failure. Default: none.
+   */
+  readonly fault?: () => MemcachedFault;
 }
 
 type Attempt<T> =
@@ -150,6 +157,7 @@ export class MemcachedServer implements SharedStore {
   private readonly maxValueBytes: number;
   private readonly socket: MemcachedSocketOptions;
   private readonly createClient: MemcachedClientFactory;
+  private readonly fault: (() => MemcachedFault) | undefined;
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly metrics: CacheMetrics;
@@ -182,6 +190,7 @@ export class MemcachedServer implements SharedStore {
       ),
     };
     this.createClient = options.createClient ?? memjsClientFactory;
+    this.fault = options.fault;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? noopCacheMetrics;
@@ -282,7 +291,10 @@ export class MemcachedServer implements SharedStore {
     const startedMs = performance.now();
     let attempt: Attempt<T>;
     try {
-      attempt = await withDeadline(() => run(this.ensureClient()), this.deadlineMs);
+      attempt =
+        this.fault?.() === "unreachable"
+          ? { kind: "error", error: new Error("connection refused (made unreachable by a drill)") }
+          : await withDeadline(() => run(this.ensureClient()), this.deadlineMs);
     } finally {
       this.inFlight--;
     }

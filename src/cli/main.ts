@@ -11,11 +11,18 @@ import { fileURLToPath } from "node:url";
 import { ExitStatus } from "../errors.js";
 import { processIO, type Command, type CommandIO } from "./command.js";
 import { checkConfig } from "./check-config.js";
+import { drill } from "./drill.js";
 import { keysStatus } from "./keys-status.js";
 import { serve } from "./serve.js";
 import { tokenDecode } from "./token-decode.js";
 
-export const commands: readonly Command[] = [serve, tokenDecode, keysStatus, checkConfig];
+export const commands: readonly Command[] = [
+  serve,
+  tokenDecode,
+  keysStatus,
+  checkConfig,
+  drill,
+];
 
 function version(): string {
   const pkg = JSON.parse(

@@ -2,8 +2,10 @@
  * `keystone-edge serve`: run the edge.
  *
  * Owns: the process lifecycle — load and validate the configuration once, start, log as
- * JSON, and on SIGTERM/SIGINT stop accepting, let requests in flight finish (up to
- * `--grace`), close everything and exit 0. A configuration or key repository that cannot be
+ * JSON; on SIGHUP re-read and validate the file and apply it without dropping a
+ * connection (an invalid one is refused, logged, and the running one kept); on
+ * SIGTERM/SIGINT stop accepting, let requests in flight finish (up to `--grace`), close
+ * everything and exit 0. A configuration or key repository that cannot be
  * used stops start-up with exit 2 and a message naming the option or file.
  */
 import { createCacheFactory } from "../cache/factory.js";
@@ -19,6 +21,11 @@ Runs keystone-edge: validates every request's X-Auth-Token / X-Service-Token (in
 cache, local Fernet decryption, memcached, then Keystone) and forwards it to the upstream
 service with the headers keystonemiddleware's auth_token would set. Metrics, /healthz and
 /readyz are on admin_listen. Logs are JSON lines on stdout.
+
+Signals: SIGHUP re-reads the configuration and the key repository and applies them
+without dropping connections (an invalid configuration, a changed listen address or a
+key repository that does not load is refused and logged; the running configuration
+stays). SIGTERM/SIGINT: stop accepting, finish requests in flight (--grace), exit 0.
 
 Options:
   --config FILE        the YAML configuration (see docs/configuration.md)
@@ -72,11 +79,34 @@ export const serve: Command = {
       const logger = jsonLogger({ level: level as LogLevel });
       const config = loadConfig(file);
       const edge = await startEdge(config, { logger, cache: createCacheFactory() });
+      const reload = (): void => {
+        let next;
+        try {
+          next = loadConfig(file);
+        } catch (error) {
+          logger.error(
+            "reload refused: the new configuration is invalid; the running one is kept",
+            {
+              error: error instanceof Error ? error.message : String(error),
+            },
+          );
+          return;
+        }
+        void edge.reload(next).then((outcome) => {
+          if (outcome.kind === "refused") {
+            logger.error("reload refused; the running configuration is kept", {
+              reason: outcome.reason,
+            });
+          }
+        });
+      };
+      process.on("SIGHUP", reload);
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
           logger.info("shutting down", { signal, grace_seconds: grace });
           process.off("SIGTERM", stop);
           process.off("SIGINT", stop);
+          process.off("SIGHUP", reload);
           void edge.close(grace * 1000).then(resolve);
         };
         process.on("SIGTERM", stop);

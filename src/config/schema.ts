@@ -4,148 +4,280 @@
  * Owns: the one description of keystone-edge's YAML file (keys mirror the file, snake case,
  * as Keystone's own options are named). `load.ts` resolves secrets from files and the
  * environment, then validates against this schema once, at start-up; the result is frozen.
+ *
+ * Documentation lives in the schema, where `keystone-edge config-reference`
+ * (cli/config-reference.ts) reads it to write docs/configuration.md: every option has a
+ * `description` (`.describe()` or `.meta()`); an optional option without a default says
+ * what leaving it out means in `absent`; `format` (`host:port`, `path`) and `unit` (`s`;
+ * `ms` is read from a `_ms` name) sharpen the type shown. Metadata never changes what
+ * validates.
  */
 import { z } from "zod";
 import { DEFAULT_AUTH_METHODS } from "../token/methods.js";
 
 /** `host:port`, `[v6]:port`; port 0 asks the OS for a free one (tests). */
-const listenAddress = z.string().refine((v) => parseListenAddress(v) !== undefined, {
-  message: 'expected "host:port" (IPv6: "[::1]:port") with a port from 0 to 65535',
-});
+const listenAddress = z
+  .string()
+  .refine((v) => parseListenAddress(v) !== undefined, {
+    message: 'expected "host:port" (IPv6: "[::1]:port") with a port from 0 to 65535',
+  })
+  .meta({ format: "host:port" });
 
 const httpUrl = z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" });
 
 const nonEmpty = z.string().min(1, "must not be empty");
 
+/** A Keystone endpoint's name: a bounded metric label, never a URL with credentials. */
+const endpointName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/,
+    "expected 1-63 letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
+  );
+
+/** `host:port` of a URL: the name of an unnamed endpoint. */
+function hostOf(url: string): string {
+  return new URL(url).host;
+}
+
 /** The edge's own service user: a password or an application credential. */
-const keystoneAuth = z.discriminatedUnion("type", [
-  z.strictObject({
-    type: z.literal("password"),
-    /** The service user's name (or give `user_id`). */
-    username: nonEmpty.optional(),
-    user_id: nonEmpty.optional(),
-    /** Secret; or `password_file` / `password_env`. */
-    password: nonEmpty,
-    /** Domain of the user when `username` is used. Default `default`. */
-    user_domain_id: nonEmpty.optional(),
-    user_domain_name: nonEmpty.optional(),
-    /** The project to scope the service token to (or `project_id`). */
-    project_name: nonEmpty.optional(),
-    project_id: nonEmpty.optional(),
-    /** Domain of the project when `project_name` is used. Default `default`. */
-    project_domain_id: nonEmpty.optional(),
-    project_domain_name: nonEmpty.optional(),
-  }),
-  z.strictObject({
-    type: z.literal("application_credential"),
-    application_credential_id: nonEmpty,
-    /** Secret; or `application_credential_secret_file` / `_env`. */
-    application_credential_secret: nonEmpty,
-  }),
-]);
+const keystoneAuth = z
+  .discriminatedUnion("type", [
+    z.strictObject({
+      type: z
+        .literal("password")
+        .describe("How the service user authenticates: a password or an application credential."),
+      username: nonEmpty
+        .optional()
+        .meta({ description: "The service user's name.", absent: "give `user_id`" }),
+      user_id: nonEmpty
+        .optional()
+        .meta({ description: "The service user's id.", absent: "give `username`" }),
+      password: nonEmpty.describe("The service user's password."),
+      user_domain_id: nonEmpty.optional().meta({
+        description: "The user's domain, by id, when `username` is given.",
+        absent: "`default` (unless `user_domain_name`)",
+      }),
+      user_domain_name: nonEmpty.optional().meta({
+        description:
+          "The user's domain, by name, when `username` is given; wins over `user_domain_id`.",
+        absent: "`user_domain_id` applies",
+      }),
+      project_name: nonEmpty.optional().meta({
+        description: "The project the service token is scoped to, by name.",
+        absent: "give `project_id`",
+      }),
+      project_id: nonEmpty.optional().meta({
+        description: "The project the service token is scoped to, by id.",
+        absent: "give `project_name`",
+      }),
+      project_domain_id: nonEmpty.optional().meta({
+        description: "The project's domain, by id, when `project_name` is given.",
+        absent: "`default` (unless `project_domain_name`)",
+      }),
+      project_domain_name: nonEmpty.optional().meta({
+        description:
+          "The project's domain, by name, when `project_name` is given; wins over `project_domain_id`.",
+        absent: "`project_domain_id` applies",
+      }),
+    }),
+    z.strictObject({
+      type: z.literal("application_credential"),
+      application_credential_id: nonEmpty.describe("The application credential's id."),
+      application_credential_secret: nonEmpty.describe("The application credential's secret."),
+    }),
+  ])
+  .describe(
+    "The edge's own service user, whose token authorises its calls to Keystone (validations, the revocation feed): `type` chooses the fields that apply. With `type: password`, give exactly one of `username` and `user_id` and exactly one of `project_name` and `project_id`.",
+  );
 
 export const configSchema = z.strictObject({
-  /** Where services' clients connect: `host:port`. */
-  listen: listenAddress,
-  /** The local OpenStack service requests are forwarded to. */
-  upstream: httpUrl,
-  /** `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:9464` (loopback only). */
-  admin_listen: listenAddress.default("127.0.0.1:9464"),
-  /**
-   * Secret; or `admin_secret_file` / `_env`. Bearer secret of the mutating admin API
-   * (cache flush, drills). Default: none, and the admin API is off.
-   */
-  admin_secret: z.string().min(16, "must be at least 16 characters").optional(),
-  /**
-   * The regional Keystone face: an Identity v3 listener that answers `GET`/`HEAD
-   * /v3/auth/tokens` itself and relays the rest to the Keystone endpoints. Default: off.
-   */
-  identity_listen: listenAddress.optional(),
-  /**
-   * The Identity URL clients reach the face at, without `/v3` (e.g.
-   * `https://identity.region-one.example:5000`), used in version discovery links and
-   * `WWW-Authenticate`. Default: `http://` + each request's `Host`.
-   */
-  identity_public_url: httpUrl.optional(),
+  listen: listenAddress.describe("Where clients connect; IPv6 as `[::1]:8774`."),
+  upstream: httpUrl.describe("The local OpenStack service requests are forwarded to."),
+  admin_listen: listenAddress
+    .default("127.0.0.1:9464")
+    .describe(
+      "The admin listener: status page at `/`, `/status`, `/metrics`, `/healthz`, `/readyz` and the admin API. Keep it on loopback or a management network.",
+    ),
+  admin_secret: z.string().min(16, "must be at least 16 characters").optional().meta({
+    description:
+      "Bearer secret of the mutating admin API on `admin_listen` (`POST /cache/flush`, drills), compared in constant time.",
+    absent: "none: the admin API is off (404)",
+  }),
+  identity_listen: listenAddress.optional().meta({
+    description:
+      "The regional Keystone face: an Identity v3 listener that answers `GET`/`HEAD /v3/auth/tokens` itself and relays the rest of the Identity API to `keystone.endpoints`; when on, validations fetch the catalog.",
+    absent: "off",
+  }),
+  identity_public_url: httpUrl.optional().meta({
+    description:
+      "The face's Identity root as clients reach it, without `/v3` (e.g. `https://identity.region-one.example:5000`), for version discovery links and `WWW-Authenticate`.",
+    absent: "`http://` + each request's `Host`",
+  }),
   keystone: z
     .strictObject({
-      /** Sent in `WWW-Authenticate: Keystone uri="…"` with every 401. */
-      www_authenticate_uri: httpUrl,
-      /** Identity v3 endpoints, region-local first, master last. Default: `[www_authenticate_uri]`. */
-      endpoints: z.array(httpUrl).min(1, "list at least one endpoint").optional(),
-      /** CA bundle to verify Keystone's certificate. Default: Node's bundled CAs. */
-      cafile: z.string().min(1).nullable().default(null),
-      /** Client certificate and key for mutual TLS. Default: none. */
-      certfile: z.string().min(1).nullable().default(null),
-      keyfile: z.string().min(1).nullable().default(null),
-      /** Skip certificate verification. Default `false`; never in production. */
-      insecure: z.boolean().default(false),
-      /** Deadline of one call to Keystone. Default 2000 ms. */
-      timeout_ms: z.number().int().min(1).max(120_000).default(2_000),
-      /**
-       * Deadline of one validation across every endpoint it fails over to. Default 5000 ms:
-       * room for one timed-out endpoint (2 s) and an answer from the next, while a client's
-       * usual 30–60 s timeout is far away.
-       */
-      request_timeout_ms: z.number().int().min(1).max(300_000).default(5_000),
-      /**
-       * Consecutive failures (timeout, connection error, 5xx) that take an endpoint out of
-       * rotation. Default 3: one or two lost packets do not eject an endpoint, three in a
-       * row are an outage.
-       */
-      failure_threshold: z.number().int().min(1).max(1_000).default(3),
-      /**
-       * How long an endpoint stays out before it is probed. Default 5000 ms: a restarting
-       * Keystone is not hammered, a recovered one is back within seconds.
-       */
-      open_duration_ms: z.number().int().min(0).max(3_600_000).default(5_000),
-      /** How often out-of-rotation endpoints are probed (`GET` of the base URL). Default 1000 ms. */
-      probe_interval_ms: z.number().int().min(50).max(600_000).default(1_000),
-      /**
-       * How often Keystone's revocation feed is polled: a revoked token is refused within
-       * this, cached or not. Default 10 000 ms (keystonemiddleware: up to token_cache_time).
-       */
-      revocation_poll_interval_ms: z.number().int().min(100).max(3_600_000).default(10_000),
+      www_authenticate_uri: httpUrl.describe(
+        'Sent in `WWW-Authenticate: Keystone uri="…"` with every 401.',
+      ),
+      endpoints: z
+        .array(z.union([httpUrl, z.strictObject({ name: endpointName, url: httpUrl })]))
+        .min(1, "list at least one endpoint")
+        .optional()
+        .meta({
+          description:
+            "Identity v3 endpoints, region-local first, master last: each a URL, or `{ name, url }` to give it the name metrics, logs, `/status` and drills use; an unnamed endpoint is named after its `host:port`.",
+          absent: "`[www_authenticate_uri]`",
+        }),
+      cafile: z.string().min(1).nullable().default(null).meta({
+        format: "path",
+        description: "CA bundle to verify Keystone's certificate; `null`: Node's bundled CAs.",
+      }),
+      certfile: z.string().min(1).nullable().default(null).meta({
+        format: "path",
+        description: "Client certificate for mutual TLS with Keystone; goes with `keyfile`.",
+      }),
+      keyfile: z
+        .string()
+        .min(1)
+        .nullable()
+        .default(null)
+        .meta({ format: "path", description: "The private key of `certfile`." }),
+      insecure: z
+        .boolean()
+        .default(false)
+        .describe("Skip verification of Keystone's certificate; never in production."),
+      timeout_ms: z
+        .number()
+        .int()
+        .min(1)
+        .max(120_000)
+        .default(2_000)
+        .describe("Deadline of one call to Keystone."),
+      request_timeout_ms: z
+        .number()
+        .int()
+        .min(1)
+        .max(300_000)
+        .default(5_000)
+        .describe(
+          "Deadline of one validation across every endpoint it fails over to: the default leaves room for one timed-out endpoint and an answer from the next, far below a client's usual 30–60 s timeout.",
+        ),
+      failure_threshold: z
+        .number()
+        .int()
+        .min(1)
+        .max(1_000)
+        .default(3)
+        .describe(
+          "Consecutive failures (timeout, connection error, 5xx) that take an endpoint out of rotation: with the default, one or two lost packets do not, three in a row are an outage.",
+        ),
+      open_duration_ms: z
+        .number()
+        .int()
+        .min(0)
+        .max(3_600_000)
+        .default(5_000)
+        .describe(
+          "How long an endpoint stays out of rotation before it is probed: a restarting Keystone is not hammered, a recovered one is back within seconds.",
+        ),
+      probe_interval_ms: z
+        .number()
+        .int()
+        .min(50)
+        .max(600_000)
+        .default(1_000)
+        .describe(
+          "How often out-of-rotation endpoints are probed (`GET` of the base URL, no authentication); any answer below 500 puts one back.",
+        ),
+      revocation_poll_interval_ms: z
+        .number()
+        .int()
+        .min(100)
+        .max(3_600_000)
+        .default(10_000)
+        .describe(
+          "How often Keystone's revocation feed (`GET /v3/OS-REVOKE/events`) is polled: a revoked token is refused within this, cached or not (keystonemiddleware: up to `token_cache_time`).",
+        ),
       auth: keystoneAuth,
     })
+    .describe(
+      "How the edge reaches Keystone: its endpoints, TLS, deadlines, circuit breakers, the revocation feed and the edge's own service user.",
+    )
     // The default endpoint list is derived once, here, so the loaded config always has one.
-    .transform((k) => ({ ...k, endpoints: k.endpoints ?? [k.www_authenticate_uri] })),
-  fernet: z.strictObject({
-    /** The region's copy of Keystone's `[fernet_tokens] key_repository`. */
-    key_repository: nonEmpty,
-    /** Keystone's `[auth] methods`, in Keystone's order. Default Keystone's six. */
-    auth_methods: z
-      .array(nonEmpty)
-      .min(1)
-      .max(32)
-      .refine((l) => new Set(l).size === l.length, { message: "lists a method twice" })
-      .default([...DEFAULT_AUTH_METHODS]),
-    /** Keystone's `[identity] default_domain_id`. Default `default`. */
-    default_domain_id: nonEmpty.default("default"),
-  }),
+    .transform((k) => ({
+      ...k,
+      endpoints: (k.endpoints ?? [k.www_authenticate_uri]).map((e) =>
+        typeof e === "string" ? { name: hostOf(e), url: e } : e,
+      ),
+    }))
+    .refine((k) => new Set(k.endpoints.map((e) => e.name)).size === k.endpoints.length, {
+      message: "endpoint names must be unique (unnamed ones are named after host:port)",
+      path: ["endpoints"],
+    }),
+  fernet: z
+    .strictObject({
+      key_repository: nonEmpty.meta({
+        format: "path",
+        description: "The region's copy of Keystone's `[fernet_tokens] key_repository`.",
+      }),
+      auth_methods: z
+        .array(nonEmpty)
+        .min(1)
+        .max(32)
+        .refine((l) => new Set(l).size === l.length, { message: "lists a method twice" })
+        .default([...DEFAULT_AUTH_METHODS])
+        .describe(
+          "Keystone's `[auth] methods`, in Keystone's order (the order sets the bits in a token), each once.",
+        ),
+      default_domain_id: nonEmpty
+        .default("default")
+        .describe("Keystone's `[identity] default_domain_id`."),
+    })
+    .describe(
+      "The region's copy of Keystone's Fernet keys and the Keystone settings that decoding a token depends on: they must match the master's.",
+    ),
   cache: z
     .strictObject({
-      /** `host:port` of each memcached. Empty or absent: in-process LRU only. */
-      memcached_servers: z.array(nonEmpty).default([]),
-      /** Secret; required with memcached (or `memcache_secret_key_file` / `_env`). */
-      memcache_secret_key: z.string().min(16, "must be at least 16 characters").optional(),
-      /** Longest a validated token is cached. Default 300 s. */
-      token_cache_time: z.number().int().min(0).max(86_400).default(300),
-      /** In-process cache size, entries. Default 100 000. */
-      lru_max_entries: z.number().int().min(1).max(10_000_000).default(100_000),
-      /**
-       * How long a user + scope context is reused for new tokens, seconds; 0 turns the
-       * context cache off. Default: `token_cache_time`.
-       */
-      context_cache_time: z.number().int().min(0).max(86_400).optional(),
-      /**
-       * Degraded mode: while no Keystone endpoint answers, a token that decrypts, has not
-       * expired and is not revoked is served when its user + scope context is known, even
-       * up to this many seconds past `context_cache_time`. Default 900: a quarter of an
-       * hour of master outage without refusing known users. 0 turns it off.
-       */
-      stale_if_error: z.number().int().min(0).max(86_400).default(900),
+      memcached_servers: z
+        .array(nonEmpty.meta({ format: "host:port" }))
+        .default([])
+        .describe(
+          "The memcached servers the region's edges share; empty: the in-process cache only.",
+        ),
+      memcache_secret_key: z.string().min(16, "must be at least 16 characters").optional().meta({
+        description:
+          "Derives the keys that name, encrypt and authenticate memcached entries (docs/security.md); the same on every edge sharing the memcached servers.",
+        absent: "none; required when `memcached_servers` is set",
+      }),
+      token_cache_time: z
+        .number()
+        .int()
+        .min(0)
+        .max(86_400)
+        .default(300)
+        .meta({ unit: "s", description: "Longest a validated token is cached." }),
+      lru_max_entries: z
+        .number()
+        .int()
+        .min(1)
+        .max(10_000_000)
+        .default(100_000)
+        .meta({ unit: "entries", description: "Size of the in-process cache." }),
+      context_cache_time: z.number().int().min(0).max(86_400).optional().meta({
+        unit: "s",
+        description:
+          "How long a user + scope context answers new tokens of that user and scope with no Keystone call; 0 turns the context cache off.",
+        absent: "`token_cache_time`",
+      }),
+      stale_if_error: z.number().int().min(0).max(86_400).default(900).meta({
+        unit: "s",
+        description:
+          "Degraded mode: while no Keystone endpoint answers, a token that decrypts, has not expired and is not revoked is served when its user + scope context is known, up to this many seconds past `context_cache_time`; the rest get 503. The default rides out a quarter of an hour of master outage. 0 turns it off.",
+      }),
     })
+    .describe(
+      "The validation caches: in-process, memcached shared by the region's edges (sealed), the per-scope context cache and degraded mode.",
+    )
     .default({
       memcached_servers: [],
       token_cache_time: 300,
@@ -158,28 +290,36 @@ export const configSchema = z.strictObject({
     }),
   auth_token: z
     .strictObject({
-      /** Forward unauthenticated requests with `X-Identity-Status: Invalid`. Default `false`. */
-      delay_auth_decision: z.boolean().default(false),
-      /** Send `X-Service-Catalog`. Default `true`. */
-      include_service_catalog: z.boolean().default(true),
-      /** A service token counts only with one of these roles. Default `[service]`. */
-      service_token_roles: z.array(nonEmpty).default(["service"]),
-      /**
-       * Enforce `service_token_roles`. Default `true` (keystonemiddleware defaults to
-       * `false` and warns; an edge should not).
-       */
-      service_token_roles_required: z.boolean().default(true),
-      /**
-       * The service type of the service behind the edge (`compute`, `image`, …), as in the
-       * catalog: needed to honour application-credential access rules. Without it, tokens
-       * restricted by access rules are refused (as keystonemiddleware refuses them). Default
-       * none.
-       */
+      delay_auth_decision: z
+        .boolean()
+        .default(false)
+        .describe(
+          "Forward unauthenticated requests with `X-Identity-Status: Invalid` instead of answering 401.",
+        ),
+      include_service_catalog: z.boolean().default(true).describe("Send `X-Service-Catalog`."),
+      service_token_roles: z
+        .array(nonEmpty)
+        .default(["service"])
+        .describe("A service token counts only with one of these roles."),
+      service_token_roles_required: z
+        .boolean()
+        .default(true)
+        .describe(
+          "Enforce `service_token_roles` (keystonemiddleware defaults to `false` and warns; an edge should not).",
+        ),
       service_type: z
         .string()
         .regex(/^[a-z0-9][a-z0-9_-]*$/, "a catalog service type such as compute or image")
-        .optional(),
+        .optional()
+        .meta({
+          description:
+            "The catalog type of the service behind the edge (`compute`, `image`, …): application-credential access rules are enforced for it (as keystonemiddleware does).",
+          absent: "none: tokens restricted by access rules are refused",
+        }),
     })
+    .describe(
+      "keystonemiddleware's `[keystone_authtoken]` options that the edge honours, under the same names.",
+    )
     .default({
       delay_auth_decision: false,
       include_service_catalog: true,

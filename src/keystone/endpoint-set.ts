@@ -22,7 +22,7 @@ export const DEFAULT_ENDPOINT_OPEN_DURATION_MS = 5_000;
 export interface GuardedEndpoint {
   readonly endpoint: KeystoneEndpoint;
   readonly breaker: CircuitBreaker;
-  /** A bounded metric label: the endpoint's host, never credentials or paths. */
+  /** A bounded metric label: the endpoint's configured name (default `host:port`). */
   readonly label: string;
 }
 
@@ -36,15 +36,6 @@ export interface KeystoneEndpointsOptions {
   readonly logger?: Logger;
   /** Called on every breaker transition (metrics). Must not throw. */
   readonly onBreakerChange?: (label: string, state: BreakerState["kind"]) => void;
-}
-
-/** The endpoints' label: host of the URL (`keystone.example:5000`). */
-export function endpointLabel(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return "invalid";
-  }
 }
 
 /** Whether an outcome shows the endpoint failing (as opposed to answering). */
@@ -63,7 +54,7 @@ export class KeystoneEndpoints {
   constructor(endpoints: readonly KeystoneEndpoint[], options: KeystoneEndpointsOptions = {}) {
     const logger = options.logger ?? silentLogger;
     this.guards = endpoints.map((endpoint) => {
-      const label = endpointLabel(endpoint.url);
+      const label = endpoint.name;
       const breaker = new CircuitBreaker({
         failureThreshold: options.failureThreshold ?? DEFAULT_ENDPOINT_FAILURE_THRESHOLD,
         cooldownMs: options.openDurationMs ?? DEFAULT_ENDPOINT_OPEN_DURATION_MS,

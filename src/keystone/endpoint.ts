@@ -9,12 +9,20 @@
  */
 import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Pool, errors as undiciErrors } from "undici";
+
+import type { EndpointFault } from "../drill/faults.js";
 
 /** Options of {@link KeystoneEndpoint}. */
 export interface KeystoneEndpointOptions {
   /** Identity v3 base URL, e.g. `https://keystone.example:5000/v3`. */
   readonly url: string;
+  /**
+   * The endpoint's name in metrics, logs, `/status` and drills (`keystone.endpoints[].name`).
+   * Default: the URL's `host:port`.
+   */
+  readonly name?: string;
   /** Deadline of one call, connect to last body byte. Default 2 000 ms. */
   readonly timeoutMs?: number;
   /** Pooled connections at most. Default 16. */
@@ -28,6 +36,11 @@ export interface KeystoneEndpointOptions {
   readonly keyfile?: string | null;
   /** Skip certificate verification. Default `false`. */
   readonly insecure?: boolean;
+  /**
+   * A drill's fault for this endpoint (drill/faults.ts), asked before every call: a
+   * blackholed call goes nowhere and fails as a timeout at its deadline. Default: none.
+   */
+  readonly fault?: (name: string) => EndpointFault;
 }
 
 /** What a call came to. */
@@ -85,6 +98,8 @@ const RETRYABLE_SOCKET_CODES = new Set(["ECONNRESET", "EPIPE", "UND_ERR_SOCKET",
 
 export class KeystoneEndpoint {
   readonly url: string;
+  /** A bounded label: the configured name, or `host:port`; never credentials or paths. */
+  readonly name: string;
   private readonly origin: string;
   private readonly basePath: string;
   /** The Identity root: the base path without its `/v3`. */
@@ -92,14 +107,17 @@ export class KeystoneEndpoint {
   private readonly pool: Pool;
   /** Deadline of one call, ms. */
   readonly timeoutMs: number;
+  private readonly fault: ((name: string) => EndpointFault) | undefined;
 
   constructor(options: KeystoneEndpointOptions) {
     const url = new URL(options.url);
     this.url = options.url;
+    this.name = options.name ?? url.host;
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, "");
     this.rootPath = this.basePath.replace(/\/v3$/, "");
     this.timeoutMs = options.timeoutMs ?? 2_000;
+    this.fault = options.fault;
     const tls =
       url.protocol === "https:"
         ? {
@@ -122,6 +140,9 @@ export class KeystoneEndpoint {
   /** Makes one call (two when a pooled connection turns out dead). Never throws. */
   async call(options: CallOptions): Promise<CallOutcome> {
     const started = performance.now();
+    if (this.fault?.(this.name) === "blackhole") {
+      return this.blackholed(options.timeoutMs ?? this.timeoutMs, started);
+    }
     const first = await this.once(options, started);
     if (first.kind === "failed" && first.reason === "connection" && isStaleSocket(first.detail)) {
       // Keystone restarted and closed our idle keep-alive socket: one fresh try.
@@ -166,6 +187,9 @@ export class KeystoneEndpoint {
    */
   async relay(options: RelayOptions): Promise<RelayOutcome> {
     const started = performance.now();
+    if (this.fault?.(this.name) === "blackhole") {
+      return this.blackholed(options.timeoutMs, started);
+    }
     const controller = new AbortController();
     const timer = setTimeout(() => {
       controller.abort();
@@ -191,6 +215,20 @@ export class KeystoneEndpoint {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** A call into a drill's blackhole: no answer, a timeout at the deadline. */
+  private async blackholed(
+    timeoutMs: number,
+    started: number,
+  ): Promise<Extract<CallOutcome, { readonly kind: "failed" }>> {
+    await sleep(timeoutMs, undefined, { ref: false });
+    return {
+      kind: "failed",
+      reason: "timeout",
+      detail: `no answer within ${String(timeoutMs)} ms (blackholed by a drill)`,
+      latencyMs: performance.now() - started,
+    };
   }
 
   /** Closes idle connections and refuses new calls. */

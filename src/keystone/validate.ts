@@ -125,7 +125,7 @@ export class KeystoneValidator {
         });
         this.options.endpoints.report(guard, admission, outcome);
         const observe = (o: Parameters<KeystoneCallObserver>[1], ms: number): void =>
-          this.options.observe?.(endpoint.url, o, ms);
+          this.options.observe?.(endpoint.name, o, ms);
         if (outcome.kind === "failed") {
           observe(outcome.reason === "timeout" ? "timeout" : "connection", outcome.latencyMs);
           last = {
@@ -148,11 +148,11 @@ export class KeystoneValidator {
             break;
           }
           observe("ok", outcome.latencyMs);
-          return { kind: "valid", token, endpoint: endpoint.url };
+          return { kind: "valid", token, endpoint: endpoint.name };
         }
         if (status === 404) {
           observe("not_found", outcome.latencyMs);
-          return { kind: "invalid", endpoint: endpoint.url };
+          return { kind: "invalid", endpoint: endpoint.name };
         }
         if (status === 401 && attempt === 0) {
           observe("unauthorized", outcome.latencyMs);

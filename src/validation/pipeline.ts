@@ -38,6 +38,10 @@ export interface ValidationCache {
   peek(token: string): CachedVerdict | undefined;
 }
 
+/** Where a drill's validation starts (see {@link ValidationPipeline.validateFrom}). */
+export const DRILL_TIERS = ["cache", "decrypt", "keystone", "keystone_only"] as const;
+export type DrillTier = (typeof DRILL_TIERS)[number];
+
 /** Who settled a token. */
 export type Verdict =
   | {
@@ -176,23 +180,66 @@ export class ValidationPipeline {
     const shared = await cache.fetch();
     if (shared && shared.user.id === localUserId) return this.unlessRevoked(shared, "memcached");
 
-    return this.inFlight.run(token, async () => {
-      const askedAtMs = this.clock.nowMs();
-      const answer = await this.options.keystone.validate(token);
-      const verdict = this.verdictOf(token, answer, localUserId, { cache, expiresAtMs });
-      if (contexts !== undefined && ctxKey !== undefined) {
-        if (verdict.kind === "valid") contexts.set(ctxKey, verdict.token, askedAtMs);
-        if (answer.kind === "unavailable") {
-          // Degraded mode: no Keystone answers. A token that decrypts, has not expired and
-          // is not revoked, of a context known even past its time (up to stale_if_error),
-          // is served; anything else stays unavailable. Never cached: every request
-          // re-checks until Keystone is back.
-          const stale = fromContext(contexts.getStale(ctxKey), local.token);
-          if (stale !== undefined) return this.unlessRevoked(stale, "degraded");
-        }
-      }
-      return verdict;
+    return this.inFlight.run(token, () => this.askKeystone(token, local.token, cache, true));
+  }
+
+  /**
+   * Keystone's answer for a token that decrypted, cached and taught to the context cache.
+   * `degrade`: when no Keystone answers, serve the token from its context known even past
+   * its time (up to stale_if_error) — degraded mode; otherwise it stays unavailable.
+   */
+  private async askKeystone(
+    token: string,
+    local: Token,
+    cache: CacheEntry,
+    degrade: boolean,
+  ): Promise<Verdict> {
+    const contexts = this.options.contexts;
+    const ctxKey = contexts === undefined ? undefined : contextKey(local.payload);
+    const askedAtMs = this.clock.nowMs();
+    const answer = await this.options.keystone.validate(token);
+    const verdict = this.verdictOf(token, answer, local.payload.userId, {
+      cache,
+      expiresAtMs: local.expiresAtSeconds * 1000,
     });
+    if (contexts !== undefined && ctxKey !== undefined) {
+      if (verdict.kind === "valid") contexts.set(ctxKey, verdict.token, askedAtMs);
+      if (answer.kind === "unavailable" && degrade) {
+        // Degraded mode: no Keystone answers. A token that decrypts, has not expired and
+        // is not revoked, of a context known even past its time (up to stale_if_error),
+        // is served; anything else stays unavailable. Never cached: every request
+        // re-checks until Keystone is back.
+        const stale = fromContext(contexts.getStale(ctxKey), local);
+        if (stale !== undefined) return this.unlessRevoked(stale, "degraded");
+      }
+    }
+    return verdict;
+  }
+
+  /**
+   * A drill's validation (admin API), from a chosen tier down, counted like any other:
+   * - `cache`: the request path itself;
+   * - `decrypt`: past the in-process token cache (local decryption, contexts, memcached,
+   *   Keystone) — what a new token of a known scope meets;
+   * - `keystone`: as if every cached answer had aged out — Keystone, and degraded mode
+   *   when none answers — what any token meets once its cache time is over;
+   * - `keystone_only`: Keystone or nothing — what a token of an unknown scope meets.
+   */
+  async validateFrom(token: string, from: DrillTier): Promise<Verdict> {
+    if (from === "cache") return this.validate(token);
+    const entry = this.options.cache.entry(token);
+    let verdict: Verdict;
+    if (from === "decrypt") {
+      verdict = await this.settle(token, entry);
+    } else {
+      const local = this.options.decoder.decode(token);
+      verdict =
+        local.status === "valid"
+          ? await this.askKeystone(token, local.token, entry, from === "keystone")
+          : { kind: "invalid", code: local.error.code, source: "local_reject" };
+    }
+    this.options.observe?.(verdict);
+    return verdict;
   }
 
   /** A cached (or locally built) answer, unless the revocation feed has revoked it. */

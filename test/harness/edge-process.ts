@@ -18,6 +18,8 @@ export interface EdgeProcess {
   readonly pid: number;
   readonly url: string;
   readonly adminUrl: string;
+  /** The YAML it was started with (rewrite it and send SIGHUP to reload). */
+  readonly configPath: string;
   /** Everything it wrote to stdout and stderr so far. */
   output(): string;
   /** Sends SIGTERM and resolves to the exit code. */
@@ -112,6 +114,7 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
     pid: child.pid ?? -1,
     url: `http://127.0.0.1:${port}`,
     adminUrl,
+    configPath: join(dir, "edge.yaml"),
     output: () => out,
     async stop() {
       if (child.exitCode === null) child.kill("SIGTERM");

@@ -96,7 +96,7 @@ describe("configuration", () => {
     expect(config).toMatchObject({
       admin_listen: "127.0.0.1:9464",
       keystone: {
-        endpoints: ["https://keystone.example:5000/v3"],
+        endpoints: [{ name: "keystone.example:5000", url: "https://keystone.example:5000/v3" }],
         cafile: null,
         insecure: false,
         timeout_ms: 2000,
@@ -111,6 +111,29 @@ describe("configuration", () => {
       },
     });
     expect(config.fernet.auth_methods).toHaveLength(6);
+  });
+
+  it("names endpoints: configured names, host:port otherwise; names are unique labels", () => {
+    const doc = contract();
+    const keystone = doc.keystone as Record<string, unknown>;
+    keystone.endpoints = [
+      { name: "region-one", url: "https://ks.region-one.example/v3" },
+      "https://user:pw@master.example:5000/v3",
+    ];
+    const config = validateConfig(doc, { sources: noSecrets });
+    expect(config.keystone.endpoints.map((e) => e.name)).toEqual([
+      "region-one",
+      "master.example:5000",
+    ]);
+    keystone.endpoints = [
+      { name: "same", url: "https://a.example/v3" },
+      { name: "same", url: "https://b.example/v3" },
+    ];
+    expect(problemsOf(doc)).toEqual([
+      "keystone.endpoints: endpoint names must be unique (unnamed ones are named after host:port)",
+    ]);
+    keystone.endpoints = [{ name: "https://x/y", url: "https://a.example/v3" }];
+    expect(problemsOf(doc)[0]).toMatch(/^keystone\.endpoints\.0\.name: expected 1-63 letters/);
   });
 
   it("names unknown options, however deep", () => {

@@ -1,0 +1,221 @@
+/**
+ * Fault injection for failover drills, inside the edge.
+ *
+ * Owns: the one drill that may be under way and the faults it injects — Keystone endpoints
+ * blackholed (calls to them hang until their deadline, then fail as timeouts, exactly what a
+ * dead network path does), memcached unreachable (every call fails at once, as a refused
+ * connection does) — or none (watch-only drills: key rotation, revocation). Real Keystone
+ * and memcached are never touched. Every drill ends by itself at its expiry, so a drill
+ * client that crashes or is interrupted leaves nothing injected; `stop()` ends it sooner.
+ * Transitions are reported (metric `keystone_edge_drill_active`, a log line each).
+ */
+import { randomUUID } from "node:crypto";
+
+import { silentLogger, type Logger } from "../log.js";
+import { systemClock, type Clock } from "../units.js";
+
+/** The drills `keystone-edge drill` runs. */
+export const DRILL_SCENARIOS = [
+  "master-outage",
+  "keystone-outage",
+  "memcached-outage",
+  "key-rotation",
+  "revocation",
+] as const;
+export type DrillScenario = (typeof DRILL_SCENARIOS)[number];
+
+/** Longest a drill may last, seconds: a forgotten one cannot outlive an hour. */
+export const MAX_DRILL_SECONDS = 3_600;
+
+/** What a drill injects. */
+export type Fault =
+  | { readonly kind: "none" }
+  | { readonly kind: "keystone_blackhole"; readonly endpoints: readonly string[] }
+  | { readonly kind: "memcached_outage" };
+
+/** A drill under way. */
+export interface ActiveDrill {
+  readonly id: string;
+  readonly scenario: DrillScenario;
+  readonly fault: Fault;
+  readonly startedAtMs: number;
+  readonly expiresAtMs: number;
+}
+
+export type DrillState =
+  { readonly kind: "idle" } | { readonly kind: "active"; readonly drill: ActiveDrill };
+
+/** What a Keystone endpoint does with a call: go out, or hang until its deadline. */
+export type EndpointFault = "pass" | "blackhole";
+/** What memcached does with a call: go out, or fail at once. */
+export type MemcachedFault = "pass" | "unreachable";
+
+/** Why a drill could not start. */
+export type StartRefusal =
+  | { readonly kind: "busy"; readonly drill: ActiveDrill }
+  | {
+      readonly kind: "unknown_endpoint";
+      readonly endpoint: string;
+      readonly known: readonly string[];
+    }
+  | { readonly kind: "no_memcached" }
+  | { readonly kind: "bad_duration" };
+
+/** Options of {@link FaultInjector}. */
+export interface FaultInjectorOptions {
+  /** The configured Keystone endpoints' names, in order. */
+  readonly endpoints: readonly string[];
+  /** Whether memcached is configured (a memcached drill without it proves nothing). */
+  readonly memcached: boolean;
+  /** Called on every start and end (metrics). Must not throw. */
+  readonly onChange?: (state: DrillState) => void;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+/** What a start asks for. */
+export interface DrillRequest {
+  readonly scenario: DrillScenario;
+  readonly durationSeconds: number;
+  /** `master-outage`: the endpoint to blackhole. Default the first configured one. */
+  readonly endpoint?: string;
+}
+
+export class FaultInjector {
+  private state: DrillState = { kind: "idle" };
+  private timer: NodeJS.Timeout | undefined;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private endpoints: readonly string[];
+
+  constructor(private readonly options: FaultInjectorOptions) {
+    this.endpoints = options.endpoints;
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  /** The Keystone endpoints' names after a reload. */
+  setEndpoints(names: readonly string[]): void {
+    this.endpoints = names;
+  }
+
+  /** The drill under way, if any. */
+  current(): DrillState {
+    return this.state;
+  }
+
+  /** Starts a drill; refused while another one runs. */
+  start(
+    request: DrillRequest,
+  ): { readonly kind: "started"; readonly drill: ActiveDrill } | StartRefusal {
+    if (this.state.kind === "active") return { kind: "busy", drill: this.state.drill };
+    const { durationSeconds } = request;
+    if (!Number.isFinite(durationSeconds) || durationSeconds <= 0) return { kind: "bad_duration" };
+    if (durationSeconds > MAX_DRILL_SECONDS) return { kind: "bad_duration" };
+    const fault = this.faultOf(request);
+    if (fault.kind === "unknown_endpoint" || fault.kind === "no_memcached") return fault;
+    const now = this.clock.nowMs();
+    const drill: ActiveDrill = {
+      id: randomUUID(),
+      scenario: request.scenario,
+      fault,
+      startedAtMs: now,
+      expiresAtMs: now + durationSeconds * 1000,
+    };
+    this.state = { kind: "active", drill };
+    this.timer = setTimeout(() => {
+      this.end(drill.id, "expired");
+    }, durationSeconds * 1000);
+    this.timer.unref();
+    this.logger.warn("drill started: faults injected", describe(drill));
+    this.options.onChange?.(this.state);
+    return { kind: "started", drill };
+  }
+
+  /**
+   * Ends the drill under way (any, or only `id`'s); returns the drill that ended, or
+   * undefined when none did.
+   */
+  stop(id?: string): ActiveDrill | undefined {
+    if (this.state.kind !== "active") return undefined;
+    if (id !== undefined && this.state.drill.id !== id) return undefined;
+    return this.end(this.state.drill.id, "stopped");
+  }
+
+  /** What a call to Keystone endpoint `name` meets now. */
+  keystone(name: string): EndpointFault {
+    const drill = this.active();
+    return drill?.fault.kind === "keystone_blackhole" && drill.fault.endpoints.includes(name)
+      ? "blackhole"
+      : "pass";
+  }
+
+  /** What a call to memcached meets now. */
+  memcached(): MemcachedFault {
+    return this.active()?.fault.kind === "memcached_outage" ? "unreachable" : "pass";
+  }
+
+  /** Ends any drill at once (the edge is closing). */
+  close(): void {
+    this.stop();
+  }
+
+  /** The drill under way, ended here if its time is up (the timer may lag a busy loop). */
+  private active(): ActiveDrill | undefined {
+    if (this.state.kind !== "active") return undefined;
+    const drill = this.state.drill;
+    if (this.clock.nowMs() >= drill.expiresAtMs) {
+      this.end(drill.id, "expired");
+      return undefined;
+    }
+    return drill;
+  }
+
+  private end(id: string, why: "expired" | "stopped"): ActiveDrill | undefined {
+    if (this.state.kind !== "active" || this.state.drill.id !== id) return undefined;
+    const drill = this.state.drill;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.state = { kind: "idle" };
+    this.logger.warn(`drill ${why}: faults released`, describe(drill));
+    this.options.onChange?.(this.state);
+    return drill;
+  }
+
+  private faultOf(
+    request: DrillRequest,
+  ): Fault | Extract<StartRefusal, { kind: "unknown_endpoint" | "no_memcached" }> {
+    const known = this.endpoints;
+    switch (request.scenario) {
+      case "master-outage": {
+        const endpoint = request.endpoint ?? known[0] ?? "";
+        if (!known.includes(endpoint)) return { kind: "unknown_endpoint", endpoint, known };
+        return { kind: "keystone_blackhole", endpoints: [endpoint] };
+      }
+      case "keystone-outage":
+        return { kind: "keystone_blackhole", endpoints: [...known] };
+      case "memcached-outage":
+        return this.options.memcached ? { kind: "memcached_outage" } : { kind: "no_memcached" };
+      case "key-rotation":
+      case "revocation":
+        return { kind: "none" };
+    }
+  }
+}
+
+/** A drill as a log line's fields and the admin API's answer: snake case, times in ISO. */
+export function describe(drill: ActiveDrill): Record<string, unknown> {
+  return {
+    id: drill.id,
+    scenario: drill.scenario,
+    fault: drill.fault.kind,
+    ...(drill.fault.kind === "keystone_blackhole" ? { endpoints: drill.fault.endpoints } : {}),
+    started_at: new Date(drill.startedAtMs).toISOString(),
+    expires_at: new Date(drill.expiresAtMs).toISOString(),
+  };
+}
+
+/** Whether `text` names a drill scenario. */
+export function isDrillScenario(text: string): text is DrillScenario {
+  return (DRILL_SCENARIOS as readonly string[]).includes(text);
+}
