@@ -5,10 +5,12 @@
  * throwaway Keystone, a sample service that echoes the headers it receives, and
  * `keystone-edge serve` (the built binary, from a generated YAML file) in front of it;
  * issuing a token through Keystone's API, sending a request through the edge, printing
- * what the service received and where the metrics are; then staying up until Ctrl-C and
+ * what the service received, where the metrics and status page are, and how to run a drill
+ * and a reload against it; then staying up until Ctrl-C and
  * cleaning up after itself. `--once` stops after the demonstration (CI runs that).
  */
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,14 +52,28 @@ async function main(): Promise<number> {
     writeFileSync(join(dir, "service-password"), `${fixtures.serviceUser.password}\n`, {
       mode: 0o600,
     });
+    // The admin API (cache flush, drills) wants a bearer secret; the drill wants tokens.
+    writeFileSync(join(dir, "admin-secret"), `${randomBytes(24).toString("hex")}\n`, {
+      mode: 0o600,
+    });
+    writeFileSync(
+      join(dir, "drill-tokens"),
+      [fixtures.tokens.project, fixtures.tokens.domain, fixtures.tokens.system].join("\n") + "\n",
+      { mode: 0o600 },
+    );
     writeFileSync(
       config,
       [
         `listen: "127.0.0.1:${port}"`,
         `upstream: "${echo.url}"`,
         `admin_listen: "127.0.0.1:${adminPort}"`,
+        "admin_secret_file: admin-secret",
         "keystone:",
         `  www_authenticate_uri: "${keystone.url}"`,
+        "  # One Keystone under two names, so that a master-outage drill has somewhere to go.",
+        "  endpoints:",
+        `    - { name: regional, url: "${keystone.url}" }`,
+        `    - { name: master, url: "${keystone.url}" }`,
         "  auth:",
         "    type: password",
         `    username: ${fixtures.serviceUser.name}`,
@@ -112,7 +128,12 @@ async function main(): Promise<number> {
     say(
       `sandbox: metrics         http://127.0.0.1:${String(adminPort)}/metrics   /healthz   /readyz`,
     );
+    say(`sandbox: status page     http://127.0.0.1:${String(adminPort)}/   (JSON: /status)`);
     say(`sandbox: Keystone        ${keystone.url}   (admin / ${keystone.adminPassword})`);
+    say(
+      `sandbox: a drill         node ${BIN} drill master-outage --admin http://127.0.0.1:${String(adminPort)} --secret-file ${join(dir, "admin-secret")} --token-file ${join(dir, "drill-tokens")} --duration 20s`,
+    );
+    say(`sandbox: reload          edit ${config}, then kill -HUP ${String(edge.pid)}`);
     say(
       `sandbox: try it          curl -H "X-Auth-Token: $(cat ${join(dir, "token")})" http://127.0.0.1:${String(port)}/`,
     );
