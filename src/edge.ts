@@ -22,6 +22,7 @@ import {
   serviceTokenCheck,
 } from "./admin/readiness.js";
 import { systemClock } from "./units.js";
+import { EdgeError } from "./errors.js";
 import type { Config } from "./config/schema.js";
 import { parseListenAddress } from "./config/schema.js";
 import { isIdentityHeader } from "./contract/strip.js";
@@ -164,7 +165,12 @@ const RETIRE_AFTER_MS = 30_000;
 /** What a reload came to. */
 export type ReloadOutcome =
   | { readonly kind: "applied"; readonly caches: "kept" | "rebuilt" }
-  | { readonly kind: "refused"; readonly reason: string };
+  | {
+      readonly kind: "refused";
+      /** `shutting_down`, `listen_changed`, or the code of the error that stopped it. */
+      readonly code: string;
+      readonly reason: string;
+    };
 
 /**
  * Builds everything but the listeners from one configuration: what a reload replaces.
@@ -179,10 +185,13 @@ async function buildCore(
   previous: EdgeCore | undefined,
 ): Promise<EdgeCore> {
   const logger = deps.logger ?? silentLogger;
+  /** Set once a reload replaced this core: it exports no metric from then on. */
+  let retired = false;
   const keys = await KeyRepository.open({
     directory: config.fernet.key_repository,
     logger,
     onReload: (outcome) => {
+      if (retired) return;
       if (outcome.kind === "failed") {
         metrics.keyRepositoryHealthy.set(0);
         metrics.keyRepositoryReloadFailures.inc();
@@ -202,8 +211,6 @@ async function buildCore(
     defaultDomainId: config.fernet.default_domain_id,
   });
   const k = config.keystone;
-  /** Set once a reload replaced this core: its late breaker transitions are not exported. */
-  let retired = false;
   const endpoints = k.endpoints.map(
     ({ name, url }) =>
       new KeystoneEndpoint({
@@ -265,7 +272,7 @@ async function buildCore(
     pollIntervalMs: k.revocation_poll_interval_ms,
     logger,
     onEvents: (events) => {
-      metrics.revocationEventsApplied.inc(events.length);
+      if (!retired) metrics.revocationEventsApplied.inc(events.length);
       // Cached tokens stay: every cache hit is checked against the list, so a revoked one
       // is refused there with no Keystone call. Contexts go: they answer new tokens, which
       // an event's issued_before does not cover.
@@ -275,6 +282,7 @@ async function buildCore(
       }
     },
     onPoll: (state) => {
+      if (retired) return;
       metrics.revocationEventsHeld.set(revocations.size);
       if (state.kind !== "starting" && state.lastSuccessMs !== undefined) {
         metrics.revocationLastSuccess.set(state.lastSuccessMs / 1000);
@@ -433,8 +441,13 @@ async function buildCore(
       draining = true;
     },
     retire() {
+      // Its loops stop now (the new core runs its own); its pools and service token stay
+      // for the requests still in flight until close().
       retired = true;
       status.stop();
+      keys.close();
+      void prober.stop();
+      void feed.stop();
     },
     async close(keepState) {
       retired = true;
@@ -494,17 +507,25 @@ export async function startEdge(
       : { identity: `${identityAddress.host}:${String(identityAddress.port)}` }),
   });
   let reloading: Promise<ReloadOutcome> | undefined;
-  let closing = false;
+  /** Set by close(); read across awaits, hence a field. */
+  const lifecycle = { closing: false };
+  const isClosing = (): boolean => lifecycle.closing;
   /** Cores replaced by reloads whose requests in flight may still be finishing. */
   const retiring = new Set<EdgeCore>();
 
   async function reload(next: Readonly<Config>): Promise<ReloadOutcome> {
-    if (closing) return { kind: "refused", reason: "the edge is shutting down" };
+    const shuttingDown: ReloadOutcome = {
+      kind: "refused",
+      code: "shutting_down",
+      reason: "the edge is shutting down",
+    };
+    if (isClosing()) return shuttingDown;
     const old = core;
     for (const option of ["listen", "admin_listen", "identity_listen"] as const) {
       if (next[option] !== old.config[option]) {
         return {
           kind: "refused",
+          code: "listen_changed",
           reason: `${option} changed (${String(old.config[option])} → ${String(next[option])}): listeners move only with a restart`,
         };
       }
@@ -515,6 +536,7 @@ export async function startEdge(
     } catch (error) {
       return {
         kind: "refused",
+        code: error instanceof EdgeError ? error.code : "cannot_start",
         reason: error instanceof Error ? error.message : String(error),
       };
     }
@@ -530,6 +552,11 @@ export async function startEdge(
     ]);
     if (!ready)
       logger.warn("reload: no service token yet for the new configuration; applying it anyway");
+    if (isClosing()) {
+      // SIGTERM came while the new core was being built: it never serves.
+      await fresh.close(fresh.state === old.state);
+      return shuttingDown;
+    }
     // From here on every new request, on new and kept-alive connections alike, meets the
     // new configuration; requests already in their handlers finish with the old one.
     for (const [live, replacement] of [
@@ -545,14 +572,21 @@ export async function startEdge(
     }
     core = fresh;
     fresh.exportSources();
-    drills.setEndpoints(next.keystone.endpoints.map((e) => e.name));
+    drills.reconfigure({
+      endpoints: next.keystone.endpoints.map((e) => e.name),
+      memcached: next.cache.memcached_servers.length > 0,
+    });
     const kept = fresh.state === old.state;
     old.retire();
     // The old core's pools serve requests still in flight: closed once they are done
     // (requests past the longest deadline are the forwarder's and the client's business).
     retiring.add(old);
     setTimeout(() => {
-      if (retiring.delete(old)) void old.close(kept);
+      if (retiring.delete(old)) {
+        old.close(kept).catch((error: unknown) => {
+          logger.error("closing the replaced configuration failed", { error: String(error) });
+        });
+      }
     }, RETIRE_AFTER_MS).unref();
     logger.info("configuration reloaded", {
       caches: kept ? "kept" : "rebuilt",
@@ -576,11 +610,18 @@ export async function startEdge(
     reload(next) {
       // One at a time: a second SIGHUP waits for the first.
       const run = (reloading ?? Promise.resolve()).then(() => reload(next));
-      reloading = run.catch(() => ({ kind: "refused", reason: "reload failed" }) as const);
+      reloading = run.catch((error: unknown): ReloadOutcome => ({
+        kind: "refused",
+        code: "internal",
+        reason: String(error),
+      }));
       return run;
     },
     async close(graceMs = 10_000) {
-      closing = true;
+      lifecycle.closing = true;
+      // A reload under way either finished (its core is current and drains below) or saw
+      // `closing` and closed its own core.
+      await reloading;
       // /readyz answers 503 from now on, so that load balancers stop sending traffic
       // while requests in flight finish; the admin listener closes last.
       core.drain();

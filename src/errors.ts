@@ -26,6 +26,7 @@ export type DrillErrorCode =
   | "admin_unauthorized"
   | "admin_refused"
   | "no_known_tokens"
+  | "drill_usage"
   | "keystone_refused";
 
 export type ErrorCode =
@@ -138,6 +139,7 @@ export function exitStatusFor(error: EdgeError): ExitStatus {
     case "key_repository_unreadable":
     case "key_repository_empty":
     case "invalid_key":
+    case "drill_usage":
       return ExitStatus.usage;
     case "admin_unreachable":
     case "admin_unauthorized":

@@ -6,6 +6,7 @@
  * then `timingSafeEqual`, so neither the secret's length nor its prefix leaks); without
  * `admin_secret` configured the API is off (404), never open. A missing or wrong secret is
  * 401 with `WWW-Authenticate: Bearer`; only POST is accepted. The secret is never logged.
+ * Every error body is `{ code, error }`: a stable code and a message for people.
  *
  * Routes (parameters in the query string; no request body is read):
  * - `POST /cache/flush` drops the in-process token entries and contexts (memcached
@@ -63,22 +64,30 @@ function json(
 }
 
 function notFound(res: ServerResponse): void {
-  json(res, 404, { error: "not available on this edge" });
+  json(res, 404, { code: "not_available", error: "not available on this edge" });
 }
 
 function refusalBody(refusal: StartRefusal): Record<string, unknown> {
   switch (refusal.kind) {
     case "busy":
-      return { error: "another drill is under way", drill: describeDrill(refusal.drill) };
+      return {
+        code: refusal.kind,
+        error: "another drill is under way",
+        drill: describeDrill(refusal.drill),
+      };
     case "unknown_endpoint":
       return {
+        code: refusal.kind,
         error: `no Keystone endpoint named ${JSON.stringify(refusal.endpoint)} (configured: ${refusal.known.join(", ")})`,
         endpoints: refusal.known,
       };
     case "no_memcached":
-      return { error: "no memcached is configured (cache.memcached_servers)" };
+      return { code: refusal.kind, error: "no memcached is configured (cache.memcached_servers)" };
     case "bad_duration":
-      return { error: "duration_seconds must be a number above 0 and at most 3600" };
+      return {
+        code: refusal.kind,
+        error: "duration_seconds must be a number above 0 and at most 3600",
+      };
   }
 }
 
@@ -101,14 +110,17 @@ export class AdminApi {
     const query = new URL(req.url ?? "/", "http://admin").searchParams;
     req.resume();
     if (this.secretDigest === undefined) {
-      json(res, 404, { error: "the admin API is off: set admin_secret to use it" });
+      json(res, 404, {
+        code: "admin_api_off",
+        error: "the admin API is off: set admin_secret to use it",
+      });
       return;
     }
     if (!this.authorised(req.headers.authorization)) {
       json(
         res,
         401,
-        { error: "a valid bearer secret is required" },
+        { code: "unauthorized", error: "a valid bearer secret is required" },
         {
           "www-authenticate": 'Bearer realm="keystone-edge admin"',
         },
@@ -116,7 +128,7 @@ export class AdminApi {
       return;
     }
     if (req.method !== "POST") {
-      json(res, 405, { error: "use POST" }, { allow: "POST" });
+      json(res, 405, { code: "method_not_allowed", error: "use POST" }, { allow: "POST" });
       return;
     }
     switch (path) {
@@ -147,7 +159,10 @@ export class AdminApi {
     if (drills === undefined) return notFound(res);
     const scenario = query.get("scenario") ?? "";
     if (!isDrillScenario(scenario)) {
-      json(res, 400, { error: `unknown scenario ${JSON.stringify(scenario)}` });
+      json(res, 400, {
+        code: "unknown_scenario",
+        error: `unknown scenario ${JSON.stringify(scenario)}`,
+      });
       return;
     }
     const durationSeconds = Number(query.get("duration_seconds") ?? "NaN");
@@ -169,12 +184,12 @@ export class AdminApi {
     if (validate === undefined) return notFound(res);
     const from = query.get("from") ?? "cache";
     if (!(DRILL_TIERS as readonly string[]).includes(from)) {
-      json(res, 400, { error: `from must be one of ${DRILL_TIERS.join(", ")}` });
+      json(res, 400, { code: "bad_tier", error: `from must be one of ${DRILL_TIERS.join(", ")}` });
       return;
     }
     const token = req.headers["x-auth-token"];
     if (typeof token !== "string" || token === "") {
-      json(res, 400, { error: "send the token to validate in X-Auth-Token" });
+      json(res, 400, { code: "no_token", error: "send the token to validate in X-Auth-Token" });
       return;
     }
     const startedMs = performance.now();
@@ -192,7 +207,7 @@ export class AdminApi {
       },
       (error: unknown) => {
         this.logger.error("drill validation failed", { error: String(error) });
-        json(res, 500, { error: "validation failed inside the edge" });
+        json(res, 500, { code: "internal", error: "validation failed inside the edge" });
       },
     );
   }

@@ -25,8 +25,9 @@ tokens of --token-file: the edge validates them exactly as it would a request's.
 
 Scenarios:
   master-outage     blackhole one Keystone endpoint (--endpoint, default the first):
-                    known tokens keep validating, the endpoint leaves rotation (failover
-                    time), another endpoint answers, it comes back after the release
+                    known tokens keep validating, answered by another endpoint; the
+                    endpoint leaves rotation within --max-failover; it comes back after
+                    the release
   keystone-outage   blackhole every endpoint: known users and scopes still served
                     (degraded mode reported), unknown ones refused with 503, recovery
   memcached-outage  make memcached unreachable: no validation fails, the edge stops
@@ -42,6 +43,8 @@ Options:
   --duration TIME          how long the fault lasts: 60s (default), 2m, 500ms, or seconds
   --token-file FILE        tokens to drive traffic with, one per line (# comments)
   --endpoint NAME          master-outage: the Keystone endpoint to blackhole
+  --max-failover TIME      master-outage: longest acceptable time until the blackholed
+                           endpoint leaves rotation (default 30s)
   --concurrency N          validations in flight at once (default 4)
   --recovery-timeout TIME  longest wait for recovery after the release (default 30s)
   --revoke-token-file FILE revocation: a token the drill may revoke (it revokes itself)
@@ -103,6 +106,7 @@ export const drill: Command = {
           duration: { type: "string" },
           "token-file": { type: "string" },
           endpoint: { type: "string" },
+          "max-failover": { type: "string" },
           concurrency: { type: "string" },
           "recovery-timeout": { type: "string" },
           "revoke-token-file": { type: "string" },
@@ -139,6 +143,7 @@ export const drill: Command = {
         str("recovery-timeout") ?? "30s",
         "--recovery-timeout",
       );
+      const maxFailoverMs = parseDuration(str("max-failover") ?? "30s", "--max-failover");
       const tokenFile = str("token-file");
       const tokens = tokenFile === undefined ? [] : readTokens(tokenFile, "--token-file");
       const revokeFile = str("revoke-token-file");
@@ -164,6 +169,7 @@ export const drill: Command = {
         tokens,
         concurrency,
         recoveryTimeoutMs,
+        maxFailoverMs,
         signal: controller.signal,
         progress: (line) => {
           io.stderr(`${line}\n`);

@@ -10,7 +10,7 @@
  */
 import { createCacheFactory } from "../cache/factory.js";
 import { loadConfig } from "../config/load.js";
-import { startEdge } from "../edge.js";
+import { startEdge, type RunningEdge } from "../edge.js";
 import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
 import { jsonLogger, type LogLevel } from "../log.js";
 import { parseCommandArgs, type Command } from "./command.js";
@@ -77,9 +77,19 @@ export const serve: Command = {
       if (!Number.isFinite(grace) || grace < 0)
         throw new UsageError("--grace must be a number of seconds");
       const logger = jsonLogger({ level: level as LogLevel });
-      const config = loadConfig(file);
-      const edge = await startEdge(config, { logger, cache: createCacheFactory() });
+      // SIGHUP's default action kills the process: it is handled from the start. Before the
+      // edge is up a reload waits for it; while shutting down it is ignored.
+      const state: { phase: "starting" | "serving" | "stopping"; reloadPending: boolean } = {
+        phase: "starting",
+        reloadPending: false,
+      };
+      let edge: RunningEdge | undefined;
       const reload = (): void => {
+        if (state.phase === "stopping" || edge === undefined) {
+          if (state.phase === "starting") state.reloadPending = true;
+          else logger.info("SIGHUP ignored: shutting down");
+          return;
+        }
         let next;
         try {
           next = loadConfig(file);
@@ -95,23 +105,33 @@ export const serve: Command = {
         void edge.reload(next).then((outcome) => {
           if (outcome.kind === "refused") {
             logger.error("reload refused; the running configuration is kept", {
+              code: outcome.code,
               reason: outcome.reason,
             });
           }
         });
       };
       process.on("SIGHUP", reload);
-      await new Promise<void>((resolve) => {
-        const stop = (signal: NodeJS.Signals): void => {
-          logger.info("shutting down", { signal, grace_seconds: grace });
-          process.off("SIGTERM", stop);
-          process.off("SIGINT", stop);
-          process.off("SIGHUP", reload);
-          void edge.close(grace * 1000).then(resolve);
-        };
-        process.on("SIGTERM", stop);
-        process.on("SIGINT", stop);
-      });
+      try {
+        const config = loadConfig(file);
+        edge = await startEdge(config, { logger, cache: createCacheFactory() });
+        state.phase = "serving";
+        if (state.reloadPending) reload();
+        const running = edge;
+        await new Promise<void>((resolve) => {
+          const stop = (signal: NodeJS.Signals): void => {
+            logger.info("shutting down", { signal, grace_seconds: grace });
+            state.phase = "stopping";
+            process.off("SIGTERM", stop);
+            process.off("SIGINT", stop);
+            void running.close(grace * 1000).then(resolve);
+          };
+          process.on("SIGTERM", stop);
+          process.on("SIGINT", stop);
+        });
+      } finally {
+        process.off("SIGHUP", reload);
+      }
       logger.info("stopped");
       return ExitStatus.ok;
     } catch (error) {

@@ -24,13 +24,27 @@ export interface DrillDescription {
   readonly expires_at: string;
 }
 
-/** What `/drill/validate` answers. */
-export interface ValidationAnswer {
-  readonly result: "valid" | "invalid" | "unavailable";
-  readonly source?: string;
-  readonly code?: string;
-  readonly reason?: string;
-  readonly latency_ms: number;
+/** What `/drill/validate` answers: the verdict's kind, who settled it, how long it took. */
+export type ValidationAnswer =
+  | { readonly result: "valid"; readonly source: string; readonly latency_ms: number }
+  | {
+      readonly result: "invalid";
+      readonly source: string;
+      readonly code: string;
+      readonly latency_ms: number;
+    }
+  | { readonly result: "unavailable"; readonly reason: string; readonly latency_ms: number };
+
+/** What settled an answer: the tier of a valid one, the code of an invalid one, why none. */
+export function detailOf(answer: ValidationAnswer): string {
+  switch (answer.result) {
+    case "valid":
+      return answer.source;
+    case "invalid":
+      return answer.code;
+    case "unavailable":
+      return answer.reason;
+  }
 }
 
 /** Options of {@link AdminClient}. */
@@ -157,7 +171,12 @@ export class AdminClient {
     try {
       return await request(new URL(path, this.base), {
         method,
-        headers: { ...headers, authorization: `Bearer ${this.options.secret}` },
+        // The secret goes only where it is needed: the reads are unauthenticated, and a
+        // wrong --admin URL (the proxy port) must not carry it to a service.
+        headers:
+          method === "POST"
+            ? { ...headers, authorization: `Bearer ${this.options.secret}` }
+            : headers,
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (error) {

@@ -87,20 +87,40 @@ export class FaultInjector {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private endpoints: readonly string[];
+  private memcachedConfigured: boolean;
 
   constructor(private readonly options: FaultInjectorOptions) {
     this.endpoints = options.endpoints;
+    this.memcachedConfigured = options.memcached;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
   }
 
-  /** The Keystone endpoints' names after a reload. */
-  setEndpoints(names: readonly string[]): void {
-    this.endpoints = names;
+  /**
+   * A reload changed the endpoints or memcached: a drill under way whose faults no longer
+   * fit (an endpoint it blackholes renamed or gone, endpoints added under a
+   * keystone-outage, memcached gone) is ended rather than left half-applied.
+   */
+  reconfigure(next: { readonly endpoints: readonly string[]; readonly memcached: boolean }): void {
+    const drill = this.state.kind === "active" ? this.state.drill : undefined;
+    const before = this.endpoints;
+    this.endpoints = next.endpoints;
+    this.memcachedConfigured = next.memcached;
+    if (drill === undefined) return;
+    const fault = drill.fault;
+    const fits =
+      fault.kind === "keystone_blackhole"
+        ? fault.endpoints.every((e) => next.endpoints.includes(e)) &&
+          (drill.scenario !== "keystone-outage" || next.endpoints.every((e) => before.includes(e)))
+        : fault.kind === "memcached_outage"
+          ? next.memcached
+          : true;
+    if (!fits) this.end(drill.id, "stopped");
   }
 
-  /** The drill under way, if any. */
+  /** The drill under way, if any (one whose time is up has ended). */
   current(): DrillState {
+    this.active();
     return this.state;
   }
 
@@ -195,7 +215,7 @@ export class FaultInjector {
       case "keystone-outage":
         return { kind: "keystone_blackhole", endpoints: [...known] };
       case "memcached-outage":
-        return this.options.memcached ? { kind: "memcached_outage" } : { kind: "no_memcached" };
+        return this.memcachedConfigured ? { kind: "memcached_outage" } : { kind: "no_memcached" };
       case "key-rotation":
       case "revocation":
         return { kind: "none" };

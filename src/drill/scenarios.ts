@@ -12,7 +12,12 @@ import { request } from "undici";
 
 import type { EdgeStatus } from "../admin/status.js";
 import { DrillError } from "../errors.js";
-import type { AdminClient, DrillDescription, ValidationAnswer } from "./admin-client.js";
+import {
+  detailOf,
+  type AdminClient,
+  type DrillDescription,
+  type ValidationAnswer,
+} from "./admin-client.js";
 import type { DrillScenario } from "./faults.js";
 import { drive, Tally } from "./traffic.js";
 
@@ -50,6 +55,8 @@ export interface DrillOptions {
   readonly endpoint?: string;
   /** `revocation`: the token the drill revokes (with itself) at `keystoneUrl` (Identity v3). */
   readonly revoke?: { readonly token: string; readonly keystoneUrl: string };
+  /** `master-outage`: longest acceptable time until the endpoint leaves rotation, ms. Default 30 000. */
+  readonly maxFailoverMs?: number;
   /** Longest wait for the region to recover after the release, ms. Default 30 000. */
   readonly recoveryTimeoutMs?: number;
   /** Aborts the run (SIGINT): faults are released and the report says `interrupted`. */
@@ -68,6 +75,18 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
   const before = await options.client.status();
   const known = await knownTokens(options, progress);
   const startedAt = new Date();
+  if (options.signal.aborted) {
+    return {
+      scenario: options.scenario,
+      passed: false,
+      interrupted: true,
+      started_at: startedAt.toISOString(),
+      duration_seconds: 0,
+      drill: null,
+      checks: [],
+      figures: {},
+    };
+  }
   const drill = await options.client.start(
     options.scenario,
     Math.max(1, Math.ceil(options.durationMs / 1000)),
@@ -79,19 +98,37 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
     }, ends by itself at ${drill.expires_at}`,
   );
   const t0 = performance.now();
-  let outcome: { checks: Check[]; figures: Record<string, unknown> };
+  // The scenario's loops stop together: on Ctrl-C, or when one of them loses the edge.
+  const inner = new AbortController();
+  const within: DrillOptions = {
+    ...options,
+    signal: AbortSignal.any([options.signal, inner.signal]),
+  };
+  let outcome: Outcome;
   try {
-    outcome = await scenarioBody(options, { drill, known, before, t0 });
+    outcome = await scenarioBody(within, { drill, known, before, t0 }).catch((error: unknown) => {
+      inner.abort();
+      if (!(error instanceof DrillError) || error.code !== "admin_unreachable") throw error;
+      // The edge stopped answering its admin listener during the drill: that is a verdict.
+      return {
+        checks: [
+          { name: "edge answered throughout the drill", passed: false, detail: error.message },
+        ],
+        figures: {},
+      };
+    });
   } finally {
     await options.client.stop(drill.id).catch(() => undefined);
     progress(`drill ${drill.scenario}: faults released`);
   }
-  if (!options.signal.aborted) {
+  // Read through a function: the signal changes across awaits.
+  const aborted = (): boolean => options.signal.aborted;
+  if (!aborted() && !inner.signal.aborted) {
     const recovery = await recover(options, drill, known);
     if (recovery !== undefined) outcome.checks.push(recovery.check);
     if (recovery?.seconds !== undefined) outcome.figures["recovery_seconds"] = recovery.seconds;
   }
-  const interrupted = options.signal.aborted;
+  const interrupted = aborted();
   return {
     scenario: options.scenario,
     passed: !interrupted && outcome.checks.every((c) => c.passed),
@@ -115,7 +152,7 @@ async function knownTokens(
   for (const token of options.tokens) {
     const answer = await options.client.validate(token, "cache");
     if (answer.result === "valid") known.push(token);
-    else others.push(`${answer.result} (${answer.code ?? answer.reason ?? "?"})`);
+    else others.push(`${answer.result} (${detailOf(answer)})`);
   }
   progress(
     `${String(known.length)} of ${String(options.tokens.length)} tokens valid at the edge` +
@@ -174,6 +211,14 @@ const stateOf = (s: EdgeStatus, endpoint: string): string =>
 async function masterOutage(options: DrillOptions, ctx: Context): Promise<Outcome> {
   const target = ctx.drill.endpoints?.[0] ?? "";
   const others = ctx.before.keystone.endpoints.filter((e) => e.endpoint !== target);
+  const stateBefore = stateOf(ctx.before, target);
+  const maxFailoverMs = options.maxFailoverMs ?? 30_000;
+  // With another endpoint to go to, a known token must be answered by Keystone; degraded
+  // mode would mean the failover failed. With none, degraded mode is the best there is.
+  const expected =
+    others.length > 0
+      ? (a: ValidationAnswer) => a.result === "valid" && a.source === "keystone"
+      : isValid;
   const tally = new Tally();
   const untilMs = ctx.t0 + options.durationMs;
   let openedAtMs: number | undefined;
@@ -183,15 +228,12 @@ async function masterOutage(options: DrillOptions, ctx: Context): Promise<Outcom
       concurrency: options.concurrency ?? 4,
       untilMs,
       signal: options.signal,
-      next: (i) => ({
-        token: pick(ctx.known, i),
-        from: "keystone",
-        expected: isValid,
-        tally,
-      }),
+      next: (i) => ({ token: pick(ctx.known, i), from: "keystone", expected, tally }),
     }),
     watch(options, untilMs, (s, at) => {
-      if (openedAtMs === undefined && stateOf(s, target) !== "closed") openedAtMs = at - ctx.t0;
+      const state = stateOf(s, target);
+      if (openedAtMs === undefined && (state === "open" || state === "half-open"))
+        openedAtMs = at - ctx.t0;
     }),
   ]);
   const servedByOthers = tally.bySource["valid:keystone"] ?? 0;
@@ -199,12 +241,14 @@ async function masterOutage(options: DrillOptions, ctx: Context): Promise<Outcom
     checks: [
       noFailures(tally, "known tokens validated while Keystone answers come from elsewhere"),
       {
-        name: "blackholed endpoint taken out of rotation",
-        passed: openedAtMs !== undefined,
+        name: "blackholed endpoint taken out of rotation in time",
+        passed: stateBefore === "closed" && openedAtMs !== undefined && openedAtMs <= maxFailoverMs,
         detail:
-          openedAtMs === undefined
-            ? `${target}'s breaker never opened: every validation kept paying its timeout`
-            : `${target}'s breaker open ${String(seconds(openedAtMs))} s after the fault`,
+          stateBefore !== "closed"
+            ? `${target} was ${stateBefore} before the drill: nothing to fail over from`
+            : openedAtMs === undefined
+              ? `${target}'s breaker never opened: every validation kept paying its timeout`
+              : `${target}'s breaker open ${String(seconds(openedAtMs))} s after the fault (limit ${String(seconds(maxFailoverMs))} s)`,
       },
       others.length === 0
         ? {
@@ -257,11 +301,11 @@ async function keystoneOutage(options: DrillOptions, ctx: Context): Promise<Outc
     checks: [
       noFailures(knownTally, "known users and scopes served with no Keystone"),
       {
-        name: "unknown scopes refused with 503",
+        name: "validations that need Keystone refused as unavailable (503)",
         passed: unknownTally.total > 0 && unknownTally.unexpected === 0,
         detail:
           unknownTally.unexpected === 0
-            ? `${String(unknownTally.total)} validations that needed Keystone: all unavailable (503 + Retry-After)`
+            ? `${String(unknownTally.total)} Keystone-only validations (a token of a scope the edge does not know): all unavailable, which the proxy answers with 503 + Retry-After`
             : `${String(unknownTally.unexpected)} of ${String(unknownTally.total)} were not unavailable: ${unknownTally.samples.join("; ")}`,
       },
       {
@@ -292,11 +336,12 @@ async function memcachedOutage(options: DrillOptions, ctx: Context): Promise<Out
       concurrency: options.concurrency ?? 4,
       untilMs,
       signal: options.signal,
-      // Mostly new tokens of known scopes (past the in-process token cache); one in five
-      // re-validated with Keystone, whose answer the edge writes to memcached.
+      // Past every in-process tier, so that each validation reads memcached (contexts,
+      // token entries) as on an edge that just started; one in five re-validated with
+      // Keystone, whose answer the edge writes to memcached.
       next: (i) => ({
         token: pick(ctx.known, i),
-        from: i % 5 === 4 ? "keystone" : "decrypt",
+        from: i % 5 === 4 ? "keystone" : "shared",
         expected: isValid,
         tally,
       }),
@@ -387,7 +432,7 @@ async function keyRotation(options: DrillOptions, ctx: Context): Promise<Outcome
 async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome> {
   const revoke = options.revoke;
   if (revoke === undefined) {
-    throw new DrillError("no_known_tokens", "revocation needs --revoke-token-file and --keystone");
+    throw new DrillError("drill_usage", "revocation needs --revoke-token-file and --keystone");
   }
   const first = await options.client.validate(revoke.token, "cache");
   if (first.result !== "valid") {
@@ -418,9 +463,10 @@ async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome>
   }
   const revokedAt = performance.now();
   options.progress?.(`token revoked at Keystone; waiting for the edge to refuse it`);
-  const untilMs = ctx.t0 + options.durationMs;
+  // Watch at least as long as the limit, whatever --duration says.
+  const untilMs = Math.max(ctx.t0 + options.durationMs, revokedAt + limitMs + 1_000);
   const others = new Tally();
-  let refused: ValidationAnswer | undefined;
+  let refused: Extract<ValidationAnswer, { result: "invalid" }> | undefined;
   let refusedAfterMs: number | undefined;
   const stop = new AbortController();
   const signal = AbortSignal.any([options.signal, stop.signal]);
@@ -442,7 +488,8 @@ async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome>
     (async () => {
       while (performance.now() < untilMs && !signal.aborted) {
         const answer = await options.client.validate(revoke.token, "cache");
-        if (answer.result !== "valid") {
+        // Refused means refused: an unavailable answer (Keystone unreachable) is not.
+        if (answer.result === "invalid") {
           refused = answer;
           refusedAfterMs = performance.now() - revokedAt;
           stop.abort();
@@ -459,7 +506,7 @@ async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome>
       detail:
         refusedAfterMs === undefined
           ? `still accepted ${String(seconds(performance.now() - revokedAt))} s after the revocation`
-          : `refused (${refused?.code ?? refused?.result ?? "?"}) ${String(seconds(refusedAfterMs))} s after the revocation; limit ${String(withinS)} s poll interval + 2 s`,
+          : `refused (${refused?.code ?? "?"}) ${String(seconds(refusedAfterMs))} s after the revocation; limit ${String(withinS)} s poll interval + 2 s`,
     },
   ];
   if (ctx.known.length > 0) checks.push(noFailures(others, "other tokens unaffected"));

@@ -2,12 +2,11 @@
  * A drill's traffic: validations through the edge's admin API, and what they came to.
  *
  * Owns: driving `concurrency` loops of validations until a deadline or an abort, and
- * tallying them — per result, per tier that settled them, latencies, and when the first
- * and last unexpected answer came (what failover time is read from). Which answer is
- * expected is the scenario's call.
+ * tallying them — per result, per tier that settled them, latencies, and the answers that
+ * were not what the region should give. Which answer is expected is the scenario's call.
  */
 import type { DrillTier } from "../validation/pipeline.js";
-import type { AdminClient, ValidationAnswer } from "./admin-client.js";
+import { detailOf, type AdminClient, type ValidationAnswer } from "./admin-client.js";
 
 /** One validation to make. */
 export interface Shot {
@@ -26,28 +25,20 @@ export class Tally {
   readonly byResult: Record<string, number> = {};
   readonly bySource: Record<string, number> = {};
   readonly latenciesMs: number[] = [];
-  /** Time of the first and last unexpected answer, ms after the tally began. */
-  firstUnexpectedMs: number | undefined;
-  lastUnexpectedMs: number | undefined;
   /** A few unexpected answers, for the report (never a token). */
   readonly samples: string[] = [];
-  private readonly startedMs = performance.now();
 
   record(answer: ValidationAnswer, expected: boolean): void {
     this.total++;
     this.byResult[answer.result] = (this.byResult[answer.result] ?? 0) + 1;
-    const source = answer.source ?? answer.reason ?? "none";
-    const key = `${answer.result}:${source}`;
+    const key = `${answer.result}:${answer.result === "invalid" ? answer.source : detailOf(answer)}`;
     this.bySource[key] = (this.bySource[key] ?? 0) + 1;
     this.latenciesMs.push(answer.latency_ms);
     if (!expected) {
-      const at = performance.now() - this.startedMs;
       this.unexpected++;
-      this.firstUnexpectedMs ??= at;
-      this.lastUnexpectedMs = at;
       if (this.samples.length < 5) {
         this.samples.push(
-          `${answer.result} (${answer.code ?? answer.source ?? answer.reason ?? "?"}) after ${answer.latency_ms.toFixed(0)} ms`,
+          `${answer.result} (${detailOf(answer)}) after ${answer.latency_ms.toFixed(0)} ms`,
         );
       }
     }

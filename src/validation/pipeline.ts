@@ -39,7 +39,7 @@ export interface ValidationCache {
 }
 
 /** Where a drill's validation starts (see {@link ValidationPipeline.validateFrom}). */
-export const DRILL_TIERS = ["cache", "decrypt", "keystone", "keystone_only"] as const;
+export const DRILL_TIERS = ["cache", "decrypt", "shared", "keystone", "keystone_only"] as const;
 export type DrillTier = (typeof DRILL_TIERS)[number];
 
 /** Who settled a token. */
@@ -153,8 +153,15 @@ export class ValidationPipeline {
     return undefined;
   }
 
-  /** Past the in-process cache: local decode, memcached, Keystone. */
-  private async settle(token: string, cache: CacheEntry): Promise<Verdict> {
+  /**
+   * Past the in-process cache: local decode, contexts, memcached, Keystone.
+   * `inProcessContexts: false` looks contexts up in memcached only (a drill's `shared`).
+   */
+  private async settle(
+    token: string,
+    cache: CacheEntry,
+    inProcessContexts = true,
+  ): Promise<Verdict> {
     const local = this.options.decoder.decode(token);
     if (local.status !== "valid") {
       cache.storeNegative(local.error.code);
@@ -167,7 +174,8 @@ export class ValidationPipeline {
 
     if (contexts !== undefined && ctxKey !== undefined) {
       const context =
-        contexts.get(ctxKey) ?? (contexts.isShared ? await contexts.fetch(ctxKey) : undefined);
+        (inProcessContexts ? contexts.get(ctxKey) : undefined) ??
+        (contexts.isShared ? await contexts.fetch(ctxKey) : undefined);
       const answer = fromContext(context, local.token);
       if (answer !== undefined) {
         const verdict = this.unlessRevoked(answer, "context");
@@ -221,6 +229,8 @@ export class ValidationPipeline {
    * - `cache`: the request path itself;
    * - `decrypt`: past the in-process token cache (local decryption, contexts, memcached,
    *   Keystone) — what a new token of a known scope meets;
+   * - `shared`: past every in-process tier (local decryption, then memcached's contexts and
+   *   token entries, then Keystone) — what a token meets on an edge that just started;
    * - `keystone`: as if every cached answer had aged out — Keystone, and degraded mode
    *   when none answers — what any token meets once its cache time is over;
    * - `keystone_only`: Keystone or nothing — what a token of an unknown scope meets.
@@ -229,8 +239,8 @@ export class ValidationPipeline {
     if (from === "cache") return this.validate(token);
     const entry = this.options.cache.entry(token);
     let verdict: Verdict;
-    if (from === "decrypt") {
-      verdict = await this.settle(token, entry);
+    if (from === "decrypt" || from === "shared") {
+      verdict = await this.settle(token, entry, from === "decrypt");
     } else {
       const local = this.options.decoder.decode(token);
       verdict =

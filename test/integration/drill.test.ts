@@ -170,7 +170,9 @@ describe("keystone-edge drill", () => {
     expect(failed(report), err).toEqual([]);
     expect(exit).toBe(0);
     expect(report.passed).toBe(true);
-    expect(report.checks.map((c) => c.name)).toContain("blackholed endpoint taken out of rotation");
+    expect(report.checks.map((c) => c.name)).toContain(
+      "blackholed endpoint taken out of rotation in time",
+    );
     expect(report.figures["endpoint"]).toBe("regional");
     expect(report.figures["failover_seconds"]).toEqual(expect.any(Number));
     expect(report.figures["recovery_seconds"]).toEqual(expect.any(Number));

@@ -86,6 +86,11 @@ async function traffic(count: number): Promise<string[]> {
 
 describe("metrics label cardinality", () => {
   it("10,000 distinct tokens add no series, and no token shows in /metrics", async () => {
+    // The context first, alone: 20 new tokens at once would all ask the (slow, uncached)
+    // harness Keystone before any answer is in, and time out on a loaded machine.
+    const first = await fetch(`${edgeUrl}/v2.1/servers`, { headers: { "X-Auth-Token": mint() } });
+    await first.arrayBuffer();
+    expect(first.status).toBe(200);
     await traffic(300); // every kind of request seen at least once
     const before = await series();
     const sent = await traffic(10_000);

@@ -150,10 +150,14 @@ describe("SIGHUP reload", () => {
     expect(edge.child.exitCode).toBeNull();
   }, 60_000);
 
-  it("still leaves cleanly on SIGTERM after reloads", async () => {
+  it("still leaves cleanly on SIGTERM after reloads, even with a SIGHUP right before it", async () => {
     await writeFile(edge.configPath, original);
     await hup(/configuration reloaded/);
     expect((await get("/v2.1/servers")).status).toBe(401);
+    // A SIGHUP racing a SIGTERM: the reload finishes or is refused; the exit is clean (0,
+    // not SIGHUP's default death) and nothing is left serving.
+    edge.child.kill("SIGHUP");
     expect(await edge.stop()).toBe(0);
+    expect(edge.output()).toMatch(/"stopped"/);
   }, 60_000);
 });
