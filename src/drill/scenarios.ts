@@ -441,6 +441,8 @@ async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome>
       `the token to revoke is not valid at the edge (${first.result}): give a fresh one`,
     );
   }
+  // The other tokens must stay valid: the one revoked is not among them.
+  const bystanders = ctx.known.filter((t) => t !== revoke.token);
   const withinS = ctx.before.revocation_feed.poll_interval_seconds ?? 10;
   const limitMs = (withinS + 2) * 1000;
   const url = new URL(revoke.keystoneUrl.replace(/\/+$/, "") + "/auth/tokens");
@@ -471,7 +473,7 @@ async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome>
   const stop = new AbortController();
   const signal = AbortSignal.any([options.signal, stop.signal]);
   await Promise.all([
-    ctx.known.length === 0
+    bystanders.length === 0
       ? Promise.resolve()
       : drive({
           client: options.client,
@@ -479,7 +481,7 @@ async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome>
           untilMs,
           signal,
           next: (i) => ({
-            token: pick(ctx.known, i),
+            token: pick(bystanders, i),
             from: "cache",
             expected: isValid,
             tally: others,
@@ -509,7 +511,7 @@ async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome>
           : `refused (${refused?.code ?? "?"}) ${String(seconds(refusedAfterMs))} s after the revocation; limit ${String(withinS)} s poll interval + 2 s`,
     },
   ];
-  if (ctx.known.length > 0) checks.push(noFailures(others, "other tokens unaffected"));
+  if (bystanders.length > 0) checks.push(noFailures(others, "other tokens unaffected"));
   return {
     checks,
     figures: {

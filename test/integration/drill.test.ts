@@ -13,6 +13,7 @@ import {
   copyFileSync,
   mkdirSync,
   mkdtempSync,
+  readFileSync,
   readdirSync,
   renameSync,
   writeFileSync,
@@ -244,6 +245,9 @@ describe("keystone-edge drill", () => {
     });
     const victimFile = join(dir, "victim");
     writeFileSync(victimFile, victim.token);
+    // The victim among the traffic tokens too: it is not held against "others unaffected".
+    const withVictim = join(dir, "tokens-and-victim");
+    writeFileSync(withVictim, `${readFileSync(tokenFile, "utf8")}${victim.token}\n`);
     const {
       status: exit,
       report,
@@ -255,6 +259,8 @@ describe("keystone-edge drill", () => {
       victimFile,
       "--keystone",
       keystone.url,
+      "--token-file",
+      withVictim,
     ]);
     expect(failed(report), err).toEqual([]);
     expect(exit).toBe(0);
