@@ -13,7 +13,11 @@
 import type { BreakerState } from "../breaker.js";
 import type { KeyRepositoryStatus } from "../fernet/key-repository.js";
 import type { FeedState } from "../keystone/revocation-feed.js";
-import { describe as describeDrill, type DrillState } from "../drill/faults.js";
+import {
+  describe as describeDrill,
+  type DrillDescription,
+  type DrillState,
+} from "../drill/faults.js";
 import { systemClock, type Clock } from "../units.js";
 import type { EdgeMetrics } from "./metrics.js";
 
@@ -52,7 +56,7 @@ export interface EdgeStatus {
     readonly poll_interval_seconds: number | null;
   };
   /** The drill under way (drill/faults.ts); null when none. */
-  readonly drill: Readonly<Record<string, unknown>> | null;
+  readonly drill: DrillDescription | null;
 }
 
 /** Where the status reads the edge's parts. */

@@ -11,18 +11,10 @@ import { request } from "undici";
 
 import { DrillError } from "../errors.js";
 import type { EdgeStatus } from "../admin/status.js";
-import type { DrillScenario } from "./faults.js";
+import type { DrillDescription, DrillScenario } from "./faults.js";
 import type { DrillTier } from "../validation/pipeline.js";
 
-/** A drill as the edge describes it (faults.ts `describe`). */
-export interface DrillDescription {
-  readonly id: string;
-  readonly scenario: DrillScenario;
-  readonly fault: string;
-  readonly endpoints?: readonly string[];
-  readonly started_at: string;
-  readonly expires_at: string;
-}
+export type { DrillDescription } from "./faults.js";
 
 /** What `/drill/validate` answers: the verdict's kind, who settled it, how long it took. */
 export type ValidationAnswer =

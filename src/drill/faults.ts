@@ -147,7 +147,7 @@ export class FaultInjector {
       this.end(drill.id, "expired");
     }, durationSeconds * 1000);
     this.timer.unref();
-    this.logger.warn("drill started: faults injected", describe(drill));
+    this.logger.warn("drill started: faults injected", { ...describe(drill) });
     this.options.onChange?.(this.state);
     return { kind: "started", drill };
   }
@@ -197,7 +197,7 @@ export class FaultInjector {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.state = { kind: "idle" };
-    this.logger.warn(`drill ${why}: faults released`, describe(drill));
+    this.logger.warn(`drill ${why}: faults released`, { ...describe(drill) });
     this.options.onChange?.(this.state);
     return drill;
   }
@@ -223,8 +223,19 @@ export class FaultInjector {
   }
 }
 
-/** A drill as a log line's fields and the admin API's answer: snake case, times in ISO. */
-export function describe(drill: ActiveDrill): Record<string, unknown> {
+/** A drill as the admin API, `/status` and log lines show it: snake case, times in ISO. */
+export interface DrillDescription {
+  readonly id: string;
+  readonly scenario: DrillScenario;
+  readonly fault: Fault["kind"];
+  /** The blackholed endpoints' names (`keystone_blackhole` only). */
+  readonly endpoints?: readonly string[];
+  readonly started_at: string;
+  readonly expires_at: string;
+}
+
+/** A drill as the admin API, `/status` and log lines show it. */
+export function describe(drill: ActiveDrill): DrillDescription {
   return {
     id: drill.id,
     scenario: drill.scenario,

@@ -19,7 +19,7 @@ import {
   type ValidationAnswer,
 } from "./admin-client.js";
 import type { DrillScenario } from "./faults.js";
-import { drive, Tally } from "./traffic.js";
+import { drive, Tally, type Shot } from "./traffic.js";
 
 /** One judged property of the region. */
 export interface Check {
@@ -205,6 +205,21 @@ async function watch(
   }
 }
 
+/** The scenario's traffic: `--concurrency` loops until `untilMs` or Ctrl-C. */
+function driveFor(
+  options: DrillOptions,
+  untilMs: number,
+  plan: { readonly next: (i: number) => Shot } & Partial<{ readonly concurrency: number }>,
+): Promise<void> {
+  return drive({
+    client: options.client,
+    concurrency: plan.concurrency ?? options.concurrency ?? 4,
+    untilMs,
+    signal: options.signal,
+    next: plan.next,
+  });
+}
+
 const stateOf = (s: EdgeStatus, endpoint: string): string =>
   s.keystone.endpoints.find((e) => e.endpoint === endpoint)?.state ?? "unknown";
 
@@ -223,11 +238,7 @@ async function masterOutage(options: DrillOptions, ctx: Context): Promise<Outcom
   const untilMs = ctx.t0 + options.durationMs;
   let openedAtMs: number | undefined;
   await Promise.all([
-    drive({
-      client: options.client,
-      concurrency: options.concurrency ?? 4,
-      untilMs,
-      signal: options.signal,
+    driveFor(options, untilMs, {
       next: (i) => ({ token: pick(ctx.known, i), from: "keystone", expected, tally }),
     }),
     watch(options, untilMs, (s, at) => {
@@ -276,11 +287,7 @@ async function keystoneOutage(options: DrillOptions, ctx: Context): Promise<Outc
   const untilMs = ctx.t0 + options.durationMs;
   let degradedAtMs: number | undefined;
   await Promise.all([
-    drive({
-      client: options.client,
-      concurrency: options.concurrency ?? 4,
-      untilMs,
-      signal: options.signal,
+    driveFor(options, untilMs, {
       next: (i) =>
         // One in five asks as a token of a scope the edge does not know would: Keystone or
         // nothing, which must be a 503 (unavailable), never a 401 or a 200.
@@ -331,11 +338,7 @@ async function memcachedOutage(options: DrillOptions, ctx: Context): Promise<Out
   const untilMs = ctx.t0 + options.durationMs;
   const seen = { breakerOpened: false };
   await Promise.all([
-    drive({
-      client: options.client,
-      concurrency: options.concurrency ?? 4,
-      untilMs,
-      signal: options.signal,
+    driveFor(options, untilMs, {
       // Past every in-process tier, so that each validation reads memcached (contexts,
       // token entries) as on an edge that just started; one in five re-validated with
       // Keystone, whose answer the edge writes to memcached.
@@ -382,11 +385,7 @@ async function keyRotation(options: DrillOptions, ctx: Context): Promise<Outcome
     `watching the key ring (primary ${String(first.primary_index)}, ${String(first.count)} keys): rotate now`,
   );
   await Promise.all([
-    drive({
-      client: options.client,
-      concurrency: options.concurrency ?? 4,
-      untilMs,
-      signal: options.signal,
+    driveFor(options, untilMs, {
       // Past the in-process token cache: every validation decrypts with the ring in use.
       next: (i) => ({ token: pick(ctx.known, i), from: "decrypt", expected: isValid, tally }),
     }),

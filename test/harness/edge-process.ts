@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { KeystoneInfo } from "./client.js";
+import { startEchoUpstream, type EchoUpstream } from "./echo-upstream.js";
+import { createFixtures, type Fixtures } from "./fixtures.js";
 import { freePort } from "./keystone.js";
 
 const BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
@@ -123,4 +125,27 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
       return code;
     },
   };
+}
+
+/** A served region for process tests: fixtures in Keystone, an echo service, the edge in front. */
+export interface ServedRegion {
+  readonly fixtures: Fixtures;
+  readonly echo: EchoUpstream;
+  readonly edge: EdgeProcess;
+}
+
+/** Creates the fixtures, starts an echo service and `keystone-edge serve` (with `args`) before it. */
+export async function startServedRegion(
+  keystone: KeystoneInfo,
+  args: readonly string[] = [],
+): Promise<ServedRegion> {
+  const fixtures = await createFixtures(keystone);
+  const echo = await startEchoUpstream();
+  const edge = await startEdgeProcess({
+    keystone,
+    upstream: echo.url,
+    serviceUser: fixtures.serviceUser,
+    args,
+  });
+  return { fixtures, echo, edge };
 }

@@ -9,9 +9,9 @@ import { readFile, writeFile } from "node:fs/promises";
 import { request as httpRequest, Agent, type IncomingHttpHeaders } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
-import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
-import { startEdgeProcess, type EdgeProcess } from "../harness/edge-process.js";
-import { createFixtures, type Fixtures } from "../harness/fixtures.js";
+import type { EchoUpstream } from "../harness/echo-upstream.js";
+import { startServedRegion, type EdgeProcess } from "../harness/edge-process.js";
+import type { Fixtures } from "../harness/fixtures.js";
 
 const keystone = inject("keystone");
 let echo: EchoUpstream;
@@ -22,14 +22,7 @@ let original = "";
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
 beforeAll(async () => {
-  fixtures = await createFixtures(keystone);
-  echo = await startEchoUpstream();
-  edge = await startEdgeProcess({
-    keystone,
-    upstream: echo.url,
-    serviceUser: fixtures.serviceUser,
-    args: ["--grace", "2"],
-  });
+  ({ fixtures, echo, edge } = await startServedRegion(keystone, ["--grace", "2"]));
   original = await readFile(edge.configPath, "utf8");
 }, 300_000);
 

@@ -4,9 +4,9 @@
  * tokens, and leaving cleanly on SIGTERM.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
-import { startEdgeProcess, type EdgeProcess } from "../harness/edge-process.js";
-import { createFixtures, type Fixtures } from "../harness/fixtures.js";
+import type { EchoUpstream } from "../harness/echo-upstream.js";
+import { startServedRegion, type EdgeProcess } from "../harness/edge-process.js";
+import type { Fixtures } from "../harness/fixtures.js";
 
 const keystone = inject("keystone");
 let echo: EchoUpstream;
@@ -14,14 +14,7 @@ let fixtures: Fixtures;
 let edge: EdgeProcess;
 
 beforeAll(async () => {
-  fixtures = await createFixtures(keystone);
-  echo = await startEchoUpstream();
-  edge = await startEdgeProcess({
-    keystone,
-    upstream: echo.url,
-    serviceUser: fixtures.serviceUser,
-    args: ["--grace", "2"],
-  });
+  ({ fixtures, echo, edge } = await startServedRegion(keystone, ["--grace", "2"]));
 }, 300_000);
 
 afterAll(async () => {

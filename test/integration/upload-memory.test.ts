@@ -6,9 +6,9 @@ import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
-import { startEdgeProcess, type EdgeProcess } from "../harness/edge-process.js";
-import { createFixtures, type Fixtures } from "../harness/fixtures.js";
+import type { EchoUpstream } from "../harness/echo-upstream.js";
+import { startServedRegion, type EdgeProcess } from "../harness/edge-process.js";
+import type { Fixtures } from "../harness/fixtures.js";
 
 const keystone = inject("keystone");
 const GiB = 1024 ** 3;
@@ -22,13 +22,7 @@ function rssBytes(pid: number): number {
 }
 
 beforeAll(async () => {
-  fixtures = await createFixtures(keystone);
-  echo = await startEchoUpstream();
-  edge = await startEdgeProcess({
-    keystone,
-    upstream: echo.url,
-    serviceUser: fixtures.serviceUser,
-  });
+  ({ fixtures, echo, edge } = await startServedRegion(keystone));
 }, 300_000);
 
 afterAll(async () => {

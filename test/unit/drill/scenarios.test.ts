@@ -80,7 +80,7 @@ class FakeEdge {
       },
       revocation_feed: { state: "fresh", lag_seconds: 1, events: 0, poll_interval_seconds: 0.2 },
       drill: this.drill,
-    } as EdgeStatus;
+    };
   }
 }
 
