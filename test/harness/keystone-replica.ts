@@ -32,6 +32,11 @@ export interface KeystoneReplica {
 export interface ReplicaOptions {
   /** A Fernet key repository of its own (`max_active_keys` 3). Default: the master's. */
   readonly keyRepository?: string;
+  /**
+   * Keystone's `[cache]` in this memcached (`host:port`): validations in milliseconds, as
+   * production Keystone runs, instead of ~0.7 s. Default: the master's setting.
+   */
+  readonly cacheServer?: string;
 }
 
 const children = new Set<ChildProcess>();
@@ -61,14 +66,18 @@ export async function startKeystoneReplica(
   const log = join(dir, "uwsgi.log");
   let child: ChildProcess | undefined;
   const override = join(dir, "override.conf");
-  if (options.keyRepository !== undefined) {
-    writeFileSync(
-      override,
-      `[fernet_tokens]\nkey_repository = ${options.keyRepository}\nmax_active_keys = 3\n`,
-    );
-  }
-  const configFiles =
-    options.keyRepository === undefined ? info.configFile : `${info.configFile};${override}`;
+  const overrides = [
+    ...(options.keyRepository === undefined
+      ? []
+      : [`[fernet_tokens]\nkey_repository = ${options.keyRepository}\nmax_active_keys = 3\n`]),
+    ...(options.cacheServer === undefined
+      ? []
+      : [
+          `[cache]\nenabled = true\nbackend = oslo_cache.memcache_pool\nmemcache_servers = ${options.cacheServer}\n`,
+        ]),
+  ];
+  if (overrides.length > 0) writeFileSync(override, overrides.join("\n"));
+  const configFiles = overrides.length === 0 ? info.configFile : `${info.configFile};${override}`;
 
   const start = async (): Promise<void> => {
     // prettier-ignore
