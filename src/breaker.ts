@@ -48,6 +48,11 @@ export interface BreakerOptions {
    * throw (a throw is swallowed).
    */
   readonly onTransition?: (from: BreakerState, to: BreakerState, cause?: string) => void;
+  /**
+   * Where the breaker starts (a reload carrying over what the old one knew). A half-open
+   * state starts open with its cooldown over: the next probe decides. Default closed.
+   */
+  readonly initial?: BreakerState;
 }
 
 const CLOSED_CLEAN: BreakerState = Object.freeze({ kind: "closed", failures: 0 });
@@ -70,6 +75,12 @@ export class CircuitBreaker {
       throw new RangeError("cooldownMs must be ≥ 0");
     }
     this.clock = options.clock ?? systemClock;
+    const initial = options.initial;
+    if (initial !== undefined) {
+      const nowMs = this.clock.nowMs();
+      this.current =
+        initial.kind === "half-open" ? { kind: "open", sinceMs: nowMs, untilMs: nowMs } : initial;
+    }
   }
 
   /** The state now. An open breaker whose cooldown is over stays `open` until the next call. */

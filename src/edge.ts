@@ -146,6 +146,8 @@ interface EdgeCore {
   readonly keys: KeyRepository;
   readonly serviceToken: ServiceToken;
   /** Not listening: their `request` handlers are moved onto the running edge's listeners. */
+  /** The Keystone endpoints and their breakers (a reload carries their states over). */
+  readonly endpoints: KeystoneEndpoints;
   readonly proxy: Server;
   readonly admin: Server;
   readonly identity: Server | undefined;
@@ -231,6 +233,11 @@ async function buildCore(
     onBreakerChange: (label, state) => {
       if (!retired) metrics.setKeystoneBreaker(label, state);
     },
+    // A reload does not forget an outage: same name and URL, same breaker state.
+    initialState: (endpoint) =>
+      previous?.endpoints.guards
+        .find((g) => g.endpoint.name === endpoint.name && g.endpoint.url === endpoint.url)
+        ?.breaker.state(),
   });
   const prober = new EndpointProber(guarded, {
     probeIntervalMs: k.probe_interval_ms,
@@ -418,6 +425,7 @@ async function buildCore(
     state,
     keys,
     serviceToken,
+    endpoints: guarded,
     proxy: server,
     admin,
     identity,

@@ -36,6 +36,12 @@ export interface KeystoneEndpointsOptions {
   readonly logger?: Logger;
   /** Called on every breaker transition (metrics). Must not throw. */
   readonly onBreakerChange?: (label: string, state: BreakerState["kind"]) => void;
+  /**
+   * Where an endpoint's breaker starts: a reload passes what the replaced configuration
+   * knew of an endpoint with the same name and URL, so an outage is not forgotten.
+   * Default: closed.
+   */
+  readonly initialState?: (endpoint: KeystoneEndpoint) => BreakerState | undefined;
 }
 
 /** Whether an outcome shows the endpoint failing (as opposed to answering). */
@@ -55,7 +61,9 @@ export class KeystoneEndpoints {
     const logger = options.logger ?? silentLogger;
     this.guards = endpoints.map((endpoint) => {
       const label = endpoint.name;
+      const initial = options.initialState?.(endpoint);
       const breaker = new CircuitBreaker({
+        ...(initial === undefined ? {} : { initial }),
         failureThreshold: options.failureThreshold ?? DEFAULT_ENDPOINT_FAILURE_THRESHOLD,
         cooldownMs: options.openDurationMs ?? DEFAULT_ENDPOINT_OPEN_DURATION_MS,
         clock: options.clock ?? systemClock,
@@ -76,7 +84,7 @@ export class KeystoneEndpoints {
       });
       return { endpoint, breaker, label };
     });
-    for (const g of this.guards) options.onBreakerChange?.(g.label, "closed");
+    for (const g of this.guards) options.onBreakerChange?.(g.label, g.breaker.state().kind);
   }
 
   /** Endpoints in configured order, those whose breaker is closed first (for the service token). */

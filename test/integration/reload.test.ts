@@ -143,6 +143,30 @@ describe("SIGHUP reload", () => {
     expect(edge.child.exitCode).toBeNull();
   }, 60_000);
 
+  it("keeps what it knew of each endpoint: a breaker open before a reload is open after it", async () => {
+    const dead = `  endpoints: [{ name: "dead", url: "http://127.0.0.1:1/v3" }, { name: "region-one", url: "${keystone.url}" }]`;
+    await writeFile(edge.configPath, original.replace(`  endpoints: ["${keystone.url}"]`, dead));
+    await hup(/configuration reloaded/);
+    // New tokens fail over past the dead endpoint until its breaker opens (3 failures).
+    const { domain, system, projectOtherDomain, rescoped } = fixtures.tokens;
+    for (const token of [domain, system, projectOtherDomain, rescoped]) {
+      expect((await get("/v2.1/servers", { "X-Auth-Token": token })).status).toBe(200);
+    }
+    const open = /keystone_edge_keystone_breaker_state\{endpoint="dead",state="open"\} 1/;
+    expect(await (await fetch(`${edge.adminUrl}/metrics`)).text()).toMatch(open);
+    // The same endpoints again (a comment changes nothing): the outage is not forgotten.
+    await writeFile(edge.configPath, `${await readFile(edge.configPath, "utf8")}# touched\n`);
+    await hup(/configuration reloaded/);
+    expect(await (await fetch(`${edge.adminUrl}/metrics`)).text()).toMatch(open);
+    const status = (await (await fetch(`${edge.adminUrl}/status`)).json()) as {
+      keystone: { endpoints: { endpoint: string; state: string }[] };
+    };
+    expect(status.keystone.endpoints).toEqual([
+      expect.objectContaining({ endpoint: "dead", state: "open" }),
+      expect.objectContaining({ endpoint: "region-one", state: "closed" }),
+    ]);
+  }, 60_000);
+
   it("still leaves cleanly on SIGTERM after reloads, even with a SIGHUP right before it", async () => {
     await writeFile(edge.configPath, original);
     await hup(/configuration reloaded/);

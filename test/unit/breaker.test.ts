@@ -172,4 +172,34 @@ describe("CircuitBreaker", () => {
     expect(breaker.state()).toEqual({ kind: "closed", failures: 0 });
     expect(breaker.admit()?.probe).toBe(false);
   });
+
+  it("starts where it is told (a reload carrying over an outage); half-open starts due for a probe", () => {
+    const clock = new ManualClock();
+    const open = new CircuitBreaker({
+      clock,
+      cooldownMs: 1_000,
+      initial: { kind: "open", sinceMs: T0_MS - 500, untilMs: T0_MS + 500 },
+    });
+    expect(open.admit()).toBeUndefined();
+    clock.advance(500);
+    expect(open.admit()?.probe).toBe(true);
+
+    const halfOpen = new CircuitBreaker({ clock, initial: { kind: "half-open" } });
+    expect(halfOpen.state().kind).toBe("open");
+    const probe = halfOpen.admit();
+    expect(probe?.probe).toBe(true);
+    if (probe === undefined) throw new Error("no probe");
+    halfOpen.success(probe);
+    expect(halfOpen.state()).toEqual({ kind: "closed", failures: 0 });
+
+    const counting = new CircuitBreaker({
+      clock,
+      failureThreshold: 3,
+      initial: { kind: "closed", failures: 2 },
+    });
+    const a = counting.admit();
+    if (a === undefined) throw new Error("refused");
+    counting.failure(a, "third");
+    expect(counting.state().kind).toBe("open");
+  });
 });

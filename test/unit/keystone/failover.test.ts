@@ -118,6 +118,41 @@ function setup(
 const states = (g: KeystoneEndpoints) => g.guards.map((x) => x.breaker.state().kind);
 
 describe("Keystone endpoint failover", () => {
+  it("a reload's endpoints start with the breaker states of the same name and URL", () => {
+    const clock = new ManualClock();
+    const states: string[] = [];
+    const urls = ["http://127.0.0.1:1/v3", "http://127.0.0.1:2/v3"];
+    const old = new KeystoneEndpoints(
+      urls.map((url) => new KeystoneEndpoint({ url })),
+      { clock },
+    );
+    const down = old.guards[1];
+    if (down === undefined) throw new Error("no guard");
+    for (let i = 0; i < 3; i++) {
+      const a = down.breaker.admit();
+      if (a === undefined) throw new Error("refused");
+      old.report(down, a, { kind: "failed", reason: "timeout" });
+    }
+    expect(down.breaker.state().kind).toBe("open");
+    const fresh = new KeystoneEndpoints(
+      [
+        ...urls.map((url) => new KeystoneEndpoint({ url })),
+        new KeystoneEndpoint({ url: "http://127.0.0.1:3/v3" }),
+      ],
+      {
+        clock,
+        onBreakerChange: (label, state) => states.push(`${label} ${state}`),
+        initialState: (endpoint) =>
+          old.guards
+            .find((g) => g.endpoint.name === endpoint.name && g.endpoint.url === endpoint.url)
+            ?.breaker.state(),
+      },
+    );
+    expect(fresh.guards.map((g) => g.breaker.state().kind)).toEqual(["closed", "open", "closed"]);
+    expect(states).toEqual(["127.0.0.1:1 closed", "127.0.0.1:2 open", "127.0.0.1:3 closed"]);
+    expect(fresh.guards[1]?.breaker.admit()).toBeUndefined();
+  });
+
   it("asks the first endpoint while it answers, and counts no answer of it as a failure", async () => {
     const [a, b] = [await fakeKeystone("not_found"), await fakeKeystone()];
     const s = setup([a.url, b.url]);
