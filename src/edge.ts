@@ -26,7 +26,7 @@ import { EdgeError } from "./errors.js";
 import type { Config } from "./config/schema.js";
 import { parseListenAddress } from "./config/schema.js";
 import { isIdentityHeader } from "./contract/strip.js";
-import { KeyRepository } from "./fernet/key-repository.js";
+import { KeyRepository, primaryKeyAgeSeconds } from "./fernet/key-repository.js";
 import { KeystoneEndpoint } from "./keystone/endpoint.js";
 import { ServiceToken } from "./keystone/service-token.js";
 import { KeystoneValidator } from "./keystone/validate.js";
@@ -35,13 +35,18 @@ import { Forwarder } from "./proxy/forward.js";
 import { createEdgeServer } from "./proxy/server.js";
 import { EndpointProber } from "./keystone/endpoint-probe.js";
 import { KeystoneEndpoints } from "./keystone/endpoint-set.js";
-import { RevocationFeed } from "./keystone/revocation-feed.js";
+import { feedLagSeconds, RevocationFeed } from "./keystone/revocation-feed.js";
 import type { ContextStore } from "./cache/context-store.js";
 import { cacheMetricsFor } from "./cache/factory.js";
 import { RevocationList, concernsContext } from "./revocation/events.js";
 import { ContextCache } from "./validation/context.js";
 import { TokenDecoder } from "./token/decoder.js";
-import { DRILL_SCENARIOS, FaultInjector, type MemcachedFault } from "./drill/faults.js";
+import {
+  DRILL_SCENARIOS,
+  FaultInjector,
+  type DrillState,
+  type MemcachedFault,
+} from "./drill/faults.js";
 import { EdgeAuthenticator } from "./validation/authenticator.js";
 import { ValidationPipeline, type ValidationCache } from "./validation/pipeline.js";
 
@@ -434,13 +439,8 @@ async function buildCore(
         l1: cache.size ?? 0,
         ...(contexts === undefined ? {} : { context: contexts.size }),
       });
-      metrics.sources.feedLagSeconds = () => {
-        const feedState = feed.status();
-        const last = feedState.kind === "starting" ? undefined : feedState.lastSuccessMs;
-        return last === undefined ? undefined : Math.max(0, (Date.now() - last) / 1000);
-      };
-      metrics.sources.primaryKeyAgeSeconds = () =>
-        keys.status().keys.find((key) => key.role === "primary")?.age_seconds;
+      metrics.sources.feedLagSeconds = () => feedLagSeconds(feed.status(), Date.now());
+      metrics.sources.primaryKeyAgeSeconds = () => primaryKeyAgeSeconds(keys.status());
       metrics.degraded.set(0);
       metrics.keystoneBreaker.reset();
       for (const g of guarded.guards) metrics.setKeystoneBreaker(g.label, g.breaker.state().kind);
@@ -485,14 +485,15 @@ export async function startEdge(
     endpoints: config.keystone.endpoints.map((e) => e.name),
     memcached: config.cache.memcached_servers.length > 0,
     logger,
-    onChange: (state) => {
-      for (const scenario of DRILL_SCENARIOS) {
-        const active = state.kind === "active" && state.drill.scenario === scenario;
-        metrics.drillActive.set({ scenario }, active ? 1 : 0);
-      }
-    },
+    onChange: exportDrill,
   });
-  for (const scenario of DRILL_SCENARIOS) metrics.drillActive.set({ scenario }, 0);
+  function exportDrill(state: DrillState): void {
+    for (const scenario of DRILL_SCENARIOS) {
+      const active = state.kind === "active" && state.drill.scenario === scenario;
+      metrics.drillActive.set({ scenario }, active ? 1 : 0);
+    }
+  }
+  exportDrill(drills.current());
   let core = await buildCore(config, deps, metrics, drills, undefined);
   core.exportSources();
   // The listeners are the first core's servers for good; later cores' handlers move onto them.

@@ -11,6 +11,15 @@ import { HotCounter } from "./hot-counter.js";
 export type ValidationSource = "l1" | "local_reject" | "negative" | "memcached" | "keystone";
 export type CacheTier = "l1" | "memcached";
 
+/** A scrape-time gauge's `collect`: `read`'s value, or no sample while it has none. */
+function sampled(read: () => number | undefined): (this: Gauge) => void {
+  return function (this: Gauge) {
+    const value = read();
+    if (value === undefined) this.reset();
+    else this.set(value);
+  };
+}
+
 export class EdgeMetrics {
   readonly registry: Registry;
   readonly requests: Counter<"outcome" | "status_class">;
@@ -168,21 +177,13 @@ export class EdgeMetrics {
       name: "keystone_edge_revocation_feed_lag_seconds",
       help: "Seconds since the revocation feed last answered (absent before it ever did).",
       registers,
-      collect() {
-        const lag = sources.feedLagSeconds();
-        if (lag === undefined) this.reset();
-        else this.set(lag);
-      },
+      collect: sampled(() => sources.feedLagSeconds()),
     });
     this.keyPrimaryAge = new Gauge({
       name: "keystone_edge_key_primary_age_seconds",
       help: "Age of the primary Fernet key (its file's modification time): rotation is overdue when it only grows.",
       registers,
-      collect() {
-        const age = sources.primaryKeyAgeSeconds();
-        if (age === undefined) this.reset();
-        else this.set(age);
-      },
+      collect: sampled(() => sources.primaryKeyAgeSeconds()),
     });
     this.identityRequests = new Counter({
       name: "keystone_edge_identity_requests_total",

@@ -11,8 +11,8 @@
  * ever part of it.
  */
 import type { BreakerState } from "../breaker.js";
-import type { KeyRepositoryStatus } from "../fernet/key-repository.js";
-import type { FeedState } from "../keystone/revocation-feed.js";
+import { primaryKeyAgeSeconds, type KeyRepositoryStatus } from "../fernet/key-repository.js";
+import { feedLagSeconds, type FeedState } from "../keystone/revocation-feed.js";
 import {
   describe as describeDrill,
   type DrillDescription,
@@ -150,8 +150,9 @@ export class StatusReporter {
     }));
     const keys = this.sources.keys();
     const feed = this.sources.feed();
-    const lastSuccess = feed.kind === "starting" ? undefined : feed.lastSuccessMs;
-    const primaryAge = keys.keys.find((k) => k.role === "primary")?.age_seconds;
+    const lag = feedLagSeconds(feed, nowMs);
+    const drill = this.sources.drill?.();
+    const primaryAge = primaryKeyAgeSeconds(keys);
     const keysHealthy = keys.last_reload.result === "ok";
     const anyOpen = endpoints.some((e) => e.state !== "closed");
     return {
@@ -173,18 +174,14 @@ export class StatusReporter {
       },
       revocation_feed: {
         state: feed.kind,
-        lag_seconds:
-          lastSuccess === undefined ? null : Math.max(0, Math.round((nowMs - lastSuccess) / 1000)),
+        lag_seconds: lag === undefined ? null : Math.round(lag),
         events: feed.kind === "starting" ? 0 : feed.events,
         poll_interval_seconds:
           this.sources.feedPollIntervalMs === undefined
             ? null
             : this.sources.feedPollIntervalMs / 1000,
       },
-      drill: (() => {
-        const state = this.sources.drill?.();
-        return state?.kind === "active" ? describeDrill(state.drill) : null;
-      })(),
+      drill: drill?.kind === "active" ? describeDrill(drill.drill) : null,
     };
   }
 

@@ -62,19 +62,24 @@ export class AdminClient {
     return this.call("GET", "/status", {}, [200]) as Promise<EdgeStatus>;
   }
 
-  /** The value of one sample of `/metrics` (summed over series matching `labels`). */
-  async metric(name: string, labels: Readonly<Record<string, string>> = {}): Promise<number> {
+  /** The samples of metric `name` in `/metrics`: each one's label set (as text) and value. */
+  async samples(name: string): Promise<{ readonly labels: string; readonly value: number }[]> {
     const text = await this.text("/metrics");
-    let sum = 0;
+    const found: { labels: string; value: number }[] = [];
     for (const line of text.split("\n")) {
       if (!line.startsWith(name)) continue;
       const match = /^([a-z_:]+)(\{[^}]*\})? (\S+)$/.exec(line);
-      if (match?.[1] !== name) continue;
-      const set = match[2] ?? "";
-      if (Object.entries(labels).every(([k, v]) => set.includes(`${k}="${v}"`)))
-        sum += Number(match[3]);
+      if (match?.[1] === name) found.push({ labels: match[2] ?? "", value: Number(match[3]) });
     }
-    return sum;
+    return found;
+  }
+
+  /** The sum of metric `name`'s samples whose labels include all of `labels`. */
+  async metric(name: string, labels: Readonly<Record<string, string>> = {}): Promise<number> {
+    const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+    return (await this.samples(name))
+      .filter((s) => wanted.every((w) => s.labels.includes(w)))
+      .reduce((sum, s) => sum + s.value, 0);
   }
 
   async start(

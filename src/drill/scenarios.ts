@@ -550,13 +550,8 @@ async function recover(
       ready = async () => {
         // The breaker probes on a call: a re-validation writes to memcached.
         await options.client.validate(token, "keystone");
-        const open = await options.client.metric("keystone_edge_memcached_breaker_state", {
-          state: "open",
-        });
-        const halfOpen = await options.client.metric("keystone_edge_memcached_breaker_state", {
-          state: "half-open",
-        });
-        return open + halfOpen === 0;
+        const states = await options.client.samples("keystone_edge_memcached_breaker_state");
+        return states.every((s) => s.value === 0 || s.labels.includes('state="closed"'));
       };
       break;
     }

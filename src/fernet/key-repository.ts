@@ -239,6 +239,11 @@ type ReloadState =
       readonly error: KeyRepositoryError;
     };
 
+/** Age of the primary key's file, seconds; undefined when the ring has none. */
+export function primaryKeyAgeSeconds(status: KeyRepositoryStatus): number | undefined {
+  return status.keys.find((key) => key.role === "primary")?.age_seconds;
+}
+
 /** What `keys status` prints and `/status` will show. Snake case: it leaves the process. */
 export interface KeyRepositoryStatus {
   readonly directory: string;

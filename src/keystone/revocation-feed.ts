@@ -29,6 +29,12 @@ export type FeedState =
       readonly events: number;
     };
 
+/** Seconds since the feed last answered, at `nowMs`; undefined before it ever did. */
+export function feedLagSeconds(state: FeedState, nowMs: number): number | undefined {
+  const last = state.kind === "starting" ? undefined : state.lastSuccessMs;
+  return last === undefined ? undefined : Math.max(0, (nowMs - last) / 1000);
+}
+
 /** Options of {@link RevocationFeed}. */
 export interface RevocationFeedOptions {
   readonly endpoints: KeystoneEndpoints;

@@ -25,11 +25,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
-import { main } from "../../src/cli/main.js";
-import type { CommandIO } from "../../src/cli/command.js";
 import type { EdgeStatus } from "../../src/admin/status.js";
 import type { RunningEdge } from "../../src/edge.js";
 import { generateFernetKeyText } from "../../src/fernet/envelope.js";
+import { runCli } from "../harness/cli.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
@@ -97,21 +96,6 @@ afterAll(async () => {
   await memcached.stop();
 });
 
-function capture(): { io: CommandIO; out: () => string; err: () => string } {
-  let out = "";
-  let err = "";
-  return {
-    io: {
-      stdout: (t) => (out += t),
-      stderr: (t) => (err += t),
-      readStdin: () => Promise.resolve(""),
-      stdinIsTTY: true,
-    },
-    out: () => out,
-    err: () => err,
-  };
-}
-
 interface Report {
   passed: boolean;
   interrupted: boolean;
@@ -124,26 +108,22 @@ async function drill(
   extra: string[] = [],
   adminUrl = admin,
 ): Promise<{ status: number; report: Report; err: string }> {
-  const c = capture();
-  const status = await main(
-    [
-      "drill",
-      scenario,
-      "--admin",
-      adminUrl,
-      "--secret-file",
-      secretFile,
-      "--token-file",
-      tokenFile,
-      "--json",
-      ...extra,
-    ],
-    c.io,
-  );
+  const c = await runCli([
+    "drill",
+    scenario,
+    "--admin",
+    adminUrl,
+    "--secret-file",
+    secretFile,
+    "--token-file",
+    tokenFile,
+    "--json",
+    ...extra,
+  ]);
   return {
-    status,
-    report: (c.out() === "" ? {} : JSON.parse(c.out())) as Report,
-    err: c.err(),
+    status: c.status,
+    report: (c.stdout === "" ? {} : JSON.parse(c.stdout)) as Report,
+    err: c.stderr,
   };
 }
 
@@ -305,23 +285,18 @@ describe("keystone-edge drill", () => {
   it("cannot run: wrong secret (exit 6), unknown endpoint (exit 6), bad usage (exit 2), one drill at a time (409)", async () => {
     const wrong = join(dir, "wrong");
     writeFileSync(wrong, "not-the-secret-at-all");
-    const c = capture();
-    expect(
-      await main(
-        [
-          "drill",
-          "master-outage",
-          "--admin",
-          admin,
-          "--secret-file",
-          wrong,
-          "--token-file",
-          tokenFile,
-        ],
-        c.io,
-      ),
-    ).toBe(6);
-    expect(c.err()).toMatch(/refused the admin secret/);
+    const c = await runCli([
+      "drill",
+      "master-outage",
+      "--admin",
+      admin,
+      "--secret-file",
+      wrong,
+      "--token-file",
+      tokenFile,
+    ]);
+    expect(c.status).toBe(6);
+    expect(c.stderr).toMatch(/refused the admin secret/);
     const unknown = await drill("master-outage", ["--endpoint", "nowhere", "--duration", "1s"]);
     expect(unknown.status).toBe(6);
     expect(unknown.err).toMatch(/no Keystone endpoint named "nowhere".*regional/);

@@ -3,8 +3,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main } from "../../src/cli/main.js";
-import type { CommandIO } from "../../src/cli/command.js";
+import { runCli } from "../harness/cli.js";
 import { readKeyRepository } from "../../src/fernet/key-repository.js";
 import { TokenDecoder } from "../../src/token/decoder.js";
 import { staticKeyRing } from "../../src/fernet/key-ring.js";
@@ -13,25 +12,7 @@ import { generateFernetKeyText } from "../../src/fernet/envelope.js";
 import type { EpochMicros } from "../../src/units.js";
 import { makeRepository } from "./helpers.js";
 
-interface Run {
-  status: number;
-  stdout: string;
-  stderr: string;
-  json: () => Record<string, unknown>;
-}
-
-async function run(args: string[], stdin?: string): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const io: CommandIO = {
-    stdout: (t) => (stdout += t),
-    stderr: (t) => (stderr += t),
-    readStdin: (max) => Promise.resolve((stdin ?? "").slice(0, max + 1)),
-    stdinIsTTY: stdin === undefined,
-  };
-  const status = await main(args, io);
-  return { status, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> };
-}
+const run = runCli;
 
 const payload = {
   kind: "project",

@@ -22,8 +22,7 @@ import {
   replaceGeneratedBlock,
   type OptionRow,
 } from "../../src/cli/config-reference.js";
-import type { CommandIO } from "../../src/cli/command.js";
-import { main } from "../../src/cli/main.js";
+import { runCli } from "../harness/cli.js";
 import { loadConfig, validateConfig, type SecretSources } from "../../src/config/load.js";
 import { configSchema, SECRET_PATHS } from "../../src/config/schema.js";
 import { ConfigError } from "../../src/errors.js";
@@ -207,18 +206,7 @@ describe("the configuration reference", () => {
 });
 
 describe("keystone-edge config-reference", () => {
-  async function run(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-    let stdout = "";
-    let stderr = "";
-    const io: CommandIO = {
-      stdout: (t) => (stdout += t),
-      stderr: (t) => (stderr += t),
-      readStdin: () => Promise.resolve(""),
-      stdinIsTTY: true,
-    };
-    const status = await main(args, io);
-    return { status, stdout, stderr };
-  }
+  const run = runCli;
 
   it("prints the block", async () => {
     const r = await run(["config-reference"]);

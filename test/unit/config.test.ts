@@ -11,8 +11,7 @@ import {
 } from "../../src/config/load.js";
 import { parseListenAddress } from "../../src/config/schema.js";
 import { ConfigError } from "../../src/errors.js";
-import { main } from "../../src/cli/main.js";
-import type { CommandIO } from "../../src/cli/command.js";
+import { runCli } from "../harness/cli.js";
 import { generateFernetKeyText } from "../../src/fernet/envelope.js";
 import { makeRepository } from "./helpers.js";
 
@@ -255,18 +254,7 @@ describe("loadConfig and check-config", () => {
     await keys.cleanup();
   });
 
-  async function run(args: string[]) {
-    let stdout = "";
-    let stderr = "";
-    const io: CommandIO = {
-      stdout: (t) => (stdout += t),
-      stderr: (t) => (stderr += t),
-      readStdin: () => Promise.resolve(""),
-      stdinIsTTY: true,
-    };
-    const status = await main(args, io);
-    return { status, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> };
-  }
+  const run = runCli;
 
   it("reads relative secret files next to the configuration", async () => {
     await writeFile(join(dir, "pw"), "from-file\n");
