@@ -14,6 +14,7 @@ import type { AdminApi } from "./admin-api.js";
 import type { ReadinessCheck } from "./readiness.js";
 import type { EdgeStatus } from "./status.js";
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from "./status-page.js";
+import { adminHostAllowed } from "./host-check.js";
 
 export type { ReadinessCheck } from "./readiness.js";
 
@@ -24,67 +25,89 @@ export function createAdminServer(options: {
   status?: () => Promise<EdgeStatus>;
   /** The mutating operations (admin-api.ts); none when absent. */
   api?: AdminApi;
+  /**
+   * DNS names accepted in `Host` besides IP literals and `localhost` (`admin_allowed_hosts`,
+   * lower case). Default: none.
+   */
+  allowedHosts?: readonly string[];
+  /** Called once per request refused for its `Host`. */
+  onHostRefused?: () => void;
 }): Server {
-  return createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0] ?? "/";
-    if (options.api?.handles(path) === true) {
-      options.api.answer(req, res, path);
-      return;
-    }
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, { allow: "GET, HEAD" }).end();
-      return;
-    }
-    if (path === "/metrics") {
-      options.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { "content-type": options.registry.contentType }).end(text);
-        },
-        () => {
-          res.writeHead(500).end();
-        },
-      );
-      return;
-    }
-    const status = options.status;
-    if (status !== undefined && path === "/status") {
-      status().then(
-        (doc) => {
-          res
-            .writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
-            .end(JSON.stringify(doc) + "\n");
-        },
-        () => {
-          res.writeHead(500).end();
-        },
-      );
-      return;
-    }
-    if (status !== undefined && (path === "/" || path === "/status.js")) {
-      const page = path === "/";
-      res
-        .writeHead(200, {
-          "content-type": page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
-          "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'",
-          "x-content-type-options": "nosniff",
-          "cache-control": "no-store",
-        })
-        .end(page ? STATUS_PAGE_HTML : STATUS_PAGE_SCRIPT);
-      return;
-    }
-    if (path === "/healthz") {
-      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
-      return;
-    }
-    if (path === "/readyz") {
-      const checks = options.readiness.map((c) => ({ name: c.name, ...c.check() }));
-      const ready = checks.every((c) => c.ok);
-      const degraded = checks.some((c) => c.degraded === true);
-      res
-        .writeHead(ready ? 200 : 503, { "content-type": "application/json" })
-        .end(JSON.stringify({ ready, degraded, checks }) + "\n");
-      return;
-    }
-    res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-  });
+  const allowedHosts = new Set(options.allowedHosts ?? []);
+  const server = createServer(
+    { headersTimeout: 10_000, connectionsCheckingInterval: 1_000 },
+    (req, res) => {
+      if (!adminHostAllowed(req.headers.host, allowedHosts)) {
+        options.onHostRefused?.();
+        res.writeHead(421, { "content-type": "application/json", connection: "close" }).end(
+          JSON.stringify({
+            code: "host_not_allowed",
+            error: "this listener answers only to an IP address, localhost or admin_allowed_hosts",
+          }) + "\n",
+        );
+        return;
+      }
+      const path = (req.url ?? "/").split("?")[0] ?? "/";
+      if (options.api?.handles(path) === true) {
+        options.api.answer(req, res, path);
+        return;
+      }
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.writeHead(405, { allow: "GET, HEAD" }).end();
+        return;
+      }
+      if (path === "/metrics") {
+        options.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { "content-type": options.registry.contentType }).end(text);
+          },
+          () => {
+            res.writeHead(500).end();
+          },
+        );
+        return;
+      }
+      const status = options.status;
+      if (status !== undefined && path === "/status") {
+        status().then(
+          (doc) => {
+            res
+              .writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
+              .end(JSON.stringify(doc) + "\n");
+          },
+          () => {
+            res.writeHead(500).end();
+          },
+        );
+        return;
+      }
+      if (status !== undefined && (path === "/" || path === "/status.js")) {
+        const page = path === "/";
+        res
+          .writeHead(200, {
+            "content-type": page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
+            "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'",
+            "x-content-type-options": "nosniff",
+            "cache-control": "no-store",
+          })
+          .end(page ? STATUS_PAGE_HTML : STATUS_PAGE_SCRIPT);
+        return;
+      }
+      if (path === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+        return;
+      }
+      if (path === "/readyz") {
+        const checks = options.readiness.map((c) => ({ name: c.name, ...c.check() }));
+        const ready = checks.every((c) => c.ok);
+        const degraded = checks.some((c) => c.degraded === true);
+        res
+          .writeHead(ready ? 200 : 503, { "content-type": "application/json" })
+          .end(JSON.stringify({ ready, degraded, checks }) + "\n");
+        return;
+      }
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+    },
+  );
+  return server;
 }

@@ -8,6 +8,7 @@
 import { redactConfig, loadConfig } from "../config/load.js";
 import { ConfigError, EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
 import { readKeyRepository } from "../fernet/key-repository.js";
+import { insecureEndpoints, insecureEndpointWarning } from "../config/warnings.js";
 import { parseCommandArgs, type Command } from "./command.js";
 
 const help = `Usage: keystone-edge check-config FILE [--skip-keys]
@@ -18,8 +19,10 @@ given as <name>, <name>_file or <name>_env (exactly one), readable cafile/certfi
 and that fernet.key_repository loads.
 
 Prints one JSON object on stdout: {"ok": true, "config": {…secrets redacted…},
-"key_repository": {"primary_index": …, "key_count": …}} or {"error": {"code", "message",
-"problems": […]}}, and each problem on its own line on stderr, naming the option.
+"key_repository": {"primary_index": …, "key_count": …}, "warnings": […]} or
+{"error": {"code", "message", "problems": […]}}, and each problem on its own line on
+stderr, naming the option. Warnings (valid but unsafe: a plain-HTTP or unverified
+Keystone endpoint) go to stderr too, with exit status 0.
 
 Options:
   --skip-keys  do not load fernet.key_repository (e.g. on a build host)
@@ -47,13 +50,16 @@ export const checkConfig: Command = {
         const ring = await readKeyRepository(config.fernet.key_repository);
         keyRepository = { primary_index: ring.primary.index, key_count: ring.size };
       }
+      const warnings = insecureEndpoints(config).map(insecureEndpointWarning);
       io.stdout(
         JSON.stringify({
           ok: true,
           config: redactConfig(config),
           ...(keyRepository ? { key_repository: keyRepository } : {}),
+          warnings,
         }) + "\n",
       );
+      for (const w of warnings) io.stderr(`keystone-edge check-config: warning: ${w}\n`);
       return ExitStatus.ok;
     } catch (error) {
       if (error instanceof EdgeError) {

@@ -5,12 +5,29 @@
  * answer (token-api.ts), version discovery (`GET /`, `GET /v3`) relayed with its links
  * pointed back at the edge (discovery.ts), everything else relayed to Keystone
  * (relay.ts) — and the URL the edge is reached at: `identity_public_url` when set, else
- * `http://` + the request's `Host`. Never crashes on a request: anything unexpected is a
- * Keystone-shaped 500, logged without tokens.
+ * `http://` + the request's `Host`. The client limits come first, as on the proxy
+ * (proxy/client-limits.ts): a head too large or malformed is refused before any work, and an
+ * absolute-form target is made origin-form. Never crashes on a request: anything unexpected
+ * is a Keystone-shaped 500, logged without tokens.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  STATUS_CODES,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 
+import { CLIENT_LIMIT_DEFAULTS, type ClientLimits } from "../config/schema.js";
 import { silentLogger, type Logger } from "../log.js";
+import {
+  admitRequest,
+  applyListenerLimits,
+  guardBody,
+  guardListener,
+  listenerOptions,
+  type RefusalObserver,
+} from "../proxy/client-limits.js";
 import { isDiscoveryPath, rewriteDiscovery } from "./discovery.js";
 import { sendError, type IdentityRelay } from "./relay.js";
 import type { TokenApi } from "./token-api.js";
@@ -26,6 +43,10 @@ export interface IdentityServerOptions {
   readonly upstreamRoots: readonly string[];
   /** `identity_public_url` without `/v3`; default: `http://` + the request's `Host`. */
   readonly publicRoot?: string | undefined;
+  /** What a client may send, and for how long (the `client` options). Default: their defaults. */
+  readonly limits?: ClientLimits;
+  /** Called once per request or connection refused by the client limits. */
+  readonly onRefusal?: RefusalObserver;
   readonly logger?: Logger;
   /** Called once per request answered. Must not throw. */
   readonly onRequest?: (route: IdentityRoute, status: number) => void;
@@ -38,11 +59,42 @@ function header(req: IncomingMessage, name: string): string | undefined {
 
 export function createIdentityServer(options: IdentityServerOptions): Server {
   const logger = options.logger ?? silentLogger;
+  const limits = options.limits ?? CLIENT_LIMIT_DEFAULTS;
+  const refused: RefusalObserver = (reason) => options.onRefusal?.(reason);
+  /** The authority of an absolute-form target, which stands for the request's `Host`. */
+  const authorities = new WeakMap<IncomingMessage, string>();
   const publicRoot = (req: IncomingMessage): string =>
-    (options.publicRoot ?? `http://${header(req, "host") ?? "localhost"}`).replace(/\/+$/, "");
+    (
+      options.publicRoot ?? `http://${authorities.get(req) ?? header(req, "host") ?? "localhost"}`
+    ).replace(/\/+$/, "");
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = req.url ?? "/";
+    const admission = admitRequest(req, limits);
+    if (admission.kind !== "admit") {
+      req.resume();
+      if (admission.kind === "asterisk") {
+        res.writeHead(200, { "content-length": "0" }).end();
+        return;
+      }
+      refused(admission.refusal.reason);
+      res.shouldKeepAlive = false;
+      sendError(
+        res,
+        admission.refusal.status,
+        statusTitle(admission.refusal.status),
+        admission.refusal.message,
+      );
+      return;
+    }
+    req.url = admission.target;
+    if (admission.authority !== undefined) authorities.set(req, admission.authority);
+    guardBody(
+      req,
+      req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined,
+      limits.body_timeout_ms,
+      refused,
+    );
+    const url = admission.target;
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
     const method = req.method ?? "GET";
@@ -72,7 +124,7 @@ export function createIdentityServer(options: IdentityServerOptions): Server {
     options.onRequest?.("relay", statusOf(result));
   };
 
-  return createServer((req, res) => {
+  const server = createServer(listenerOptions(limits), (req, res) => {
     handle(req, res).catch((error: unknown) => {
       logger.error("Identity request failed unexpectedly", {
         method: req.method,
@@ -81,6 +133,13 @@ export function createIdentityServer(options: IdentityServerOptions): Server {
       sendError(res, 500, "Internal Server Error", "An unexpected error prevented the request.");
     });
   });
+  applyListenerLimits(server, limits);
+  guardListener(server, refused);
+  return server;
+}
+
+function statusTitle(status: number): string {
+  return STATUS_CODES[status] ?? "Bad Request";
 }
 
 function statusOf(result: Awaited<ReturnType<IdentityRelay["relay"]>>): number {

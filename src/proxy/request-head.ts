@@ -3,7 +3,12 @@
  *
  * Owns: the outgoing header list (the client's headers minus hop-by-hop ones, minus the
  * headers its `Connection` header names, minus every identity header — strip before set —
- * with `X-Forwarded-For/-Proto/-Host` appended) and, from the same pass, the tokens, the
+ * and minus the proxy headers a service trusts, which only the edge sets: `Forwarded`
+ * (one element, `for` and `proto`, which oslo.middleware's `HTTPProxyToWSGI` prefers to
+ * everything else), `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host` (overwritten),
+ * `X-Forwarded-Prefix` (dropped: it would move the service's `SCRIPT_NAME`);
+ * `X-Forwarded-For` is appended to, its last entry the edge's peer) and, from the same
+ * pass, the tokens, the
  * `Accept` header, and whether a body follows. Node's `req.headers` object is never built:
  * header names are classified once per spelling (a bounded cache), so a request costs no
  * lower-casing and no per-header object.
@@ -34,6 +39,9 @@ const SPECIAL: ReadonlyMap<string, Kind> = new Map([
   ["x-forwarded-for", Kind.ForwardedFor],
   ["x-forwarded-proto", Kind.ForwardedOther],
   ["x-forwarded-host", Kind.ForwardedOther],
+  ["x-forwarded-prefix", Kind.ForwardedOther],
+  ["x-real-ip", Kind.ForwardedOther],
+  ["forwarded", Kind.ForwardedOther],
   ["connection", Kind.Connection],
   ["x-auth-token", Kind.AuthToken],
   ["x-storage-token", Kind.StorageToken],
@@ -67,7 +75,11 @@ export class RequestHeadReader {
   /** @param isIdentityHeader Lower-case names never forwarded from the client. */
   constructor(private readonly isIdentityHeader: (lowerName: string) => boolean) {}
 
-  read(req: IncomingMessage): RequestHead {
+  /**
+   * @param authority The authority of an absolute-form target (RFC 9112 §3.2.2): it
+   *   replaces the client's `Host`.
+   */
+  read(req: IncomingMessage, authority?: string): RequestHead {
     const raw = req.rawHeaders;
     const out: string[] = [];
     let forwardedFor: string | undefined;
@@ -111,8 +123,8 @@ export class RequestHeadReader {
           out.push(name, value);
           break;
         case Kind.Host:
-          host ??= value;
-          out.push(name, value);
+          host ??= authority ?? value;
+          out.push(name, authority ?? value);
           break;
         case Kind.ContentLength:
           hasBody = true;
@@ -126,13 +138,20 @@ export class RequestHeadReader {
     const listed = connection === undefined ? undefined : connectionListed(connection);
     const headers = listed === undefined ? out : withoutListed(out, listed);
     if (listed?.has("x-forwarded-for") === true) forwardedFor = undefined;
-    const client = req.socket.remoteAddress ?? "unknown";
+    if (host === undefined && authority !== undefined) {
+      host = authority;
+      headers.push("Host", authority);
+    }
+    const client = peerAddress(req.socket.remoteAddress);
+    const proto = "encrypted" in req.socket ? "https" : "http";
     headers.push(
       "X-Forwarded-For",
       forwardedFor === undefined ? client : `${forwardedFor}, ${client}`,
     );
-    headers.push("X-Forwarded-Proto", "encrypted" in req.socket ? "https" : "http");
+    headers.push("X-Forwarded-Proto", proto);
     if (host !== undefined) headers.push("X-Forwarded-Host", host);
+    headers.push("X-Real-IP", client);
+    headers.push("Forwarded", `for=${forwardedNode(client)};proto=${proto}`);
     return { headers, userToken: userToken ?? storageToken, serviceToken, accept, hasBody };
   }
 
@@ -147,6 +166,19 @@ export class RequestHeadReader {
     }
     return kind;
   }
+}
+
+/** The peer's address as a service should see it: IPv4-mapped IPv6 as plain IPv4. */
+function peerAddress(address: string | undefined): string {
+  if (address === undefined) return "unknown";
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
+/** RFC 7239 §6 node: IPv4 as a token, IPv6 bracketed and quoted, else obfuscated. */
+function forwardedNode(address: string): string {
+  if (/^[0-9.]+$/.test(address)) return address;
+  if (/^[0-9A-Fa-f:.]+$/.test(address)) return `"[${address}]"`;
+  return "unknown";
 }
 
 function join(previous: string | undefined, value: string): string {

@@ -1,7 +1,10 @@
 /**
  * The listener in front of the service.
  *
- * Owns: the per-request sequence — read the request head (the client's headers minus
+ * Owns: the per-request sequence — the client limits first (client-limits.ts: a head too
+ * large or malformed, or a target in no form a proxy serves, is refused before any
+ * validation work), the target made origin-form once (what access rules see is what the
+ * service gets), read the request head (the client's headers minus
  * hop-by-hop and every identity header, strip before set; the tokens), ask the authenticator, then
  * either answer (401, 503) or forward with the injected headers and `X-Forwarded-*`. It
  * knows nothing about tokens beyond where they travel; a request can never crash the
@@ -11,6 +14,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { wireHeaderValue } from "../contract/wire.js";
 import { silentLogger, type Logger } from "../log.js";
 import type { ForwardOutcome, Forwarder } from "./forward.js";
+import { CLIENT_LIMIT_DEFAULTS, type ClientLimits } from "../config/schema.js";
+import {
+  admitRequest,
+  applyListenerLimits,
+  guardBody,
+  guardListener,
+  listenerOptions,
+  refusalBody,
+  type RefusalObserver,
+} from "./client-limits.js";
 import { RequestHeadReader } from "./request-head.js";
 
 /** What the authenticator decided for one request. */
@@ -36,7 +49,10 @@ export interface RequestInfo {
   readonly accept: string | undefined;
   /** The method, e.g. `GET` (access rules name methods). */
   readonly method: string;
-  /** The request target as sent, e.g. `/v2.1/servers?all_tenants=1` (access rules name paths). */
+  /**
+   * The origin-form request target, e.g. `/v2.1/servers?all_tenants=1` (access rules name
+   * paths): exactly what the service receives.
+   */
   readonly url: string;
 }
 
@@ -54,6 +70,10 @@ export interface EdgeServerOptions {
   readonly forwarder: Forwarder;
   /** Lower-case names never forwarded from the client (the identity headers). */
   readonly isIdentityHeader: (lowerName: string) => boolean;
+  /** What a client may send, and for how long (the `client` options). Default: their defaults. */
+  readonly limits?: ClientLimits;
+  /** Called once per request or connection refused by the client limits. */
+  readonly onRefusal?: RefusalObserver;
   readonly logger?: Logger;
   /** Called once per request when it is over. */
   readonly onRequestDone?: (outcome: RequestOutcome) => void;
@@ -89,14 +109,46 @@ function wireHeaders(pairs: readonly (readonly [string, string])[]): readonly st
 export function createEdgeServer(options: EdgeServerOptions): Server {
   const logger = options.logger ?? silentLogger;
   const heads = new RequestHeadReader(options.isIdentityHeader);
+  const limits = options.limits ?? CLIENT_LIMIT_DEFAULTS;
+  const refused: RefusalObserver = (reason) => options.onRefusal?.(reason);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = performance.now();
-    const head = heads.read(req);
+    const admission = admitRequest(req, limits);
+    if (admission.kind !== "admit") {
+      req.resume();
+      if (admission.kind === "asterisk") {
+        // `OPTIONS *` asks the server itself: nothing the service needs to see.
+        res.writeHead(200, { "content-length": "0" }).end();
+      } else {
+        refused(admission.refusal.reason);
+        const body = refusalBody(admission.refusal);
+        res.shouldKeepAlive = false;
+        res
+          .writeHead(admission.refusal.status, {
+            "content-type": "application/json",
+            "content-length": String(Buffer.byteLength(body)),
+            connection: "close",
+          })
+          .end(body);
+      }
+      const status = admission.kind === "asterisk" ? 200 : admission.refusal.status;
+      options.onRequestDone?.({
+        auth: "refused",
+        forward: "not_forwarded",
+        status,
+        durationMs: performance.now() - started,
+      });
+      return;
+    }
+    // From here on, one target: the one access rules judge is the one forwarded.
+    req.url = admission.target;
+    const head = heads.read(req, admission.authority);
+    guardBody(req, head.hasBody, limits.body_timeout_ms, refused);
     const headers = head.headers;
     const decision = await options.authenticator.authenticate(head.userToken, head.serviceToken, {
       accept: head.accept,
       method: req.method ?? "GET",
-      url: req.url ?? "/",
+      url: admission.target,
     });
     const done = (forward: RequestOutcome["forward"], status: number): void => {
       options.onRequestDone?.({
@@ -122,7 +174,7 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
       done(outcome.kind, "status" in outcome ? outcome.status : 499);
     });
   };
-  const server = createServer((req, res) => {
+  const server = createServer(listenerOptions(limits), (req, res) => {
     handle(req, res).catch((error: unknown) => {
       logger.error("request failed unexpectedly", {
         error: error instanceof Error ? error.message : String(error),
@@ -139,9 +191,7 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
       }
     });
   });
-  server.on("clientError", (_error, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-    else socket.destroy();
-  });
+  applyListenerLimits(server, limits);
+  guardListener(server, refused);
   return server;
 }

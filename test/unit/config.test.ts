@@ -10,6 +10,7 @@ import {
   type SecretSources,
 } from "../../src/config/load.js";
 import { parseListenAddress } from "../../src/config/schema.js";
+import { insecureEndpoints, insecureEndpointWarning } from "../../src/config/warnings.js";
 import { ConfigError } from "../../src/errors.js";
 import { runCli } from "../harness/cli.js";
 import { generateFernetKeyText } from "../../src/fernet/envelope.js";
@@ -110,6 +111,49 @@ describe("configuration", () => {
       },
     });
     expect(config.fernet.auth_methods).toHaveLength(6);
+  });
+
+  it("limits clients by default and checks the limits against each other", () => {
+    const config = validateConfig(minimal, { sources: noSecrets });
+    expect(config.client).toEqual({
+      max_header_count: 100,
+      max_header_bytes: 8192,
+      max_head_bytes: 32768,
+      max_url_bytes: 8192,
+      headers_timeout_ms: 10_000,
+      body_timeout_ms: 60_000,
+      request_timeout_ms: 0,
+      keep_alive_timeout_ms: 75_000,
+    });
+    expect(config.admin_allowed_hosts).toEqual([]);
+    const bad = (client: Record<string, unknown>) => problemsOf({ ...minimal, client });
+    expect(bad({ max_header_bytes: 65_536, max_head_bytes: 16_384 })).toEqual([
+      expect.stringMatching(/^client\.max_header_bytes: must not exceed max_head_bytes/),
+    ]);
+    expect(bad({ headers_timeout_ms: 20_000, request_timeout_ms: 10_000 })).toEqual([
+      expect.stringMatching(/^client\.headers_timeout_ms: /),
+    ]);
+    expect(bad({ max_header_count: 5000 })).toEqual([
+      expect.stringMatching(/^client\.max_header_count: /),
+    ]);
+    expect(bad({ slowloris: true })).toEqual(["client.slowloris: unknown option"]);
+  });
+
+  it("lists insecure Keystone endpoints: plain HTTP, or TLS without verification", () => {
+    const plain = validateConfig(contract(), { sources: noSecrets });
+    expect(insecureEndpoints(plain)).toEqual([{ name: "127.0.0.1:5000", reason: "plain_http" }]);
+    const verified = validateConfig(minimal, { sources: noSecrets });
+    expect(insecureEndpoints(verified)).toEqual([]);
+    const unverified = validateConfig(
+      { ...minimal, keystone: { ...(minimal.keystone as object), insecure: true } },
+      { sources: noSecrets },
+    );
+    expect(insecureEndpoints(unverified)).toEqual([
+      { name: "keystone.example:5000", reason: "tls_unverified" },
+    ]);
+    expect(insecureEndpoints(unverified).map(insecureEndpointWarning)).toEqual([
+      expect.stringMatching(/without verifying its certificate/),
+    ]);
   });
 
   it("names endpoints: configured names, host:port otherwise; names are unique labels", () => {
@@ -274,6 +318,9 @@ describe("loadConfig and check-config", () => {
       key_repository: { primary_index: 1, key_count: 2 },
     });
     expect(r.stdout).not.toContain("from-file");
+    // The contract's Keystone is plain HTTP: valid, but never quietly.
+    expect(r.json()).toMatchObject({ warnings: [expect.stringMatching(/plain HTTP/)] });
+    expect(r.stderr).toMatch(/warning: keystone\.endpoints: 127\.0\.0\.1:5000 is plain HTTP/);
   });
 
   it("reports YAML errors with their place, and duplicate keys", async () => {

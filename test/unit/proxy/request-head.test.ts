@@ -59,6 +59,8 @@ describe("RequestHeadReader", () => {
       ["X-Forwarded-For", "10.0.0.9"],
       ["X-Forwarded-Proto", "http"],
       ["X-Forwarded-Host", "nova:8774"],
+      ["X-Real-IP", "10.0.0.9"],
+      ["Forwarded", "for=10.0.0.9;proto=http"],
     ]);
     expect(head).toMatchObject({
       userToken: "tok",
@@ -108,6 +110,8 @@ describe("RequestHeadReader", () => {
       ["X-Other", "2"],
       ["X-Forwarded-For", "1.1.1.1, 2.2.2.2, 10.0.0.9"],
       ["X-Forwarded-Proto", "https"],
+      ["X-Real-IP", "10.0.0.9"],
+      ["Forwarded", "for=10.0.0.9;proto=https"],
     ]);
     const listedXff = reader.read(
       request(["Connection", "X-Forwarded-For", "X-Forwarded-For", "1.1.1.1"]),
@@ -115,6 +119,8 @@ describe("RequestHeadReader", () => {
     expect(pairs(listedXff.headers)).toEqual([
       ["X-Forwarded-For", "10.0.0.9"],
       ["X-Forwarded-Proto", "http"],
+      ["X-Real-IP", "10.0.0.9"],
+      ["Forwarded", "for=10.0.0.9;proto=http"],
     ]);
   });
 
@@ -130,7 +136,60 @@ describe("RequestHeadReader", () => {
       "X-Auth-Token",
       "X-Forwarded-For",
       "X-Forwarded-Proto",
+      "X-Real-IP",
+      "Forwarded",
     ]);
     expect(head.userToken).toBe("t");
+  });
+
+  it("overwrites the proxy headers a service trusts: Forwarded, X-Real-IP; drops X-Forwarded-Prefix", () => {
+    // oslo.middleware's HTTPProxyToWSGI takes proto, host and for from the FIRST Forwarded
+    // element and SCRIPT_NAME from X-Forwarded-Prefix: a client must set none of them.
+    const head = reader.read(
+      request([
+        "Host",
+        "nova",
+        "Forwarded",
+        "for=6.6.6.6;proto=https;host=evil",
+        "forwarded",
+        "for=7.7.7.7",
+        "X-Real-IP",
+        "6.6.6.6",
+        "X-Forwarded-Prefix",
+        "/admin",
+        "x-real-ip",
+        "7.7.7.7",
+      ]),
+    );
+    const names = pairs(head.headers).map(([n]) => n.toLowerCase());
+    expect(names.filter((n) => n === "forwarded")).toHaveLength(1);
+    expect(names.filter((n) => n === "x-real-ip")).toHaveLength(1);
+    expect(names).not.toContain("x-forwarded-prefix");
+    expect(pairs(head.headers)).toContainEqual(["Forwarded", "for=10.0.0.9;proto=http"]);
+    expect(pairs(head.headers)).toContainEqual(["X-Real-IP", "10.0.0.9"]);
+  });
+
+  it("writes IPv6 peers as RFC 7239 wants and IPv4-mapped ones as IPv4", () => {
+    const v6 = { rawHeaders: [], socket: { remoteAddress: "2001:db8::7" } };
+    const mapped = { rawHeaders: [], socket: { remoteAddress: "::ffff:192.0.2.1" } };
+    const h6 = pairs(reader.read(v6 as unknown as IncomingMessage).headers);
+    expect(h6).toContainEqual(["Forwarded", 'for="[2001:db8::7]";proto=http']);
+    expect(h6).toContainEqual(["X-Forwarded-For", "2001:db8::7"]);
+    const hm = pairs(reader.read(mapped as unknown as IncomingMessage).headers);
+    expect(hm).toContainEqual(["Forwarded", "for=192.0.2.1;proto=http"]);
+    expect(hm).toContainEqual(["X-Real-IP", "192.0.2.1"]);
+  });
+
+  it("takes Host from an absolute-form target's authority, added when the client sent none", () => {
+    const replaced = pairs(
+      reader.read(request(["Host", "nova:8774", "Accept", "x"]), "api.example:80").headers,
+    );
+    expect(replaced.filter(([n]) => n.toLowerCase() === "host")).toEqual([
+      ["Host", "api.example:80"],
+    ]);
+    expect(replaced).toContainEqual(["X-Forwarded-Host", "api.example:80"]);
+    const added = pairs(reader.read(request(["Accept", "x"]), "api.example").headers);
+    expect(added).toContainEqual(["Host", "api.example"]);
+    expect(added).toContainEqual(["X-Forwarded-Host", "api.example"]);
   });
 });
