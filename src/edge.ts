@@ -9,7 +9,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { EdgeMetrics, statusClass } from "./admin/metrics.js";
-import { IdentityRelay } from "./identity/relay.js";
+import { IdentityRelay, validationRotation } from "./identity/relay.js";
 import { createIdentityServer } from "./identity/server.js";
 import { TokenApi } from "./identity/token-api.js";
 import { createAdminServer } from "./admin/admin-server.js";
@@ -33,6 +33,8 @@ import { KeystoneValidator } from "./keystone/validate.js";
 import { silentLogger, type Logger } from "./log.js";
 import { Forwarder } from "./proxy/forward.js";
 import { createEdgeServer } from "./proxy/server.js";
+import { applyListenerLimits } from "./proxy/client-limits.js";
+import { insecureEndpoints, insecureEndpointWarning } from "./config/warnings.js";
 import { EndpointProber } from "./keystone/endpoint-probe.js";
 import { KeystoneEndpoints } from "./keystone/endpoint-set.js";
 import { feedLagSeconds, RevocationFeed } from "./keystone/revocation-feed.js";
@@ -218,6 +220,10 @@ async function buildCore(
     defaultDomainId: config.fernet.default_domain_id,
   });
   const k = config.keystone;
+  const insecure = insecureEndpoints(config);
+  for (const e of insecure) {
+    logger.warn(insecureEndpointWarning(e), { endpoint: e.name, reason: e.reason });
+  }
   const endpoints = k.endpoints.map(
     ({ name, url }) =>
       new KeystoneEndpoint({
@@ -354,6 +360,10 @@ async function buildCore(
     authenticator,
     forwarder,
     isIdentityHeader,
+    limits: config.client,
+    onRefusal: (reason) => {
+      metrics.clientRefusals.inc({ listener: "proxy", reason });
+    },
     logger,
     onRequestDone: (o) => {
       metrics.countRequest(o.auth, o.status);
@@ -375,6 +385,10 @@ async function buildCore(
   status.start();
   const admin = createAdminServer({
     registry: metrics.registry,
+    allowedHosts: config.admin_allowed_hosts,
+    onHostRefused: () => {
+      metrics.clientRefusals.inc({ listener: "admin", reason: "host_not_allowed" });
+    },
     status: () => status.snapshot(),
     api: new AdminApi({
       secret: config.admin_secret,
@@ -402,8 +416,38 @@ async function buildCore(
       },
     ],
   });
-  const identity =
+  // The relay has pools and limits of its own (identity/relay.ts): a flood on
+  // identity_listen never takes a validation's socket, nor reports to its breakers.
+  const ir = config.identity_relay;
+  const relay =
     config.identity_listen === undefined
+      ? undefined
+      : new IdentityRelay({
+          endpoints: k.endpoints.map(
+            ({ name, url }) =>
+              new KeystoneEndpoint({
+                url,
+                name,
+                fault: (endpoint) => drills.keystone(endpoint),
+                timeoutMs: k.timeout_ms,
+                connections: ir.connections,
+                cafile: k.cafile,
+                certfile: k.certfile,
+                keyfile: k.keyfile,
+                insecure: k.insecure,
+              }),
+          ),
+          inRotation: validationRotation(guarded),
+          requestTimeoutMs: k.request_timeout_ms,
+          maxInFlight: ir.max_in_flight,
+          maxBodyBytes: ir.max_body_bytes,
+          maxBufferedBytes: ir.max_buffered_bytes,
+          retryAfterSeconds,
+          logger,
+          observe: metrics.identityRelayObserver(),
+        });
+  const identity =
+    relay === undefined
       ? undefined
       : createIdentityServer({
           tokenApi: new TokenApi({
@@ -411,14 +455,13 @@ async function buildCore(
             validateAllowingExpired: (t) => pipeline.validateAllowingExpired(t),
             retryAfterSeconds,
           }),
-          relay: new IdentityRelay({
-            endpoints: guarded,
-            requestTimeoutMs: k.request_timeout_ms,
-            retryAfterSeconds,
-            logger,
-          }),
+          relay,
           upstreamRoots: endpoints.map((e) => new URL(e.url).origin + e.rootPath),
           publicRoot: config.identity_public_url,
+          limits: config.client,
+          onRefusal: (reason) => {
+            metrics.clientRefusals.inc({ listener: "identity", reason });
+          },
           logger,
           onRequest: (route, status) => {
             metrics.identityRequests.inc({ route, status_class: statusClass(status) });
@@ -442,6 +485,10 @@ async function buildCore(
       metrics.sources.feedLagSeconds = () => feedLagSeconds(feed.status(), Date.now());
       metrics.sources.primaryKeyAgeSeconds = () => primaryKeyAgeSeconds(keys.status());
       metrics.degraded.set(0);
+      metrics.keystoneEndpointInsecure.reset();
+      for (const e of insecure) {
+        metrics.keystoneEndpointInsecure.set({ endpoint: e.name, reason: e.reason }, 1);
+      }
       metrics.keystoneBreaker.reset();
       for (const g of guarded.guards) metrics.setKeystoneBreaker(g.label, g.breaker.state().kind);
     },
@@ -467,6 +514,7 @@ async function buildCore(
       await Promise.all([
         forwarder.close(),
         guarded.close(),
+        relay?.close(),
         keepState ? undefined : state.cache.close(),
       ]);
     },
@@ -575,6 +623,7 @@ export async function startEdge(
     ] as const) {
       if (live === undefined || replacement === undefined) continue;
       live.removeAllListeners("request");
+      if (live !== admin) applyListenerLimits(live, next.client);
       for (const handler of replacement.listeners("request")) {
         live.on("request", handler as (...args: unknown[]) => void);
       }

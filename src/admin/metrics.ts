@@ -37,11 +37,16 @@ export class EdgeMetrics {
   readonly revocationLastSuccess: Gauge;
   readonly keyRepositoryHealthy: Gauge;
   readonly identityRequests: Counter<"route" | "status_class">;
+  readonly identityRelayInFlight: Gauge;
+  readonly identityRelayBufferedBytes: Gauge;
+  readonly identityRelayRejected: Counter<"reason">;
   readonly upstreamErrors: Counter<"kind">;
   readonly cacheEntries: Gauge<"tier">;
   readonly revocationFeedLag: Gauge;
   readonly keyPrimaryAge: Gauge;
   readonly drillActive: Gauge<"scenario">;
+  readonly clientRefusals: Counter<"listener" | "reason">;
+  readonly keystoneEndpointInsecure: Gauge<"endpoint" | "reason">;
 
   /**
    * What the scrape-time gauges read, set by the composition root (defaults: nothing
@@ -191,6 +196,25 @@ export class EdgeMetrics {
       labelNames: ["route", "status_class"],
       registers,
     });
+    this.identityRelayInFlight = new Gauge({
+      name: "keystone_edge_identity_relay_in_flight",
+      help: "Requests with Keystone through the Identity face's relay now (at most identity_relay.max_in_flight).",
+      registers,
+    });
+    this.identityRelayBufferedBytes = new Gauge({
+      name: "keystone_edge_identity_relay_buffered_bytes",
+      help: "Request body bytes the Identity face's relay holds now (at most identity_relay.max_buffered_bytes).",
+      registers,
+    });
+    this.identityRelayRejected = new Counter({
+      name: "keystone_edge_identity_relay_rejected_total",
+      help: "Requests the Identity face's relay refused before Keystone: saturated (503), buffer_full (503), too_large (413).",
+      labelNames: ["reason"],
+      registers,
+    });
+    for (const reason of ["saturated", "buffer_full", "too_large"]) {
+      this.identityRelayRejected.inc({ reason }, 0);
+    }
     this.keyRepositoryHealthy = new Gauge({
       name: "keystone_edge_key_repository_healthy",
       help: "1 while the Fernet key repository reads cleanly; 0 while re-reads fail and the last good key ring is kept (alert on it).",
@@ -223,12 +247,46 @@ export class EdgeMetrics {
       labelNames: ["scenario"],
       registers,
     });
+    this.clientRefusals = new Counter({
+      name: "keystone_edge_client_refusals_total",
+      help: "Requests and connections refused before any validation, by listener (proxy, identity, admin) and reason (header_count, header_size, head_size, url_size, duplicate_host, bad_target, bad_request, method_not_allowed, headers_timeout, body_timeout, request_timeout, host_not_allowed).",
+      labelNames: ["listener", "reason"],
+      registers,
+    });
+    this.keystoneEndpointInsecure = new Gauge({
+      name: "keystone_edge_keystone_endpoint_insecure",
+      help: "1 for each Keystone endpoint reached without verified TLS, by reason (plain_http, tls_unverified): tokens cross the network readable or to an unproven peer.",
+      labelNames: ["endpoint", "reason"],
+      registers,
+    });
     this.memcachedBreaker = new Gauge({
       name: "keystone_edge_memcached_breaker_state",
       help: "1 for the current state of each memcached server's circuit breaker (closed, open, half-open).",
       labelNames: ["server", "state"],
       registers,
     });
+  }
+
+  /**
+   * The Identity relay's observer (identity/relay.ts): its gauges moved by deltas, so that
+   * a core replaced by a reload, still finishing requests, keeps the sums right.
+   */
+  identityRelayObserver(): {
+    inFlight(delta: number): void;
+    bufferedBytes(deltaBytes: number): void;
+    rejected(reason: string): void;
+  } {
+    return {
+      inFlight: (delta) => {
+        this.identityRelayInFlight.inc(delta);
+      },
+      bufferedBytes: (deltaBytes) => {
+        this.identityRelayBufferedBytes.inc(deltaBytes);
+      },
+      rejected: (reason) => {
+        this.identityRelayRejected.inc({ reason });
+      },
+    };
   }
 
   /** Counts a finished request. */

@@ -91,6 +91,117 @@ const keystoneAuth = z
     "The edge's own service user, whose token authorises its calls to Keystone (validations, the revocation feed): `type` chooses the fields that apply. With `type: password`, give exactly one of `username` and `user_id` and exactly one of `project_name` and `project_id`.",
   );
 
+/** The defaults of {@link clientLimits}, one place for the schema and the listeners' tests. */
+export const CLIENT_LIMIT_DEFAULTS = Object.freeze({
+  max_header_count: 100,
+  max_header_bytes: 8_192,
+  max_head_bytes: 32_768,
+  max_url_bytes: 8_192,
+  headers_timeout_ms: 10_000,
+  body_timeout_ms: 60_000,
+  request_timeout_ms: 0,
+  keep_alive_timeout_ms: 75_000,
+});
+
+/** What a client may send to `listen` and `identity_listen`, and for how long. */
+const clientLimits = z
+  .strictObject({
+    max_header_count: z
+      .number()
+      .int()
+      .min(8)
+      .max(1_000)
+      .default(CLIENT_LIMIT_DEFAULTS.max_header_count)
+      .meta({
+        unit: "headers",
+        description:
+          "Most header fields in one request (Envoy's default); more → 431 before any validation.",
+      }),
+    max_header_bytes: z
+      .number()
+      .int()
+      .min(1_024)
+      .max(65_536)
+      .default(CLIENT_LIMIT_DEFAULTS.max_header_bytes)
+      .meta({
+        unit: "bytes",
+        description:
+          "Longest single header field, name and value (nginx's buffer); longer → 431 before any validation.",
+      }),
+    max_head_bytes: z
+      .number()
+      .int()
+      .min(4_096)
+      .max(1_048_576)
+      .default(CLIENT_LIMIT_DEFAULTS.max_head_bytes)
+      .meta({
+        unit: "bytes",
+        description:
+          "Largest request head, request line and every header field (nginx's 4 × 8 KiB); larger → 431 (414 when the request line alone does not fit), before any validation.",
+      }),
+    max_url_bytes: z
+      .number()
+      .int()
+      .min(256)
+      .max(1_048_576)
+      .default(CLIENT_LIMIT_DEFAULTS.max_url_bytes)
+      .meta({
+        unit: "bytes",
+        description: "Longest request target (path and query); longer → 414 before any validation.",
+      }),
+    headers_timeout_ms: z
+      .number()
+      .int()
+      .min(100)
+      .max(600_000)
+      .default(CLIENT_LIMIT_DEFAULTS.headers_timeout_ms)
+      .describe(
+        "Time a client has to send a whole request head; a slower one (slowloris) gets 408 and the connection closed. Envoy's edge guidance; a real client sends its head in one packet.",
+      ),
+    body_timeout_ms: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(CLIENT_LIMIT_DEFAULTS.body_timeout_ms)
+      .describe(
+        "Longest silence while a request body is being received (nginx's `client_body_timeout`): the request is answered 408 (or cut off, once the service answered) and its upstream request aborted. 0: no limit.",
+      ),
+    request_timeout_ms: z
+      .number()
+      .int()
+      .min(0)
+      .max(86_400_000)
+      .default(CLIENT_LIMIT_DEFAULTS.request_timeout_ms)
+      .describe(
+        "Longest time to receive a whole request, body included; 0 (the default): no limit, since an image upload to Glance may rightly take an hour — `body_timeout_ms` catches a stalled body.",
+      ),
+    keep_alive_timeout_ms: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(CLIENT_LIMIT_DEFAULTS.keep_alive_timeout_ms)
+      .describe(
+        "How long an idle keep-alive connection is kept (nginx's `keepalive_timeout`): longer than a load balancer's idle timeout (60 s on most), so the balancer never reuses a connection the edge is closing.",
+      ),
+  })
+  .describe(
+    "What a client may send to `listen` and `identity_listen`, and for how long: heads beyond these limits are refused before any validation work. Timeouts and `max_head_bytes` take effect for new connections after a reload.",
+  )
+  .default({ ...CLIENT_LIMIT_DEFAULTS })
+  .refine((c) => c.max_header_bytes <= c.max_head_bytes, {
+    message: "must not exceed max_head_bytes",
+    path: ["max_header_bytes"],
+  })
+  .refine((c) => c.request_timeout_ms === 0 || c.headers_timeout_ms <= c.request_timeout_ms, {
+    message: "must not exceed request_timeout_ms (unless that is 0)",
+    path: ["headers_timeout_ms"],
+  });
+
+/** The client limits, validated. */
+export type ClientLimits = z.output<typeof clientLimits>;
+
 export const configSchema = z.strictObject({
   listen: listenAddress.describe("Where clients connect; IPv6 as `[::1]:8774`."),
   upstream: httpUrl.describe("The local OpenStack service requests are forwarded to."),
@@ -104,6 +215,18 @@ export const configSchema = z.strictObject({
       "Bearer secret of the mutating admin API on `admin_listen` (`POST /cache/flush`, drills), compared in constant time.",
     absent: "none: the admin API is off (404)",
   }),
+  admin_allowed_hosts: z
+    .array(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9.-]{1,253}$/, "a DNS name such as keystone-edge.mgmt.example")
+        .transform((h) => h.toLowerCase()),
+    )
+    .max(64)
+    .default([])
+    .describe(
+      "DNS names the admin listener answers to in `Host`, besides IP literals and `localhost` (always accepted): any other name is refused 421, so a web page cannot reach a loopback admin API by DNS rebinding.",
+    ),
   identity_listen: listenAddress.optional().meta({
     description:
       "The regional Keystone face: an Identity v3 listener that answers `GET`/`HEAD /v3/auth/tokens` itself and relays the rest of the Identity API to `keystone.endpoints`; when on, validations fetch the catalog.",
@@ -114,6 +237,53 @@ export const configSchema = z.strictObject({
       "The face's Identity root as clients reach it, without `/v3` (e.g. `https://identity.region-one.example:5000`), for version discovery links and `WWW-Authenticate`.",
     absent: "`http://` + each request's `Host`",
   }),
+  identity_relay: z
+    .strictObject({
+      connections: z.number().int().min(1).max(1_024).default(8).meta({
+        unit: "connections",
+        description:
+          "Pooled connections to each Keystone endpoint for the relay, apart from the validations' own: relayed traffic never takes a validation's socket.",
+      }),
+      max_in_flight: z.number().int().min(1).max(100_000).default(64).meta({
+        unit: "requests",
+        description:
+          "Relayed requests with Keystone at once; one more is answered 503 with `Retry-After` at once (no queue). Above `connections`, the surplus waits for a socket, within `keystone.request_timeout_ms`.",
+      }),
+      max_body_bytes: z
+        .number()
+        .int()
+        .min(1)
+        .max(64 * 1024 * 1024)
+        .default(1_048_576)
+        .meta({
+          unit: "bytes",
+          description: "Largest request body relayed; a larger one is answered 413.",
+        }),
+      max_buffered_bytes: z
+        .number()
+        .int()
+        .min(1)
+        .max(4 * 1024 * 1024 * 1024)
+        .default(16 * 1_048_576)
+        .meta({
+          unit: "bytes",
+          description:
+            "Request body bytes the relay holds at once, all requests together; a body that would go over is answered 503 with `Retry-After` and never buffered. At least `max_body_bytes`.",
+        }),
+    })
+    .describe(
+      "The Identity face's relay (`identity_listen`): its own connections to Keystone and its limits, so that unauthenticated traffic there cannot starve validations or fill memory.",
+    )
+    .default({
+      connections: 8,
+      max_in_flight: 64,
+      max_body_bytes: 1_048_576,
+      max_buffered_bytes: 16 * 1_048_576,
+    })
+    .refine((r) => r.max_buffered_bytes >= r.max_body_bytes, {
+      message: "max_buffered_bytes must be at least max_body_bytes",
+      path: ["max_buffered_bytes"],
+    }),
   keystone: z
     .strictObject({
       www_authenticate_uri: httpUrl.describe(
@@ -326,6 +496,7 @@ export const configSchema = z.strictObject({
       service_token_roles: ["service"],
       service_token_roles_required: true,
     }),
+  client: clientLimits,
 });
 
 /** A validated configuration (defaults filled in). */
