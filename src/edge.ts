@@ -354,6 +354,7 @@ async function buildCore(
   });
   const forwarder = new Forwarder({
     upstream: config.upstream,
+    connections: config.upstream_max_connections,
     wwwAuthenticate: `Keystone uri="${k.www_authenticate_uri}"`,
   });
   const server = createEdgeServer({

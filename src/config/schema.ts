@@ -205,6 +205,15 @@ export type ClientLimits = z.output<typeof clientLimits>;
 export const configSchema = z.strictObject({
   listen: listenAddress.describe("Where clients connect; IPv6 as `[::1]:8774`."),
   upstream: httpUrl.describe("The local OpenStack service requests are forwarded to."),
+  upstream_max_connections: z
+    .number()
+    .int()
+    .min(1)
+    .max(65_536)
+    .default(1_024)
+    .describe(
+      "Most connections open to `upstream` at once (Envoy's default per cluster); requests beyond wait for one. Each request in flight holds one for its whole life, a slow image upload included, so keep it above the uploads a region runs at once.",
+    ),
   admin_listen: listenAddress
     .default("127.0.0.1:9464")
     .describe(

@@ -48,6 +48,7 @@ import type { KeystoneEndpoints } from "../keystone/endpoint-set.js";
 import { retryAfterValue } from "../contract/responses.js";
 import { silentLogger, type Logger } from "../log.js";
 import { connectionListed, isHopByHop } from "../proxy/hop-by-hop.js";
+import { forwardedNode, peerAddress } from "../proxy/request-head.js";
 import { ByteBudget, type Reservation } from "./byte-budget.js";
 import { InFlightLimit } from "./in-flight-limit.js";
 import { keystoneError } from "./token-api.js";
@@ -238,7 +239,7 @@ export class IdentityRelay {
     res.once("close", onClose);
     try {
       const method = req.method ?? "GET";
-      const headers = relayedHeaders(req.rawHeaders);
+      const headers = relayedHeaders(req.rawHeaders, peerAddress(req.socket.remoteAddress));
       const deadline = performance.now() + this.options.requestTimeoutMs;
       const endpoints = this.options.endpoints;
       const inRotation = this.options.inRotation ?? (() => true);
@@ -333,7 +334,20 @@ export class IdentityRelay {
 }
 
 /** The client's headers minus hop-by-hop ones, `Host` and `Content-Length` (set anew). */
-function relayedHeaders(raw: readonly string[]): Record<string, string | string[]> {
+/**
+ * The proxy headers Keystone's oslo.middleware trusts (proto, host, client address, script
+ * name): a client's never reach Keystone; the edge sets `Forwarded` and `X-Forwarded-For`.
+ */
+const CLIENT_PROXY_HEADERS = new Set([
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "x-forwarded-prefix",
+  "x-real-ip",
+]);
+
+function relayedHeaders(raw: readonly string[], peer: string): Record<string, string | string[]> {
   let listed: ReadonlySet<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if ((raw[i] ?? "").toLowerCase() === "connection") listed = connectionListed(raw[i + 1]);
@@ -343,9 +357,12 @@ function relayedHeaders(raw: readonly string[]): Record<string, string | string[
     const name = (raw[i] ?? "").toLowerCase();
     const value = raw[i + 1] ?? "";
     if (name === "host" || name === "content-length" || isHopByHop(name, listed)) continue;
+    if (CLIENT_PROXY_HEADERS.has(name)) continue;
     const prior = out[name];
     out[name] = prior === undefined ? value : [...(Array.isArray(prior) ? prior : [prior]), value];
   }
+  out["x-forwarded-for"] = peer;
+  out["forwarded"] = `for=${forwardedNode(peer)};proto=http`;
   return out;
 }
 

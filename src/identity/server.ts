@@ -147,7 +147,8 @@ function statusOf(result: Awaited<ReturnType<IdentityRelay["relay"]>>): number {
     case "relayed":
       return result.status;
     case "unavailable":
-      return 503;
+      // A client that left got no answer: counted as the proxy counts it, not as a 503.
+      return result.reason === "client_aborted" ? 499 : 503;
     case "too_large":
       return 413;
   }

@@ -147,13 +147,18 @@ export function refusalBody(refusal: Refusal): string {
   });
 }
 
-/** Writes a refusal straight onto a socket (no request object exists) and closes it. */
+/**
+ * Writes a refusal straight onto a socket (no request object exists) and closes it. The
+ * listener's sockets are half-open capable and no longer read: once the answer is flushed
+ * the socket is destroyed, or a client that never closes its side would hold it for good.
+ */
 function writeRefusal(socket: Duplex, refusal: Refusal): void {
   const body = refusalBody(refusal);
   socket.end(
     `HTTP/1.1 ${String(refusal.status)} ${STATUS_TEXT[refusal.status]}\r\n` +
       "Connection: close\r\nContent-Type: application/json\r\n" +
       `Content-Length: ${String(Buffer.byteLength(body))}\r\n\r\n${body}`,
+    () => socket.destroy(),
   );
 }
 

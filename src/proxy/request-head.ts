@@ -169,13 +169,13 @@ export class RequestHeadReader {
 }
 
 /** The peer's address as a service should see it: IPv4-mapped IPv6 as plain IPv4. */
-function peerAddress(address: string | undefined): string {
+export function peerAddress(address: string | undefined): string {
   if (address === undefined) return "unknown";
   return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
 }
 
 /** RFC 7239 §6 node: IPv4 as a token, IPv6 bracketed and quoted, else obfuscated. */
-function forwardedNode(address: string): string {
+export function forwardedNode(address: string): string {
   if (/^[0-9.]+$/.test(address)) return address;
   if (/^[0-9A-Fa-f:.]+$/.test(address)) return `"[${address}]"`;
   return "unknown";

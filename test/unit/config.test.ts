@@ -126,6 +126,7 @@ describe("configuration", () => {
       keep_alive_timeout_ms: 75_000,
     });
     expect(config.admin_allowed_hosts).toEqual([]);
+    expect(config.upstream_max_connections).toBe(1024);
     const bad = (client: Record<string, unknown>) => problemsOf({ ...minimal, client });
     expect(bad({ max_header_bytes: 65_536, max_head_bytes: 16_384 })).toEqual([
       expect.stringMatching(/^client\.max_header_bytes: must not exceed max_head_bytes/),

@@ -220,6 +220,10 @@ describe("Identity relay", () => {
         "Content-Type": "application/json",
         Connection: "keep-alive, x-private",
         "X-Private": "hop",
+        Forwarded: "for=6.6.6.6;proto=https;host=evil.example",
+        "X-Forwarded-Prefix": "/admin",
+        "X-Forwarded-For": "6.6.6.6",
+        "X-Real-IP": "6.6.6.6",
       },
     });
     req.end(JSON.stringify({ user: { name: "x" } }));
@@ -235,6 +239,11 @@ describe("Identity relay", () => {
     expect(got?.headers["x-auth-token"]).toBe("tok");
     expect(got?.headers["x-private"]).toBeUndefined(); // named in Connection: hop-by-hop
     expect(got?.headers.host).toBe(new URL(good.url).host);
+    // oslo.middleware in front of Keystone trusts these: only the edge's reach it.
+    expect(got?.headers.forwarded).toBe("for=127.0.0.1;proto=http");
+    expect(got?.headers["x-forwarded-for"]).toBe("127.0.0.1");
+    expect(got?.headers["x-forwarded-prefix"]).toBeUndefined();
+    expect(got?.headers["x-real-ip"]).toBeUndefined();
     await waitFor(f.idle, "the relay idle");
     await f.close();
   });

@@ -284,3 +284,35 @@ describe("deadlines", () => {
     await e.close();
   });
 });
+
+describe("slowloris", () => {
+  it("serves valid requests while 300 slow heads and 50 stalled bodies hold connections, then closes every one", async () => {
+    const e = await edge({ headers_timeout_ms: 1_500, body_timeout_ms: 1_000 });
+    const attackers: Socket[] = [];
+    const trickles: NodeJS.Timeout[] = [];
+    for (let i = 0; i < 300; i++) {
+      const s = connect(e.port, "127.0.0.1");
+      s.on("error", () => undefined);
+      s.write("GET / HTTP/1.1\r\nHost: a\r\n");
+      trickles.push(setInterval(() => s.writable && s.write("X-Slow: 1\r\n"), 200));
+      attackers.push(s);
+    }
+    for (let i = 0; i < 50; i++) {
+      const s = connect(e.port, "127.0.0.1");
+      s.on("error", () => undefined);
+      s.write("PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nxx");
+      attackers.push(s);
+    }
+    // Valid requests meanwhile: every one answered.
+    const valid = await Promise.all(
+      Array.from({ length: 100 }, () => raw(e.port, "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")),
+    );
+    expect(valid.map((r) => r.status)).toEqual(Array.from({ length: 100 }, () => 200));
+    await Promise.all(attackers.map(closed));
+    for (const t of trickles) clearInterval(t);
+    const count = (reason: string): number => e.refusals.filter((r) => r === reason).length;
+    expect(count("headers_timeout")).toBe(300);
+    expect(count("body_timeout")).toBe(50);
+    await e.close();
+  });
+});
