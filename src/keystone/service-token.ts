@@ -5,7 +5,10 @@
  * credential) at start, renewing before expiry, re-authenticating once when Keystone says
  * the token is no longer good (a 401 on a validation), and backing off while Keystone is
  * away. The request path only calls `current()`; it never waits for a renewal unless there
- * is no token at all.
+ * is no token at all, and never starts one while a failed authentication's back-off runs:
+ * with credentials Keystone refuses (a changed password, a disabled user), one login per
+ * request would hammer Keystone and lock the service user out where Keystone locks
+ * accounts after failed logins. The background retry (500 ms doubling to 30 s) tries again.
  */
 import type { Config } from "../config/schema.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -41,6 +44,8 @@ export class ServiceToken {
   private inFlight: Promise<ServiceTokenState> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private retryMs: number;
+  /** After a failed authentication, requests start none before this (epoch ms). */
+  private retryAtMs = -Infinity;
   private closed = false;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -71,20 +76,29 @@ export class ServiceToken {
 
   /**
    * Keystone refused `token` (401): re-authenticate, unless a newer token has already
-   * replaced it. Resolves to the token to retry with, if any.
+   * replaced it, or a re-authentication already failed and its back-off runs. Resolves to
+   * the token to retry with, if any.
    */
   async rejected(token: string): Promise<string | undefined> {
     const s = this.state;
     if (s.kind === "valid" && s.token !== token && s.expiresAtMs > this.clock.nowMs())
       return s.token;
-    this.state = { kind: "none", lastError: "Keystone refused the service token" };
-    await this.refresh();
-    return this.current();
+    if (s.kind === "valid") {
+      this.state = { kind: "none", lastError: "Keystone refused the service token" };
+    }
+    return this.ensure();
   }
 
-  /** The token, waiting for an authentication only when there is none. */
+  /**
+   * The token, waiting for an authentication only when there is none — joining one under
+   * way, or starting one unless a failed one's back-off runs (then: none, at once).
+   */
   async ensure(): Promise<string | undefined> {
-    return this.current() ?? (await this.refresh(), this.current());
+    const token = this.current();
+    if (token !== undefined) return token;
+    if (this.inFlight === undefined && this.clock.nowMs() < this.retryAtMs) return undefined;
+    await this.refresh();
+    return this.current();
   }
 
   close(): void {
@@ -155,6 +169,7 @@ export class ServiceToken {
         const now = this.clock.nowMs();
         this.state = { kind: "valid", token: subject, expiresAtMs, obtainedAtMs: now };
         this.retryMs = this.options.retryMinMs ?? 500;
+        this.retryAtMs = -Infinity;
         const renewIn = Math.max(
           1_000,
           (expiresAtMs - now) * (this.options.renewAtFraction ?? 0.75),
@@ -178,6 +193,7 @@ export class ServiceToken {
       retry_ms: this.retryMs,
     });
     this.schedule(this.retryMs);
+    this.retryAtMs = this.clock.nowMs() + this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, this.options.retryMaxMs ?? 30_000);
     return this.state;
   }
