@@ -40,7 +40,7 @@ import { KeystoneEndpoints } from "./keystone/endpoint-set.js";
 import { feedLagSeconds, RevocationFeed } from "./keystone/revocation-feed.js";
 import type { ContextStore } from "./cache/context-store.js";
 import { cacheMetricsFor } from "./cache/factory.js";
-import { RevocationList, concernsContext } from "./revocation/events.js";
+import { RevocationList, concernsAnyContext } from "./revocation/events.js";
 import { ContextCache } from "./validation/context.js";
 import { TokenDecoder } from "./token/decoder.js";
 import {
@@ -288,13 +288,22 @@ async function buildCore(
     serviceToken,
     list: revocations,
     pollIntervalMs: k.revocation_poll_interval_ms,
+    tokenExpirationSeconds: config.fernet.token_expiration,
+    allowExpiredWindowSeconds: config.fernet.allow_expired_window,
+    contextLifetimeSeconds:
+      (config.cache.context_cache_time ?? config.cache.token_cache_time) +
+      config.cache.stale_if_error,
+    maxEvents: k.revocation_max_events,
     logger,
+    onDropped: (events) => {
+      if (!retired) metrics.revocationEventsDropped.inc(events);
+    },
     onEvents: (events) => {
       if (!retired) metrics.revocationEventsApplied.inc(events.length);
       // Cached tokens stay: every cache hit is checked against the list, so a revoked one
       // is refused there with no Keystone call. Contexts go: they answer new tokens, which
       // an event's issued_before does not cover.
-      const contextsPurged = contexts?.purge((c) => events.some((e) => concernsContext(e, c))) ?? 0;
+      const contextsPurged = contexts?.purge(concernsAnyContext(events)) ?? 0;
       if (contextsPurged > 0) {
         logger.info("contexts purged by revocation events", { contexts: contextsPurged });
       }
@@ -355,6 +364,7 @@ async function buildCore(
   const forwarder = new Forwarder({
     upstream: config.upstream,
     connections: config.upstream_max_connections,
+    timeoutMs: config.upstream_timeout_ms,
     wwwAuthenticate: `Keystone uri="${k.www_authenticate_uri}"`,
   });
   const server = createEdgeServer({

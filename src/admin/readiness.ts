@@ -14,7 +14,7 @@ import type { BreakerState } from "../breaker.js";
 import type { KeyRepositoryStatus } from "../fernet/key-repository.js";
 import type { FeedState } from "../keystone/revocation-feed.js";
 import type { ServiceTokenState } from "../keystone/service-token.js";
-import type { Clock } from "../units.js";
+import { systemClock, type Clock } from "../units.js";
 
 /** One named readiness condition. */
 export interface ReadinessCheck {
@@ -54,13 +54,27 @@ export function keysCheck(status: () => KeyRepositoryStatus): ReadinessCheck {
   };
 }
 
-/** The edge's own Keystone token: not ready until one was obtained. */
-export function serviceTokenCheck(snapshot: () => ServiceTokenState): ReadinessCheck {
+/**
+ * The edge's own Keystone token: not ready until one was first obtained; one lost later (a
+ * changed service password, Keystone unreachable at renewal) is degraded, not unready: the
+ * edge still serves everything its tiers know, and taking every edge of a region out of
+ * rotation for it would turn a credentials problem into a region outage.
+ */
+export function serviceTokenCheck(
+  snapshot: () => ServiceTokenState,
+  clock: Clock = systemClock,
+): ReadinessCheck {
   return {
     name: "service_token",
     check: () => {
       const s = snapshot();
-      return s.kind === "valid" ? { ok: true } : { ok: false, detail: s.lastError ?? "not yet" };
+      if (s.kind === "valid") return { ok: true };
+      if (s.lastObtainedAtMs === undefined) return { ok: false, detail: s.lastError ?? "not yet" };
+      return {
+        ok: true,
+        degraded: true,
+        detail: `lost (${s.lastError ?? "unknown error"}); last obtained ${ago(clock, s.lastObtainedAtMs)}; Keystone-only validations answer 503`,
+      };
     },
   };
 }

@@ -205,6 +205,15 @@ export type ClientLimits = z.output<typeof clientLimits>;
 export const configSchema = z.strictObject({
   listen: listenAddress.describe("Where clients connect; IPv6 as `[::1]:8774`."),
   upstream: httpUrl.describe("The local OpenStack service requests are forwarded to."),
+  upstream_timeout_ms: z
+    .number()
+    .int()
+    .min(100)
+    .max(3_600_000)
+    .default(60_000)
+    .describe(
+      "How long the service may take to send its answer's head, and to fall silent within its body: past it the client gets 504 (or, mid-answer, a cut connection). nginx's `proxy_read_timeout`.",
+    ),
   upstream_max_connections: z
     .number()
     .int()
@@ -377,6 +386,11 @@ export const configSchema = z.strictObject({
         .describe(
           "How often Keystone's revocation feed (`GET /v3/OS-REVOKE/events`) is polled: a revoked token is refused within this, cached or not (keystonemiddleware: up to `token_cache_time`).",
         ),
+      revocation_max_events: z.number().int().min(1_000).max(100_000_000).default(1_000_000).meta({
+        unit: "events",
+        description:
+          "Most revocation events held (about 32 MB of heap per 100,000). Beyond it (a flood of revocations) the oldest are dropped and counted (`keystone_edge_revocation_events_dropped_total`), and every cached token issued at or before them is refused, never let back in; the refusal ends once those events would have been pruned.",
+      }),
       auth: keystoneAuth,
     })
     .describe(
@@ -411,6 +425,16 @@ export const configSchema = z.strictObject({
       default_domain_id: nonEmpty
         .default("default")
         .describe("Keystone's `[identity] default_domain_id`."),
+      token_expiration: z.number().int().min(60).max(31_536_000).default(3_600).meta({
+        unit: "s",
+        description:
+          "Keystone's `[token] expiration`: how long after issue a token expires. With `allow_expired_window`, how long a revocation event is kept: past both (and a 5-minute clock-skew margin) after its `issued_before`, no token it revokes is acceptable.",
+      }),
+      allow_expired_window: z.number().int().min(0).max(31_536_000).default(172_800).meta({
+        unit: "s",
+        description:
+          "Keystone's `[token] allow_expired_window`: how long past expiry a token is still honoured with `allow_expired` (a service token's request). Revocation events are kept `token_expiration` + this + 5 minutes after their `issued_before` (longer if `context_cache_time` + `stale_if_error` is).",
+      }),
     })
     .describe(
       "The region's copy of Keystone's Fernet keys and the Keystone settings that decoding a token depends on: they must match the master's.",

@@ -17,7 +17,12 @@ import type { KeystoneEndpoint } from "./endpoint.js";
 
 /** Where the service token stands. */
 export type ServiceTokenState =
-  | { readonly kind: "none"; readonly lastError?: string }
+  | {
+      readonly kind: "none";
+      readonly lastError?: string;
+      /** When the last token (now lost: refused or expired) was obtained; none yet: absent. */
+      readonly lastObtainedAtMs?: number;
+    }
   | {
       readonly kind: "valid";
       readonly token: string;
@@ -84,7 +89,11 @@ export class ServiceToken {
     if (s.kind === "valid" && s.token !== token && s.expiresAtMs > this.clock.nowMs())
       return s.token;
     if (s.kind === "valid") {
-      this.state = { kind: "none", lastError: "Keystone refused the service token" };
+      this.state = {
+        kind: "none",
+        lastError: "Keystone refused the service token",
+        lastObtainedAtMs: s.obtainedAtMs,
+      };
     }
     return this.ensure();
   }
@@ -186,7 +195,12 @@ export class ServiceToken {
     }
     const previous = this.state;
     if (previous.kind !== "valid" || previous.expiresAtMs <= this.clock.nowMs()) {
-      this.state = { kind: "none", lastError };
+      const lastObtainedAtMs =
+        previous.kind === "valid" ? previous.obtainedAtMs : previous.lastObtainedAtMs;
+      this.state =
+        lastObtainedAtMs === undefined
+          ? { kind: "none", lastError }
+          : { kind: "none", lastError, lastObtainedAtMs };
     }
     this.logger.warn("service token authentication failed", {
       error: lastError,

@@ -171,7 +171,10 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
     }
     for (const item of wireHeaders(decision.headers)) headers.push(item);
     options.forwarder.forward(req, res, headers, head.hasBody, (outcome) => {
-      done(outcome.kind, "status" in outcome ? outcome.status : 499);
+      // A service that failed mid-answer: the client already saw its status (and then a
+      // cut connection); count what it saw, the failure goes to the upstream errors.
+      const sent = outcome.kind !== "ok" && res.headersSent ? res.statusCode : undefined;
+      done(outcome.kind, sent ?? ("status" in outcome ? outcome.status : 499));
     });
   };
   const server = createServer(listenerOptions(limits), (req, res) => {

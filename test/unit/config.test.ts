@@ -127,6 +127,7 @@ describe("configuration", () => {
     });
     expect(config.admin_allowed_hosts).toEqual([]);
     expect(config.upstream_max_connections).toBe(1024);
+    expect(config.upstream_timeout_ms).toBe(60_000);
     const bad = (client: Record<string, unknown>) => problemsOf({ ...minimal, client });
     expect(bad({ max_header_bytes: 65_536, max_head_bytes: 16_384 })).toEqual([
       expect.stringMatching(/^client\.max_header_bytes: must not exceed max_head_bytes/),

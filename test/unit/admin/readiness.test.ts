@@ -57,6 +57,15 @@ describe("readiness checks", () => {
     expect(serviceTokenCheck(() => ({ kind: "none" })).check().detail).toBe("not yet");
   });
 
+  it("service token: one lost after it was obtained is degraded, never not-ready", () => {
+    const lost = serviceTokenCheck(
+      () => ({ kind: "none", lastError: "HTTP 401", lastObtainedAtMs: NOW_MS - 90_000 }),
+      clock,
+    ).check();
+    expect(lost).toMatchObject({ ok: true, degraded: true });
+    expect(lost.detail).toMatch(/^lost \(HTTP 401\); last obtained 90 s ago/);
+  });
+
   it("keystone: open endpoints and degraded mode are degraded, never not-ready", () => {
     const closed = { kind: "closed", failures: 0 } as const;
     const healthy = keystoneCheck(

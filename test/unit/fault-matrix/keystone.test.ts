@@ -74,8 +74,12 @@ describe("fault matrix: Keystone refuses the edge's service token (401)", () => 
     for (const secret of [known, fresh, ...others, "service-user-password", "svc-1"]) {
       expect(logged).not.toContain(secret);
     }
-    const check = (await r.readyz()).checks.find((c) => c.name === "service_token");
+    // A token lost after one was obtained: still ready (known tokens are served), degraded.
+    const ready = await r.readyz();
+    const check = ready.checks.find((c) => c.name === "service_token");
+    expect(check).toMatchObject({ ok: true, degraded: true });
     expect(check?.detail).toMatch(/HTTP 401/);
+    expect(ready).toMatchObject({ ready: true, degraded: true });
 
     // Credentials fixed: the background retry gets a token; the refused token was not
     // remembered as invalid.

@@ -198,6 +198,8 @@ describe("fault matrix: the service behind the edge", () => {
       const before = await region.metric("keystone_edge_upstream_errors_total", {
         kind: "upstream_error",
       });
+      const seen2xx = await region.metric("keystone_edge_requests_total", { status_class: "2xx" });
+      const seen5xx = await region.metric("keystone_edge_requests_total", { status_class: "5xx" });
       const got = await get(region.url, token);
       expect(got.status).toBe(200); // the head had gone out
       expect(got.cut).toBe(true);
@@ -207,6 +209,13 @@ describe("fault matrix: the service behind the edge", () => {
       expect(
         await region.metric("keystone_edge_upstream_errors_total", { kind: "upstream_error" }),
       ).toBe(before + 1);
+      // The request is counted with the status the client saw.
+      expect(await region.metric("keystone_edge_requests_total", { status_class: "2xx" })).toBe(
+        seen2xx + 1,
+      );
+      expect(await region.metric("keystone_edge_requests_total", { status_class: "5xx" })).toBe(
+        seen5xx,
+      );
     } finally {
       service.behaviour = "echo";
     }
