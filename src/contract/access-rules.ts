@@ -14,13 +14,16 @@
  *    none: keystonemiddleware fails on a missing catalog; the edge refuses);
  * 5. a service token came with the request (a chain of service calls) → allowed;
  * 6. a rule with the request's method, `service_type` and a matching path → allowed;
- *    else refused.
+ *    else refused (also when the rules cost more than `DEFAULT_RULES_WORK_BUDGET` to try).
  * Paths match as keystonemiddleware's `_path_matches` builds its pattern: `*` one path
- * segment, `**` anything, `{name}` one segment, every other character as written; against
- * the WSGI path (percent-decoded, Latin-1, no query), which is what webob's `request.path`
- * holds.
+ * segment, `**` anything, `{name}` one segment, every other character as written into a
+ * Python regular expression (so `.` is any character); path-pattern.ts runs that expression
+ * in linear time, within bounds. The path is webob's `request.path` (`requestPathOf`):
+ * percent-decoded, then quoted again; a path the services behind could read differently
+ * (dot segments, bad escapes, no UTF-8) is refused.
  */
 import type { KeystoneToken } from "../keystone/token-body.js";
+import { compilePathPattern, type PathPattern, type PathPatternLimits } from "./path-pattern.js";
 
 /** One access rule as Keystone renders it. */
 export interface AccessRule {
@@ -51,7 +54,14 @@ export interface RuleRequest {
 
 /** Why a request was refused, for the log. */
 export type RuleRefusal =
-  "no_service_type" | "service_not_in_catalog" | "no_matching_rule" | "malformed_rules";
+  | "no_service_type"
+  | "service_not_in_catalog"
+  | "no_matching_rule"
+  | "malformed_rules"
+  /** The path is not one every service reads alike (see `requestPathOf`). */
+  | "ambiguous_path"
+  /** No rule matched within the work budget (`DEFAULT_RULES_WORK_BUDGET`): patterns built to cost. */
+  | "rules_too_costly";
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -103,54 +113,141 @@ export function checkAccessRules(
 ): RuleRefusal | undefined {
   if (restriction.kind === "malformed") return "malformed_rules";
   if (serviceType === undefined || serviceType === "") return "no_service_type";
-  const path = wsgiPath(request.url);
+  const path = requestPathOf(request.url);
+  if (path === undefined) return "ambiguous_path";
   if (serviceType === "identity" && request.method === "GET" && path.endsWith("/v3/auth/tokens")) {
     return undefined;
   }
   if (restriction.catalogTypes?.has(serviceType) !== true) return "service_not_in_catalog";
   if (request.hasServiceToken) return undefined;
+  let budget = DEFAULT_RULES_WORK_BUDGET;
+  let costly = false;
   for (const rule of restriction.rules) {
-    if (
-      rule.method === request.method &&
-      rule.service === serviceType &&
-      pathMatches(path, rule.path)
-    ) {
-      return undefined;
-    }
+    if (rule.method !== request.method || rule.service !== serviceType) continue;
+    const { outcome, work } = compiledPattern(rule.path).measure(path, budget);
+    if (outcome === "match") return undefined;
+    costly ||= outcome === "over_budget";
+    budget -= work;
+    if (budget <= 0) return "rules_too_costly";
   }
-  return "no_matching_rule";
+  return costly ? "rules_too_costly" : "no_matching_rule";
 }
 
-const PATTERN_TOKEN =
-  /(?<tag>\{[^}]*\})|(?<wild>\*(?=$|[^*]))|(?<recWild>\*\*)|(?<literal>[^{}*])/g;
-const compiled = new Map<string, RegExp | null>();
-const MAX_COMPILED = 1024;
+/**
+ * Most work (path-pattern.ts's `measure`: characters read + NFA nodes visited) checking one
+ * request against all its rules may take; past it the request is refused. Four patterns
+ * built to cost at their own cap (`DEFAULT_MAX_MATCH_WORK`); a realistic rule takes about
+ * one unit per path character.
+ */
+export const DEFAULT_RULES_WORK_BUDGET = 4_000_000;
+
+/** Compiled patterns kept (the oldest dropped first): requests with one credential share them. */
+export const COMPILED_PATTERN_CACHE_SIZE = 128;
+const compiled = new Map<string, PathPattern>();
 
 /**
- * keystonemiddleware's `_path_matches`: the pattern becomes a regular expression piece by
- * piece, literal characters inserted as written (so `.` matches any character there too);
- * a pattern that is no valid expression matches nothing (keystonemiddleware would fail the
- * request).
+ * keystonemiddleware's `_path_matches`: whether `requestPath` matches the access-rule
+ * `pattern` (see path-pattern.ts for the semantics and the bounds). Linear in the path;
+ * a pattern Python's `re` refuses, one the edge does not run, or one beyond the bounds,
+ * matches nothing.
+ * @param limits bounds; default those of path-pattern.ts (1024-character pattern, 8 KiB
+ *   path, 1,000,000 units of work), and the cache. With `limits`, compiled afresh.
  */
-export function pathMatches(requestPath: string, pattern: string): boolean {
-  let regex = compiled.get(pattern);
-  if (regex === undefined) {
-    let source = "";
-    for (const m of pattern.matchAll(PATTERN_TOKEN)) {
-      const g = m.groups ?? {};
-      if (g["tag"] !== undefined || g["wild"] !== undefined) source += "[^\\/]+";
-      if (g["recWild"] !== undefined) source += ".*";
-      if (g["literal"] !== undefined) source += g["literal"];
+export function pathMatches(
+  requestPath: string,
+  pattern: string,
+  limits?: PathPatternLimits,
+): boolean {
+  if (limits !== undefined) return compilePathPattern(pattern, limits).matches(requestPath);
+  return compiledPattern(pattern).matches(requestPath);
+}
+
+/** `pattern` compiled with the default limits, from the cache. */
+function compiledPattern(pattern: string): PathPattern {
+  let matcher = compiled.get(pattern);
+  if (matcher === undefined) {
+    matcher = compilePathPattern(pattern);
+    if (compiled.size >= COMPILED_PATTERN_CACHE_SIZE) {
+      const oldest = compiled.keys().next();
+      if (oldest.done !== true) compiled.delete(oldest.value);
     }
-    try {
-      // Python's `$` also matches before a final newline.
-      regex = new RegExp(`^${source}\\n?$`);
-    } catch {
-      regex = null;
-    }
-    if (compiled.size < MAX_COMPILED) compiled.set(pattern, regex);
+    compiled.set(pattern, matcher);
   }
-  return regex !== null && regex.test(requestPath);
+  return matcher;
+}
+
+/** RFC 3986 unreserved characters and webob's `PATH_SAFE`: what `urllib.parse.quote` keeps. */
+const QUOTE_SAFE = new Uint8Array(0x100);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/!$&'()*+,;=:@") {
+  QUOTE_SAFE[c.charCodeAt(0)] = 1;
+}
+const HEX_DIGITS = "0123456789ABCDEF";
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  if (lower >= 0x61 && lower <= 0x66) return lower - 0x61 + 10;
+  return -1;
+}
+
+/**
+ * What keystonemiddleware matches rules against: webob's `request.path`, i.e. the WSGI
+ * `PATH_INFO` (percent-decoded by the server), decoded as UTF-8 and percent-quoted again
+ * (`urllib.parse.quote`, safe `/~!$&'()*+,;=:@`): ASCII, `%20` for a space, `%25` for `%`.
+ * `undefined` when the path is not one every service would see alike, refused: an invalid
+ * percent-escape (servers mangle them differently), a `.` or `..` segment (uwsgi resolves
+ * them, so the service would route another path than the one checked), bytes that are no
+ * UTF-8 (webob raises: keystonemiddleware fails the request), a character beyond Latin-1.
+ */
+export function requestPathOf(url: string): string | undefined {
+  const q = url.indexOf("?");
+  const raw = q === -1 ? url : url.slice(0, q);
+  let plain = true;
+  for (let i = 0; i < raw.length && plain; i++) plain = QUOTE_SAFE[raw.charCodeAt(i)] === 1;
+  if (plain && !raw.includes(".")) return raw;
+  const bytes = new Uint8Array(raw.length);
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c > 0xff) return undefined;
+    if (c === 0x25) {
+      const hi = hexValue(raw.charCodeAt(i + 1));
+      const lo = hexValue(raw.charCodeAt(i + 2));
+      if (hi < 0 || lo < 0) return undefined;
+      bytes[n++] = hi * 16 + lo;
+      i += 2;
+    } else {
+      bytes[n++] = c;
+    }
+  }
+  const decoded = bytes.subarray(0, n);
+  let segmentStart = 0;
+  for (let i = 0; i <= n; i++) {
+    if (i === n || decoded[i] === 0x2f) {
+      const len = i - segmentStart;
+      if (
+        (len === 1 && decoded[segmentStart] === 0x2e) ||
+        (len === 2 && decoded[segmentStart] === 0x2e && decoded[segmentStart + 1] === 0x2e)
+      ) {
+        return undefined;
+      }
+      segmentStart = i + 1;
+    }
+  }
+  try {
+    UTF8.decode(decoded);
+  } catch {
+    return undefined;
+  }
+  let out = "";
+  for (const b of decoded) {
+    out +=
+      QUOTE_SAFE[b] === 1
+        ? String.fromCharCode(b)
+        : `%${HEX_DIGITS[b >> 4] ?? ""}${HEX_DIGITS[b & 15] ?? ""}`;
+  }
+  return out;
 }
 
 /** The WSGI `PATH_INFO` of a request target: no query, percent-decoded bytes read as Latin-1. */
