@@ -6,6 +6,13 @@
  * lives `min(token_cache_time, expires_at − now)`), and recent rejections (a negative entry
  * lives `negativeTtlMs`). Bounded by `lru_max_entries`, least recently used out first.
  * Reads the injected clock (lru-cache's `perf`), so tests advance time without sleeping.
+ * Expired entries are swept out unread (`sweep`, every `sweepIntervalMs`): a region's
+ * stream of fresh and forged tokens, each seen once, would otherwise fill the cache to
+ * `lru_max_entries` and hold that memory for good. The sweep pops expiry times from a heap,
+ * at most `SWEEP_BATCH` a tick, so its cost follows what expired, never the cache's size
+ * (lru-cache's `purgeStale()` walks every entry, ≈50 ms for 100,000 here, a stall on the
+ * loop; its `ttlAutopurge` timers skip an entry whose timer fires when its age equals its
+ * TTL exactly, which under load left a tenth of them behind).
  * Reports hits, misses, evictions and expirations to the metrics sink; `purge(predicate)`
  * drops entries on demand (revocation).
  */
@@ -13,6 +20,7 @@ import { LRUCache } from "lru-cache";
 
 import type { KeystoneToken } from "../keystone/token-body.js";
 import { systemClock, type Clock } from "../units.js";
+import { MinHeap } from "../min-heap.js";
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";
 
 /** Default `lru_max_entries`. */
@@ -21,6 +29,10 @@ export const DEFAULT_L1_MAX_ENTRIES = 100_000;
 export const DEFAULT_TOKEN_CACHE_TIME_SECONDS = 300;
 /** Default life of a negative entry, ms. */
 export const DEFAULT_NEGATIVE_TTL_MS = 10_000;
+/** Default period of the sweep of expired entries, ms. */
+export const DEFAULT_SWEEP_INTERVAL_MS = 1_000;
+/** Expiry times looked at per sweep at most: bounds one tick's work (≈1 ms). */
+export const SWEEP_BATCH = 10_000;
 
 /** A token Keystone (or local decoding) accepted, with the caller's precomputed `data`. */
 export interface PositiveEntry<V> {
@@ -56,6 +68,11 @@ export interface L1Options {
   readonly clock?: Clock;
   /** Receives `l1_*` events. Default: none. */
   readonly metrics?: CacheMetrics;
+  /**
+   * How often expired entries are swept out unread, ms; 0: never by a timer (call
+   * `sweep()`). Default {@link DEFAULT_SWEEP_INTERVAL_MS}.
+   */
+  readonly sweepIntervalMs?: number;
 }
 
 /** The in-process tier. `V` is what the caller precomputes from a positive entry. */
@@ -65,6 +82,9 @@ export class L1Cache<V> {
   private readonly metrics: CacheMetrics;
   private readonly positiveTtlMs: number;
   private readonly negativeTtlMs: number;
+  /** Every entry's key under its expiry time (stale items for replaced entries are skipped). */
+  private readonly expiries = new MinHeap<string>();
+  private readonly sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: L1Options = {}) {
     const maxEntries = options.maxEntries ?? DEFAULT_L1_MAX_ENTRIES;
@@ -93,6 +113,38 @@ export class L1Cache<V> {
         else if (reason === "expire") metrics.count("l1_expiration");
       },
     });
+    const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
+    if (sweepIntervalMs > 0) {
+      this.sweeper = setInterval(() => this.sweep(), sweepIntervalMs);
+      this.sweeper.unref();
+    }
+  }
+
+  /**
+   * Drops entries whose time has come, unread, looking at `limit` expiry times at most.
+   * @returns how many entries were dropped.
+   */
+  sweep(limit = SWEEP_BATCH): number {
+    const now = this.clock.nowMs();
+    let dropped = 0;
+    for (let looked = 0; looked < limit; looked++) {
+      const at = this.expiries.peekKey();
+      if (at === undefined || at > now) break;
+      const key = this.expiries.pop() as string;
+      // The key may have been replaced by a longer-lived entry, or be gone already.
+      const entry = this.lru.peek(key, { allowStale: true });
+      if (entry !== undefined && now >= entry.expiresAtMs) {
+        this.lru.delete(key);
+        this.metrics.count("l1_expiration");
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
+  /** Stops the sweep timer. */
+  close(): void {
+    clearInterval(this.sweeper);
   }
 
   /**
@@ -134,6 +186,7 @@ export class L1Cache<V> {
       { kind: "positive", value, data, expiresAtMs: until },
       { ttl: ttl(until - now) },
     );
+    this.expiries.push(until, key);
     return until;
   }
 
@@ -142,6 +195,7 @@ export class L1Cache<V> {
     if (this.negativeTtlMs === 0) return;
     const expiresAtMs = this.clock.nowMs() + this.negativeTtlMs;
     this.lru.set(key, { kind: "negative", code, expiresAtMs }, { ttl: ttl(this.negativeTtlMs) });
+    this.expiries.push(expiresAtMs, key);
   }
 
   /** Forgets `key`. */

@@ -244,8 +244,9 @@ export class TokenCache<V = undefined> {
     return this.l1.size;
   }
 
-  /** Closes memcached connections. */
+  /** Stops the in-process sweep and closes memcached connections. */
   close(): void {
+    this.l1.close();
     this.shared?.close();
   }
 

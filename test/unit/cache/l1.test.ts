@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { L1Cache, type L1Entry } from "../../../src/cache/l1.js";
 import { CountingCacheMetrics } from "../../../src/cache/metrics.js";
 import { ManualClock, T0_MS, tokenBody } from "./helpers.js";
+import { waitUntil } from "../helpers.js";
 
 function setup(
   options: { maxEntries?: number; tokenCacheTimeSeconds?: number; negativeTtlMs?: number } = {},
@@ -130,6 +131,41 @@ describe("L1Cache counters", () => {
     expect(metrics.get("l1_expiration")).toBe(2);
     expect(metrics.get("l1_miss")).toBe(2);
     expect(l1.size).toBe(0);
+  });
+
+  it("sweeps expired entries out unread, at most a batch at a time, without sleeping", () => {
+    const { clock, metrics, l1 } = setup({ negativeTtlMs: 10_000 });
+    for (let i = 0; i < 1_000; i++) l1.setNegative(`forged-${String(i)}`, "invalid");
+    l1.setPositive("kept", tokenBody(), { headers: "h" }, T0_MS + HOUR_MS);
+    // Replaced by a longer-lived answer: its first expiry time must not drop it.
+    clock.advance(1);
+    l1.setNegative("replaced", "invalid");
+    l1.setPositive("replaced", tokenBody(), { headers: "h" }, T0_MS + HOUR_MS);
+    expect(l1.sweep()).toBe(0); // nothing due yet
+    clock.advance(9_999);
+    expect(l1.sweep(400)).toBe(400);
+    expect(l1.sweep()).toBe(600);
+    clock.advance(1);
+    expect(l1.sweep()).toBe(0); // "replaced" came due, but holds a positive answer now
+    expect(l1.size).toBe(2);
+    expect(metrics.get("l1_expiration")).toBe(1_000);
+    expect(l1.get("kept")?.kind).toBe("positive");
+    expect(l1.get("replaced")?.kind).toBe("positive");
+    l1.close();
+  });
+
+  it("sweeps on its own timer: memory follows recent traffic, not the peak", async () => {
+    const metrics = new CountingCacheMetrics();
+    const l1 = new L1Cache<{ headers: string }>({
+      metrics,
+      negativeTtlMs: 30,
+      sweepIntervalMs: 20,
+    });
+    for (let i = 0; i < 1_000; i++) l1.setNegative(`forged-${String(i)}`, "invalid");
+    expect(l1.size).toBe(1_000);
+    await waitUntil(() => l1.size === 0, 5_000, "the expired entries to be swept out");
+    expect(metrics.get("l1_expiration")).toBe(1_000);
+    l1.close();
   });
 
   it("does not count overwrites as evictions", () => {
