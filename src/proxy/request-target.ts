@@ -3,12 +3,15 @@
  *
  * Owns: turning what a client wrote on the request line into the origin-form target
  * (`/path?query`) that access rules are checked against and the service receives
- * (RFC 9112 §3.2). Origin-form passes as written — dot segments, `//` and percent-escapes
- * included, since the service routes on exactly these bytes and access rules are matched
- * against what the service will see; absolute-form (`http://host/path`, which a server must
- * accept, §3.2.2) becomes origin-form, its authority replacing `Host`; asterisk-form only
- * with `OPTIONS`; anything else (a relative path, another scheme, userinfo, a fragment) is
- * refused. `CONNECT` (authority-form) never reaches here: the listeners refuse it.
+ * (RFC 9112 §3.2). Origin-form passes as written: dot segments, `//` and percent-escapes
+ * are not normalised away, because a service may rightly hold them in a name (a Swift
+ * object `a/../b`); where a path decides something at the edge — a token restricted by
+ * access rules — a path with dot segments or bad escapes, which the service's server may
+ * resolve differently, is refused instead (contract/access-rules.ts). Absolute-form
+ * (`http://host/path`, which a server must accept, §3.2.2) becomes origin-form, its
+ * authority replacing `Host`; asterisk-form only with `OPTIONS`; anything else (a relative
+ * path, another scheme, userinfo, a fragment) is refused. `CONNECT` (authority-form) never
+ * reaches here: the listeners refuse it.
  */
 
 /** What the request line's target comes to. */
