@@ -34,6 +34,7 @@ export class EdgeMetrics {
   readonly revocationEventsHeld: Gauge;
   readonly degraded: Gauge;
   readonly revocationEventsApplied: Counter;
+  readonly revocationEventsDropped: Counter;
   readonly revocationLastSuccess: Gauge;
   readonly keyRepositoryHealthy: Gauge;
   readonly identityRequests: Counter<"route" | "status_class">;
@@ -155,6 +156,11 @@ export class EdgeMetrics {
     this.revocationEventsApplied = new Counter({
       name: "keystone_edge_revocation_events_applied_total",
       help: "Revocation events fetched from Keystone's feed and applied.",
+      registers,
+    });
+    this.revocationEventsDropped = new Counter({
+      name: "keystone_edge_revocation_events_dropped_total",
+      help: "Revocation events dropped over keystone.revocation_max_events (cached tokens issued before them are refused): alert on any.",
       registers,
     });
     this.revocationLastSuccess = new Gauge({

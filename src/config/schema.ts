@@ -389,7 +389,7 @@ export const configSchema = z.strictObject({
       revocation_max_events: z.number().int().min(1_000).max(100_000_000).default(1_000_000).meta({
         unit: "events",
         description:
-          "Most revocation events held (about 32 MB of heap per 100,000). Beyond it (a flood of revocations) the oldest are dropped and counted (`keystone_edge_revocation_events_dropped_total`), and every cached token issued at or before them is refused, never let back in; the refusal ends once those events would have been pruned.",
+          "Most revocation events held (about 35 MB of heap per 100,000). Beyond it (a flood of revocations) the oldest are dropped and counted (`keystone_edge_revocation_events_dropped_total`), and every cached token issued at or before them is refused, never let back in; the refusal ends once those events would have been pruned.",
       }),
       auth: keystoneAuth,
     })

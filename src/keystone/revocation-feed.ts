@@ -2,21 +2,41 @@
  * Keystone's revocation feed: a background loop.
  *
  * Owns: polling `GET /v3/OS-REVOKE/events?since=…` every `pollIntervalMs` through the
- * endpoints in order (breakers respected), adding what is new to the {@link RevocationList}
- * and telling the caller (which purges cached entries). `since` trails the newest event held
- * by `overlapMs`, so an event committed late with an earlier `revoked_at` is still fetched
- * (duplicates are ignored). Events are dropped once no live token can be older than them.
- * The feed's freshness (last success) is reported, so a stale feed is visible; a failed poll
- * keeps everything held. The timer does not keep the process alive.
+ * endpoints in order (breakers respected), applying what is new to the {@link RevocationList}
+ * (incrementally: a poll costs its own events, not the list's size) and telling the caller
+ * (which purges cached entries). `since` trails the newest `revoked_at` seen by `overlapMs`,
+ * so an event committed late with an earlier `revoked_at` is still fetched (duplicates are
+ * ignored). Keystone answers `revoked_at > since` only, so events it prunes are simply not
+ * listed again: events never un-happen, and the list forgets them on its own clock, once no
+ * token they could revoke is acceptable (revocation/retention), and holds at most
+ * `maxEvents` (beyond, the oldest are dropped and older tokens refused: see
+ * `RevocationList.capAt`). The feed's freshness (last success) is reported, so a stale feed
+ * is visible; a failed poll keeps everything held. The timer does not keep the process alive.
  */
 import { silentLogger, type Logger } from "../log.js";
-import { parseEvent, type RevocationEvent, type RevocationList } from "../revocation/events.js";
+import {
+  parseEvent,
+  type OverflowState,
+  type RevocationEvent,
+  type RevocationList,
+} from "../revocation/events.js";
+import {
+  DEFAULT_MAX_REVOCATION_EVENTS,
+  retentionCutoffMicros,
+  type RetentionOptions,
+} from "../revocation/retention.js";
 import { systemClock, type Clock } from "../units.js";
 import type { KeystoneEndpoints } from "./endpoint-set.js";
 import type { ServiceToken } from "./service-token.js";
 
 /** Default time between polls, ms. */
 export const DEFAULT_REVOCATION_POLL_INTERVAL_MS = 10_000;
+
+/**
+ * Events parsed and applied in one go before the feed yields to the event loop (a few ms
+ * of work: see `npm run bench:revocation`).
+ */
+export const APPLY_SLICE_EVENTS = 2_000;
 
 /** Where the feed stands. */
 export type FeedState =
@@ -35,8 +55,11 @@ export function feedLagSeconds(state: FeedState, nowMs: number): number | undefi
   return last === undefined ? undefined : Math.max(0, (nowMs - last) / 1000);
 }
 
-/** Options of {@link RevocationFeed}. */
-export interface RevocationFeedOptions {
+/**
+ * Options of {@link RevocationFeed}. The retention options (`tokenExpirationSeconds`,
+ * `allowExpiredWindowSeconds`, `contextLifetimeSeconds`) are revocation/retention's.
+ */
+export interface RevocationFeedOptions extends RetentionOptions {
   readonly endpoints: KeystoneEndpoints;
   readonly serviceToken: ServiceToken;
   readonly list: RevocationList;
@@ -45,12 +68,14 @@ export interface RevocationFeedOptions {
   /** How far `since` trails the newest event held, ms. Default 60 000. */
   readonly overlapMs?: number;
   /**
-   * Longest a token lives, seconds: events older than that are dropped. Default 172 800
-   * (Keystone's default `allow_expired_window`, 48 h, which bounds any token still honoured).
+   * Most events held; beyond, the oldest are dropped and tokens issued before them refused.
+   * Default {@link DEFAULT_MAX_REVOCATION_EVENTS}.
    */
-  readonly maxTokenLifetimeSeconds?: number;
+  readonly maxEvents?: number;
   /** Called with the events a poll added (purge caches). Must not throw. */
   readonly onEvents?: (events: readonly RevocationEvent[]) => void;
+  /** Called when a poll dropped events at the cap, with how many (count, alert). */
+  readonly onDropped?: (events: number, overflow: OverflowState) => void;
   /** Called after every poll. */
   readonly onPoll?: (state: FeedState) => void;
   readonly clock?: Clock;
@@ -109,8 +134,10 @@ export class RevocationFeed {
       latest === undefined
         ? "/OS-REVOKE/events"
         : `/OS-REVOKE/events?since=${encodeURIComponent(isoMicros(latest - (this.options.overlapMs ?? 60_000) * 1000))}`;
-    const result = await this.fetchEvents(path);
+    const listed = await this.fetchEvents(path);
+    const result = typeof listed === "string" ? listed : await this.apply(listed);
     const now = this.clock.nowMs();
+    this.forget(now);
     const previous = this.state;
     if (typeof result === "string") {
       const error = result;
@@ -126,8 +153,6 @@ export class RevocationFeed {
         );
       }
     } else {
-      const maxLifetimeMicros = (this.options.maxTokenLifetimeSeconds ?? 172_800) * 1e6;
-      list.prune(now * 1000 - maxLifetimeMicros);
       if (result.length > 0) {
         this.logger.info("revocation events applied", { events: result.length, held: list.size });
         try {
@@ -146,8 +171,62 @@ export class RevocationFeed {
     }
   }
 
+  /**
+   * Parses and applies `listed` in slices of {@link APPLY_SLICE_EVENTS}, yielding to the
+   * event loop between them: a first poll after a start may list every event Keystone
+   * holds, and requests must not wait for all of it. Returns the events that were new.
+   */
+  private async apply(listed: readonly unknown[]): Promise<RevocationEvent[]> {
+    const added: RevocationEvent[] = [];
+    for (let start = 0; start < listed.length; start += APPLY_SLICE_EVENTS) {
+      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+      const parsed: RevocationEvent[] = [];
+      for (const raw of listed.slice(start, start + APPLY_SLICE_EVENTS)) {
+        const event = parseEvent(raw);
+        if (event !== undefined) parsed.push(event);
+      }
+      for (const event of this.options.list.add(parsed)) added.push(event);
+    }
+    return added;
+  }
+
+  /**
+   * Prunes what no acceptable token can be older than, then holds the list to its cap. Runs
+   * after every poll, answered or not: retention depends on the clock, not on the feed.
+   */
+  private forget(nowMs: number): void {
+    const list = this.options.list;
+    const wasOverflowed = list.overflow().kind === "overflowed";
+    const pruned = list.prune(retentionCutoffMicros(nowMs, this.options));
+    if (pruned > 0) this.logger.debug("revocation events past retention pruned", { pruned });
+    const maxEvents = this.options.maxEvents ?? DEFAULT_MAX_REVOCATION_EVENTS;
+    const dropped = list.capAt(maxEvents);
+    const overflow = list.overflow();
+    if (dropped > 0 && overflow.kind === "overflowed") {
+      this.logger.warn(
+        "revocation events over the cap: the oldest dropped, tokens issued at or before them are refused from the caches",
+        {
+          dropped,
+          held: list.size,
+          maxEvents,
+          refusedIssuedAtOrBefore: isoMicros(overflow.issuedBeforeMicros),
+        },
+      );
+      try {
+        this.options.onDropped?.(dropped, overflow);
+      } catch {
+        // a hook must not stop the feed
+      }
+    } else if (wasOverflowed && overflow.kind === "within_cap") {
+      this.logger.info(
+        "revocation events dropped at the cap are past retention: no token refused for them",
+        {},
+      );
+    }
+  }
+
   /** The new events, or why there are none. */
-  private async fetchEvents(path: string): Promise<RevocationEvent[] | string> {
+  private async fetchEvents(path: string): Promise<unknown[] | string> {
     const service = await this.options.serviceToken.ensure();
     if (service === undefined) return "no service token";
     let why = "every Keystone endpoint is out of rotation";
@@ -176,10 +255,7 @@ export class RevocationFeed {
       try {
         const body = JSON.parse(outcome.body) as { events?: unknown };
         if (!Array.isArray(body.events)) return `${guard.label}: no events list`;
-        const parsed = body.events
-          .map(parseEvent)
-          .filter((e): e is RevocationEvent => e !== undefined);
-        return this.options.list.add(parsed);
+        return body.events as unknown[];
       } catch {
         return `${guard.label}: unreadable events list`;
       }
