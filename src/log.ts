@@ -76,3 +76,37 @@ export const silentLogger: Logger = {
 export function tokenHash(token: string): string {
   return createHash("sha256").update(token).digest("hex").slice(0, 12);
 }
+
+/**
+ * One log line per `intervalMs` at most for an event a client can repeat at will (a flood
+ * while Keystone is down must not become a flood of log lines): the first occurrence is
+ * logged at once, later ones within the interval are counted and reported with the next
+ * line as `suppressed`.
+ */
+export class ThrottledLog {
+  private nextAtMs = -Infinity;
+  private suppressed = 0;
+
+  /**
+   * @param intervalMs Least time between two lines. Default 10 000 ms.
+   * @param nowMs The clock. Default `Date.now`.
+   */
+  constructor(
+    private readonly log: (message: string, fields?: LogFields) => void,
+    private readonly intervalMs = 10_000,
+    private readonly nowMs: () => number = Date.now,
+  ) {}
+
+  /** Logs `message` now, or counts it for the next line. */
+  write(message: string, fields: LogFields = {}): void {
+    const now = this.nowMs();
+    if (now < this.nextAtMs) {
+      this.suppressed++;
+      return;
+    }
+    this.nextAtMs = now + this.intervalMs;
+    const suppressed = this.suppressed;
+    this.suppressed = 0;
+    this.log(message, suppressed > 0 ? { ...fields, suppressed } : fields);
+  }
+}

@@ -46,7 +46,7 @@ import { pipeline } from "node:stream/promises";
 import type { KeystoneEndpoint, RelayOutcome } from "../keystone/endpoint.js";
 import type { KeystoneEndpoints } from "../keystone/endpoint-set.js";
 import { retryAfterValue } from "../contract/responses.js";
-import { silentLogger, type Logger } from "../log.js";
+import { silentLogger, ThrottledLog, type Logger } from "../log.js";
 import { connectionListed, isHopByHop } from "../proxy/hop-by-hop.js";
 import { forwardedNode, peerAddress } from "../proxy/request-head.js";
 import { ByteBudget, type Reservation } from "./byte-budget.js";
@@ -132,6 +132,8 @@ export class IdentityRelay {
   private readonly retryAfter: string;
   private readonly saturatedRetryAfter: string;
   private readonly logger: Logger;
+  /** "Not relayed" is logged once per 10 s at most: clients can repeat it at will. */
+  private readonly notRelayed: ThrottledLog;
   private readonly limit: InFlightLimit;
   private readonly budget: ByteBudget;
 
@@ -140,6 +142,9 @@ export class IdentityRelay {
     this.retryAfter = retryAfterValue(options.retryAfterSeconds);
     this.saturatedRetryAfter = retryAfterValue(options.saturatedRetryAfterSeconds ?? 1);
     this.logger = options.logger ?? silentLogger;
+    this.notRelayed = new ThrottledLog((m, f) => {
+      this.logger.warn(m, f);
+    });
     const observe = options.observe;
     this.limit = new InFlightLimit({
       max: options.maxInFlight ?? DEFAULT_RELAY_MAX_IN_FLIGHT,
@@ -284,7 +289,7 @@ export class IdentityRelay {
           detail: "the client went away before Keystone answered",
         };
       }
-      this.logger.warn("Identity request not relayed: no Keystone endpoint took it", {
+      this.notRelayed.write("Identity request not relayed: no Keystone endpoint took it", {
         method,
         detail: last,
       });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jsonLogger, tokenHash } from "../../src/log.js";
+import { jsonLogger, tokenHash, ThrottledLog } from "../../src/log.js";
 
 describe("logging", () => {
   it("writes one JSON object per line with level, time, message and fields", () => {
@@ -24,5 +24,29 @@ describe("logging", () => {
     expect(token).not.toContain(h);
     expect(tokenHash(token)).toBe(h);
     expect(tokenHash(token + "x")).not.toBe(h);
+  });
+});
+
+describe("ThrottledLog", () => {
+  it("logs the first occurrence at once, then one line per interval with what it suppressed", () => {
+    let now = 1_000;
+    const lines: { message: string; fields: unknown }[] = [];
+    const log = new ThrottledLog(
+      (message, fields) => lines.push({ message, fields }),
+      10_000,
+      () => now,
+    );
+    log.write("not relayed", { method: "POST" });
+    for (let i = 0; i < 500; i++) log.write("not relayed", { method: "POST" });
+    expect(lines).toEqual([{ message: "not relayed", fields: { method: "POST" } }]);
+    now += 10_000;
+    log.write("not relayed", { method: "GET" });
+    expect(lines[1]).toEqual({
+      message: "not relayed",
+      fields: { method: "GET", suppressed: 500 },
+    });
+    now += 9_999;
+    log.write("not relayed");
+    expect(lines).toHaveLength(2);
   });
 });
