@@ -6,21 +6,15 @@
  * lives `min(token_cache_time, expires_at − now)`), and recent rejections (a negative entry
  * lives `negativeTtlMs`). Bounded by `lru_max_entries`, least recently used out first.
  * Reads the injected clock (lru-cache's `perf`), so tests advance time without sleeping.
- * Expired entries are swept out unread (`sweep`, every `sweepIntervalMs`): a region's
- * stream of fresh and forged tokens, each seen once, would otherwise fill the cache to
- * `lru_max_entries` and hold that memory for good. The sweep pops expiry times from a heap,
- * at most `SWEEP_BATCH` a tick, so its cost follows what expired, never the cache's size
- * (lru-cache's `purgeStale()` walks every entry, ≈50 ms for 100,000 here, a stall on the
- * loop; its `ttlAutopurge` timers skip an entry whose timer fires when its age equals its
- * TTL exactly, which under load left a tenth of them behind).
- * Reports hits, misses, evictions and expirations to the metrics sink; `purge(predicate)`
- * drops entries on demand (revocation).
+ * Expired entries are swept out unread (expiry-sweep.ts), so memory follows the traffic of
+ * the last `token_cache_time`, not the peak. Reports hits, misses, evictions and
+ * expirations to the metrics sink; `purge(predicate)` drops entries on demand.
  */
 import { LRUCache } from "lru-cache";
 
 import type { KeystoneToken } from "../keystone/token-body.js";
 import { systemClock, type Clock } from "../units.js";
-import { MinHeap } from "../min-heap.js";
+import { ExpirySweep } from "./expiry-sweep.js";
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";
 
 /** Default `lru_max_entries`. */
@@ -29,10 +23,6 @@ export const DEFAULT_L1_MAX_ENTRIES = 100_000;
 export const DEFAULT_TOKEN_CACHE_TIME_SECONDS = 300;
 /** Default life of a negative entry, ms. */
 export const DEFAULT_NEGATIVE_TTL_MS = 10_000;
-/** Default period of the sweep of expired entries, ms. */
-export const DEFAULT_SWEEP_INTERVAL_MS = 1_000;
-/** Expiry times looked at per sweep at most: bounds one tick's work (≈1 ms). */
-export const SWEEP_BATCH = 10_000;
 
 /** A token Keystone (or local decoding) accepted, with the caller's precomputed `data`. */
 export interface PositiveEntry<V> {
@@ -70,7 +60,7 @@ export interface L1Options {
   readonly metrics?: CacheMetrics;
   /**
    * How often expired entries are swept out unread, ms; 0: never by a timer (call
-   * `sweep()`). Default {@link DEFAULT_SWEEP_INTERVAL_MS}.
+   * `sweep()`). Default 1 000 ms.
    */
   readonly sweepIntervalMs?: number;
 }
@@ -82,9 +72,7 @@ export class L1Cache<V> {
   private readonly metrics: CacheMetrics;
   private readonly positiveTtlMs: number;
   private readonly negativeTtlMs: number;
-  /** Every entry's key under its expiry time (stale items for replaced entries are skipped). */
-  private readonly expiries = new MinHeap<string>();
-  private readonly sweeper: NodeJS.Timeout | undefined;
+  private readonly expiries: ExpirySweep;
 
   constructor(options: L1Options = {}) {
     const maxEntries = options.maxEntries ?? DEFAULT_L1_MAX_ENTRIES;
@@ -113,38 +101,31 @@ export class L1Cache<V> {
         else if (reason === "expire") metrics.count("l1_expiration");
       },
     });
-    const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
-    if (sweepIntervalMs > 0) {
-      this.sweeper = setInterval(() => this.sweep(), sweepIntervalMs);
-      this.sweeper.unref();
-    }
+    this.expiries = new ExpirySweep({
+      clock: this.clock,
+      ...(options.sweepIntervalMs === undefined ? {} : { intervalMs: options.sweepIntervalMs }),
+      expire: (key, nowMs) => {
+        // The key may have been replaced by a longer-lived entry, or be gone already.
+        const entry = this.lru.peek(key, { allowStale: true });
+        if (entry === undefined || nowMs < entry.expiresAtMs) return false;
+        this.lru.delete(key);
+        metrics.count("l1_expiration");
+        return true;
+      },
+    });
   }
 
   /**
    * Drops entries whose time has come, unread, looking at `limit` expiry times at most.
    * @returns how many entries were dropped.
    */
-  sweep(limit = SWEEP_BATCH): number {
-    const now = this.clock.nowMs();
-    let dropped = 0;
-    for (let looked = 0; looked < limit; looked++) {
-      const at = this.expiries.peekKey();
-      if (at === undefined || at > now) break;
-      const key = this.expiries.pop() as string;
-      // The key may have been replaced by a longer-lived entry, or be gone already.
-      const entry = this.lru.peek(key, { allowStale: true });
-      if (entry !== undefined && now >= entry.expiresAtMs) {
-        this.lru.delete(key);
-        this.metrics.count("l1_expiration");
-        dropped++;
-      }
-    }
-    return dropped;
+  sweep(limit?: number): number {
+    return this.expiries.sweep(limit);
   }
 
   /** Stops the sweep timer. */
   close(): void {
-    clearInterval(this.sweeper);
+    this.expiries.close();
   }
 
   /**
@@ -186,16 +167,20 @@ export class L1Cache<V> {
       { kind: "positive", value, data, expiresAtMs: until },
       { ttl: ttl(until - now) },
     );
-    this.expiries.push(until, key);
+    this.expiries.track(key, until);
     return until;
   }
 
-  /** Remembers a rejection for `negativeTtlMs`. */
-  setNegative(key: string, code: string): void {
-    if (this.negativeTtlMs === 0) return;
-    const expiresAtMs = this.clock.nowMs() + this.negativeTtlMs;
-    this.lru.set(key, { kind: "negative", code, expiresAtMs }, { ttl: ttl(this.negativeTtlMs) });
-    this.expiries.push(expiresAtMs, key);
+  /**
+   * Remembers a rejection for `negativeTtlMs`, or for `ttlMs` when given (a rejection that
+   * cost a Keystone call is worth remembering longer); 0 remembers nothing.
+   */
+  setNegative(key: string, code: string, ttlMs: number = this.negativeTtlMs): void {
+    const lifeMs = nonNegative(ttlMs);
+    if (lifeMs === 0) return;
+    const expiresAtMs = this.clock.nowMs() + lifeMs;
+    this.lru.set(key, { kind: "negative", code, expiresAtMs }, { ttl: ttl(lifeMs) });
+    this.expiries.track(key, expiresAtMs);
   }
 
   /** Forgets `key`. */

@@ -17,10 +17,14 @@
  * kept nor taken back from memcached (`superseded`). Contexts are shared through memcached
  * (cache/context-store.ts) so that one node's Keystone call serves the whole region;
  * OAuth 2.0 credential tokens (bound to a client certificate) are never answered from here.
+ * A context past even its stale time (`staleIfErrorSeconds` after its fresh time) is swept
+ * out unread (cache/expiry-sweep.ts): memory follows the scopes of the last
+ * `context_cache_time` + `stale_if_error`, not every scope ever seen.
  */
 import { LRUCache } from "lru-cache";
 
 import type { ContextStore, SharedContext } from "../cache/context-store.js";
+import { ExpirySweep } from "../cache/expiry-sweep.js";
 import { noopCacheMetrics, type CacheMetrics } from "../cache/metrics.js";
 import type { KeystoneToken } from "../keystone/token-body.js";
 import type { Token } from "../token/decoder.js";
@@ -96,6 +100,11 @@ export interface ContextCacheOptions {
   /** Receives `context_hit` / `context_miss`. Default: none. */
   readonly metrics?: CacheMetrics;
   readonly clock?: Clock;
+  /**
+   * How often contexts past their stale time are swept out unread, ms; 0: never by a timer.
+   * Default 1 000 ms.
+   */
+  readonly sweepIntervalMs?: number;
 }
 
 type Held = Omit<SharedContext, "context"> & { readonly context: KeystoneToken };
@@ -109,6 +118,8 @@ export class ContextCache {
   private readonly shared: ContextStore | undefined;
   private readonly superseded: (context: KeystoneToken, learntAtMs: number) => boolean;
   private readonly metrics: CacheMetrics;
+  /** Contexts past even their stale time leave unread: memory follows recent scopes. */
+  private readonly expiries: ExpirySweep;
 
   constructor(options: ContextCacheOptions) {
     this.clock = options.clock ?? systemClock;
@@ -118,6 +129,26 @@ export class ContextCache {
     this.shared = options.shared;
     this.superseded = options.superseded ?? (() => false);
     this.metrics = options.metrics ?? noopCacheMetrics;
+    this.expiries = new ExpirySweep({
+      clock: this.clock,
+      ...(options.sweepIntervalMs === undefined ? {} : { intervalMs: options.sweepIntervalMs }),
+      expire: (key, nowMs) => {
+        const entry = this.lru.peek(key);
+        if (entry === undefined || nowMs < entry.staleUntilMs) return false;
+        this.lru.delete(key);
+        return true;
+      },
+    });
+  }
+
+  /** Drops contexts past their stale time, looking at `limit` expiry times at most. */
+  sweep(limit?: number): number {
+    return this.expiries.sweep(limit);
+  }
+
+  /** Stops the sweep timer. */
+  close(): void {
+    this.expiries.close();
   }
 
   /** Whether contexts are shared through memcached (then {@link fetch} may find one). */
@@ -146,6 +177,7 @@ export class ContextCache {
     const staleUntilMs = Math.min(found.staleUntilMs, freshUntilMs + this.staleMs);
     if (!(nowMs < staleUntilMs)) return undefined;
     this.lru.set(key, { ...found, freshUntilMs, staleUntilMs });
+    this.expiries.track(key, staleUntilMs);
     return nowMs < freshUntilMs ? found.context : undefined;
   }
 
@@ -182,6 +214,7 @@ export class ContextCache {
       learntAtMs,
     };
     this.lru.set(key, entry);
+    this.expiries.track(key, entry.staleUntilMs);
     void this.shared?.set(key, entry);
   }
 

@@ -11,6 +11,7 @@ import {
 } from "../../../src/revocation/events.js";
 import { SealedContextStore } from "../../../src/cache/context-store.js";
 import { CountingCacheMetrics } from "../../../src/cache/metrics.js";
+import { ManualClock } from "../cache/helpers.js";
 import { CacheKeyer } from "../../../src/cache/token-key.js";
 import { TokenDecoder } from "../../../src/token/decoder.js";
 import type { TokenPayload } from "../../../src/token/payload.js";
@@ -247,6 +248,27 @@ describe("the pipeline with the context cache", () => {
     cache.set("b", answer("u2", "p1"), NOW_MS);
     expect(cache.purge((c) => concernsContext(ev({ user_id: "u1" }), c))).toBe(1);
     expect(cache.size).toBe(1);
+  });
+
+  it("sweeps out contexts past their stale time, unread, and keeps the rest", () => {
+    const manual = new ManualClock(NOW_MS);
+    const cache = new ContextCache({
+      contextCacheTimeSeconds: 60,
+      staleIfErrorSeconds: 30,
+      clock: manual,
+      sweepIntervalMs: 0,
+    });
+    for (let i = 0; i < 100; i++)
+      cache.set(`old-${String(i)}`, answer(`u${String(i)}`, "p1"), NOW_MS);
+    manual.advance(60_000);
+    cache.set("young", answer("u-young", "p1"), manual.nowMs());
+    // Fresh time over, stale time not: kept for degraded mode.
+    expect(cache.sweep()).toBe(0);
+    manual.advance(30_000);
+    expect(cache.sweep()).toBe(100);
+    expect(cache.size).toBe(1);
+    expect(cache.getStale("young")).toBeDefined();
+    cache.close();
   });
 
   it("degraded mode: with Keystone down, serves known contexts past their time up to stale_if_error, and nothing else", async () => {
