@@ -30,6 +30,8 @@ import { KeyRepository, primaryKeyAgeSeconds } from "./fernet/key-repository.js"
 import { KeystoneEndpoint } from "./keystone/endpoint.js";
 import { ServiceToken } from "./keystone/service-token.js";
 import { KeystoneValidator } from "./keystone/validate.js";
+import { freshTokenFrom, KeyLagMonitor } from "./keystone/key-lag.js";
+import { FallbackBudget } from "./validation/fallback-budget.js";
 import { silentLogger, type Logger } from "./log.js";
 import { Forwarder } from "./proxy/forward.js";
 import { createEdgeServer } from "./proxy/server.js";
@@ -152,6 +154,8 @@ interface EdgeCore {
   readonly state: SharedState;
   readonly keys: KeyRepository;
   readonly serviceToken: ServiceToken;
+  /** Whether the key ring lags the master's (a reload carries its state over). */
+  readonly keyLag: KeyLagMonitor;
   /** Not listening: their `request` handlers are moved onto the running edge's listeners. */
   /** The Keystone endpoints and their breakers (a reload carries their states over). */
   readonly endpoints: KeystoneEndpoints;
@@ -196,6 +200,8 @@ async function buildCore(
   const logger = deps.logger ?? silentLogger;
   /** Set once a reload replaced this core: it exports no metric from then on. */
   let retired = false;
+  /** The key lag monitor, built once the service token exists: told of every ring change. */
+  const lagHook: { monitor?: KeyLagMonitor } = {};
   const keys = await KeyRepository.open({
     directory: config.fernet.key_repository,
     logger,
@@ -208,7 +214,10 @@ async function buildCore(
       }
       metrics.keyRepositoryHealthy.set(1);
       metrics.keyRepositoryLastSuccess.set(outcome.atMs / 1000);
-      if (outcome.kind === "changed") metrics.keyRepositoryKeys.set(outcome.ring.size);
+      if (outcome.kind === "changed") {
+        metrics.keyRepositoryKeys.set(outcome.ring.size);
+        lagHook.monitor?.ringChanged();
+      }
     },
   });
   metrics.keyRepositoryHealthy.set(1);
@@ -261,6 +270,24 @@ async function buildCore(
     logger,
   });
   void serviceToken.refresh();
+  // Started once the pipeline exists: a lag found drops the pipeline's refusals.
+  const lag = new KeyLagMonitor({
+    keys,
+    issue: freshTokenFrom(serviceToken),
+    intervalMs: config.fernet.lag_check_interval_ms,
+    undecryptableMinIntervalMs: config.fernet.lag_check_min_interval_ms,
+    ...(previous === undefined ? {} : { initialState: previous.keyLag.state() }),
+    logger,
+    onCheck: (trigger, result) => {
+      if (!retired) metrics.keyLagChecks.inc({ trigger, result });
+    },
+    onChange: (state) => {
+      if (state.kind !== "behind") return;
+      const dropped = pipeline.keysFellBehind();
+      if (dropped > 0) logger.info("refusals of undecryptable tokens dropped", { dropped });
+    },
+  });
+  lagHook.monitor = lag;
   // The Identity face answers with the catalog unless asked not to: fetch it then.
   const includeCatalog =
     config.auth_token.include_service_catalog || config.identity_listen !== undefined;
@@ -324,6 +351,17 @@ async function buildCore(
     cache,
     keystone: validator,
     tokenCacheTimeSeconds: config.cache.token_cache_time,
+    keyLag: lag,
+    lookAgain: () => keys.recheck(),
+    fallbackBudget: new FallbackBudget({
+      perSecond: config.fernet.lag_fallback_per_second,
+      burst: config.fernet.lag_fallback_burst,
+    }),
+    onFallback: (result) => {
+      if (retired) return;
+      if (result === "refused") metrics.keyLagFallbackRefusals.inc();
+      else metrics.keyLagFallbacks.inc({ result });
+    },
     logger,
     observe: (v) => {
       metrics.countValidation(v.kind === "unavailable" ? "keystone" : v.source, v.kind);
@@ -346,6 +384,7 @@ async function buildCore(
       }
     },
   });
+  lag.start();
   // 503s ask clients back when the breakers next probe Keystone.
   const retryAfterSeconds = k.open_duration_ms / 1000;
   const authenticator = new EdgeAuthenticator({
@@ -389,6 +428,7 @@ async function buildCore(
     degradedMode: () => inDegradedMode,
     draining: () => draining,
     keys: () => keys.status(),
+    keyLag: () => ({ state: lag.state(), lastCheck: lag.lastCheck() }),
     feed: () => feed.status(),
     feedPollIntervalMs: k.revocation_poll_interval_ms,
     drill: () => drills.current(),
@@ -409,7 +449,10 @@ async function buildCore(
       logger,
     }),
     readiness: [
-      keysCheck(() => keys.status()),
+      keysCheck(
+        () => keys.status(),
+        () => lag.state(),
+      ),
       serviceTokenCheck(() => serviceToken.snapshot()),
       keystoneCheck(
         () => guarded.guards.map((g) => ({ label: g.label, state: g.breaker.state() })),
@@ -484,6 +527,7 @@ async function buildCore(
     state,
     keys,
     serviceToken,
+    keyLag: lag,
     endpoints: guarded,
     proxy: server,
     admin,
@@ -495,6 +539,11 @@ async function buildCore(
       });
       metrics.sources.feedLagSeconds = () => feedLagSeconds(feed.status(), Date.now());
       metrics.sources.primaryKeyAgeSeconds = () => primaryKeyAgeSeconds(keys.status());
+      metrics.sources.keysBehind = () => lag.state().kind === "behind";
+      metrics.sources.keysAgreedAtSeconds = () => {
+        const at = lag.lastAgreedAtMs();
+        return at === undefined ? undefined : at / 1000;
+      };
       metrics.degraded.set(0);
       metrics.keystoneEndpointInsecure.reset();
       for (const e of insecure) {
@@ -512,6 +561,7 @@ async function buildCore(
       retired = true;
       status.stop();
       keys.close();
+      void lag.stop();
       void prober.stop();
       void feed.stop();
     },
@@ -520,6 +570,7 @@ async function buildCore(
       status.stop();
       keys.close();
       serviceToken.close();
+      await lag.stop();
       await prober.stop();
       await feed.stop();
       await Promise.all([
@@ -528,6 +579,7 @@ async function buildCore(
         relay?.close(),
         keepState ? undefined : state.cache.close(),
       ]);
+      if (!keepState) state.contexts?.close();
     },
   };
 }

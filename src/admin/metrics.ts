@@ -48,6 +48,11 @@ export class EdgeMetrics {
   readonly drillActive: Gauge<"scenario">;
   readonly clientRefusals: Counter<"listener" | "reason">;
   readonly keystoneEndpointInsecure: Gauge<"endpoint" | "reason">;
+  readonly keyRepositoryBehind: Gauge;
+  readonly keyRepositoryAgreed: Gauge;
+  readonly keyLagChecks: Counter<"trigger" | "result">;
+  readonly keyLagFallbacks: Counter<"result">;
+  readonly keyLagFallbackRefusals: Counter;
 
   /**
    * What the scrape-time gauges read, set by the composition root (defaults: nothing
@@ -60,10 +65,16 @@ export class EdgeMetrics {
     feedLagSeconds: () => number | undefined;
     /** Age of the primary Fernet key's file, seconds. */
     primaryKeyAgeSeconds: () => number | undefined;
+    /** Whether the key ring is known to be behind the master's (keystone/key-lag.ts). */
+    keysBehind: () => boolean;
+    /** When a fresh Keystone token last decrypted locally, Unix seconds; undefined: never. */
+    keysAgreedAtSeconds: () => number | undefined;
   } = {
     entries: () => ({}),
     feedLagSeconds: () => undefined,
     primaryKeyAgeSeconds: () => undefined,
+    keysBehind: () => false,
+    keysAgreedAtSeconds: () => undefined,
   };
   readonly keyRepositoryKeys: Gauge;
   readonly keyRepositoryReloadFailures: Counter;
@@ -239,6 +250,44 @@ export class EdgeMetrics {
     this.keyRepositoryLastSuccess = new Gauge({
       name: "keystone_edge_key_repository_last_success_timestamp_seconds",
       help: "When the key repository was last read cleanly (Unix time).",
+      registers,
+    });
+    this.keyRepositoryBehind = new Gauge({
+      name: "keystone_edge_key_repository_behind",
+      help: "1 while the key ring is known to lag the master's (a token Keystone issues now does not decrypt here; such tokens are asked of Keystone within the fallback budget); 0 otherwise.",
+      registers,
+      collect() {
+        this.set(sources.keysBehind() ? 1 : 0);
+      },
+    });
+    this.keyRepositoryAgreed = new Gauge({
+      name: "keystone_edge_key_repository_agreed_timestamp_seconds",
+      help: "When a token Keystone had just issued last decrypted with the local key ring (Unix time; absent before it ever did).",
+      registers,
+      collect: sampled(() => sources.keysAgreedAtSeconds()),
+    });
+    this.keyLagChecks = new Counter({
+      name: "keystone_edge_key_lag_checks_total",
+      help: "Checks of the key ring against a token Keystone had just issued, by trigger (start, schedule, reload, undecryptable) and result (in_sync, behind, failed).",
+      labelNames: ["trigger", "result"],
+      registers,
+    });
+    for (const trigger of ["start", "schedule", "reload", "undecryptable"]) {
+      for (const result of ["in_sync", "behind", "failed"]) {
+        this.keyLagChecks.inc({ trigger, result }, 0);
+      }
+    }
+    this.keyLagFallbacks = new Counter({
+      name: "keystone_edge_key_lag_fallbacks_total",
+      help: "Tokens no local key decrypts asked of Keystone while the key ring was behind, by Keystone's answer (valid, invalid, unavailable).",
+      labelNames: ["result"],
+      registers,
+    });
+    for (const result of ["valid", "invalid", "unavailable"])
+      this.keyLagFallbacks.inc({ result }, 0);
+    this.keyLagFallbackRefusals = new Counter({
+      name: "keystone_edge_key_lag_fallback_refusals_total",
+      help: "Tokens no local key decrypts refused (401) while the key ring was behind because the fallback budget was spent (fernet.lag_fallback_per_second, lag_fallback_burst).",
       registers,
     });
     this.keystoneBreaker = new Gauge({

@@ -5,7 +5,8 @@
  * `ok: false` only when the edge cannot do its job and a load balancer should send the
  * traffic elsewhere (no key ring, no service token ever obtained). A part that is failing
  * while the edge still serves — a Keystone endpoint out of rotation, degraded mode, a
- * revocation feed that stopped answering, a key repository that cannot be re-read — is
+ * revocation feed that stopped answering, a key repository that cannot be re-read or that
+ * lags the master's (new tokens are then asked of Keystone, within a budget) — is
  * `ok: true, degraded: true` with the detail an operator needs: taking every edge of a
  * region out of rotation because the master is down would turn a Keystone outage into a
  * region outage, which is the one thing the edge exists to prevent.
@@ -13,6 +14,7 @@
 import type { BreakerState } from "../breaker.js";
 import type { KeyRepositoryStatus } from "../fernet/key-repository.js";
 import type { FeedState } from "../keystone/revocation-feed.js";
+import type { KeyLagState } from "../keystone/key-lag.js";
 import type { ServiceTokenState } from "../keystone/service-token.js";
 import { systemClock, type Clock } from "../units.js";
 
@@ -34,22 +36,45 @@ export interface ReadinessResult {
 const ago = (clock: Clock, ms: number): string =>
   `${String(Math.max(0, Math.round((clock.nowMs() - ms) / 1000)))} s ago`;
 
-/** The key ring: not ready without keys; degraded while re-reads fail (the last good ring is kept). */
-export function keysCheck(status: () => KeyRepositoryStatus): ReadinessCheck {
+/**
+ * The key ring: not ready without keys; degraded while re-reads fail (the last good ring is
+ * kept) or while the ring is known to lag the master's (`lag`, keystone/key-lag.ts: tokens
+ * issued since the master's last rotations do not decrypt here and are asked of Keystone,
+ * within the fallback budget, until the copy is synced).
+ */
+export function keysCheck(
+  status: () => KeyRepositoryStatus,
+  lag?: () => KeyLagState,
+): ReadinessCheck {
   return {
     name: "keys",
     check: () => {
       const s = status();
       const keys = `${String(s.key_count)} keys, primary ${String(s.primary_index)}`;
+      const parts: string[] = [];
+      let degraded = false;
       if (s.last_reload.result === "failing") {
         const error = s.last_reload.error?.code ?? "unreadable";
-        return {
-          ok: s.key_count > 0,
-          degraded: true,
-          detail: `re-reads failing since ${s.last_reload.failing_since ?? s.last_reload.at} (${error}); keeping ${keys}`,
-        };
+        degraded = true;
+        parts.push(
+          `re-reads failing since ${s.last_reload.failing_since ?? s.last_reload.at} (${error}); keeping ${keys}`,
+        );
+      } else {
+        parts.push(keys);
       }
-      return { ok: s.key_count > 0, detail: keys };
+      const l = lag?.();
+      if (l?.kind === "behind") {
+        degraded = true;
+        const agreed =
+          l.lastAgreedAtMs === undefined
+            ? "never agreed since start"
+            : `last agreed ${new Date(l.lastAgreedAtMs).toISOString()}`;
+        parts.push(
+          `behind the master since ${new Date(l.sinceMs).toISOString()} (${agreed}): tokens Keystone issues now do not decrypt here and are asked of Keystone; sync the key repository`,
+        );
+      }
+      const detail = parts.join("; ");
+      return degraded ? { ok: s.key_count > 0, degraded, detail } : { ok: s.key_count > 0, detail };
     },
   };
 }

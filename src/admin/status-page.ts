@@ -5,7 +5,8 @@
  * in them), served with a Content-Security-Policy that allows only this origin. The script
  * reads `/status` every 5 s and fills the page: overall state, hit rate per tier over the
  * last 1 / 5 / 15 minutes, the share of validations that did not need Keystone, each
- * Keystone endpoint's breaker, degraded mode, the key ring, the revocation feed, the drill.
+ * Keystone endpoint's breaker, degraded mode, the key ring and whether it lags the
+ * master's (with since when), the revocation feed, the drill.
  * Every figure has an id, so tests (and scripts) can read it; `body[data-loaded]` is set
  * once the first status is shown.
  */
@@ -45,6 +46,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <table><thead><tr><th>endpoint</th><th>breaker</th><th>open for</th></tr></thead><tbody id="endpoints"></tbody></table>
 <h2>Key ring</h2>
 <p><span id="keys-count">…</span> keys, primary <span id="keys-primary">…</span>, primary age <span id="keys-age">…</span>, last reload <span id="keys-reload">…</span> (<span id="keys-health">…</span>)</p>
+<p>Against the master: <span id="keys-lag" class="badge">…</span> since <span id="keys-lag-since">…</span>, last agreed <span id="keys-lag-agreed">…</span>, last check <span id="keys-lag-check">…</span></p>
 <h2>Revocation feed</h2>
 <p><span id="feed-state">…</span>, last answer <span id="feed-lag">…</span> ago, <span id="feed-events">…</span> events held</p>
 <script src="status.js"></script>
@@ -102,6 +104,25 @@ function render(s) {
   text("keys-age", secs(s.keys.primary_age_seconds));
   text("keys-reload", s.keys.last_reload);
   text("keys-health", s.keys.healthy ? "healthy" : "re-reads failing");
+  const lag = s.keys.lag || { state: "unknown", since: null, last_agreed: null, last_check: null };
+  const lagBadge = document.getElementById("keys-lag");
+  lagBadge.textContent = lag.state === "in_sync" ? "in sync" : lag.state;
+  lagBadge.className =
+    "badge " + (lag.state === "behind" ? "degraded" : lag.state === "in_sync" ? "ok" : "");
+  text("keys-lag-since", lag.since === null ? "—" : lag.since);
+  text("keys-lag-agreed", lag.last_agreed === null ? "never" : lag.last_agreed);
+  text(
+    "keys-lag-check",
+    lag.last_check === null
+      ? "none yet"
+      : lag.last_check.at +
+          " (" +
+          lag.last_check.trigger +
+          ": " +
+          lag.last_check.result +
+          (lag.last_check.error ? ", " + lag.last_check.error : "") +
+          ")",
+  );
   text("feed-state", s.revocation_feed.state);
   text("feed-lag", secs(s.revocation_feed.lag_seconds));
   text("feed-events", s.revocation_feed.events);

@@ -7,12 +7,13 @@
  * (prom-client's own values: the same numbers `/metrics` shows); hit rates per tier and
  * the share of validations settled without Keystone are the differences over the last 1,
  * 5 and 15 minutes (or since start, when younger). Breaker states, degraded mode, the key
- * ring, the revocation feed and the lifecycle are read live. No token, user or project is
- * ever part of it.
+ * ring and whether it lags the master's, the revocation feed and the lifecycle are read
+ * live. No token, user or project is ever part of it.
  */
 import type { BreakerState } from "../breaker.js";
 import { primaryKeyAgeSeconds, type KeyRepositoryStatus } from "../fernet/key-repository.js";
 import { feedLagSeconds, type FeedState } from "../keystone/revocation-feed.js";
+import type { KeyLagCheck, KeyLagState } from "../keystone/key-lag.js";
 import {
   describe as describeDrill,
   type DrillDescription,
@@ -47,6 +48,11 @@ export interface EdgeStatus {
     readonly primary_index: number;
     readonly primary_age_seconds: number | null;
     readonly last_reload: string;
+    /**
+     * Whether the ring decrypts what the master issues now (keystone/key-lag.ts). Always
+     * in this edge's answers; optional for readers of older edges' (the drill's client).
+     */
+    readonly lag?: KeyLagStatus;
   };
   readonly revocation_feed: {
     readonly state: FeedState["kind"];
@@ -59,6 +65,22 @@ export interface EdgeStatus {
   readonly drill: DrillDescription | null;
 }
 
+/** The key lag part of `/status`. */
+export interface KeyLagStatus {
+  readonly state: KeyLagState["kind"];
+  /** When the state began (ISO 8601); null while unknown. */
+  readonly since: string | null;
+  /** When a token Keystone had just issued last decrypted locally; null: never. */
+  readonly last_agreed: string | null;
+  /** The last check; null before the first has finished. */
+  readonly last_check: {
+    readonly at: string;
+    readonly trigger: KeyLagCheck["trigger"];
+    readonly result: KeyLagCheck["result"];
+    readonly error?: string;
+  } | null;
+}
+
 /** Where the status reads the edge's parts. */
 export interface StatusSources {
   readonly metrics: EdgeMetrics;
@@ -66,6 +88,11 @@ export interface StatusSources {
   readonly degradedMode: () => boolean;
   readonly draining: () => boolean;
   readonly keys: () => KeyRepositoryStatus;
+  /** The key lag monitor's state and last check. Default: never checked (unknown). */
+  readonly keyLag?: () => {
+    readonly state: KeyLagState;
+    readonly lastCheck: KeyLagCheck | undefined;
+  };
   readonly feed: () => FeedState;
   /** `keystone.revocation_poll_interval_ms`. Default: unknown (null in the status). */
   readonly feedPollIntervalMs?: number;
@@ -150,15 +177,16 @@ export class StatusReporter {
     }));
     const keys = this.sources.keys();
     const feed = this.sources.feed();
-    const lag = feedLagSeconds(feed, nowMs);
+    const feedLag = feedLagSeconds(feed, nowMs);
     const drill = this.sources.drill?.();
     const primaryAge = primaryKeyAgeSeconds(keys);
     const keysHealthy = keys.last_reload.result === "ok";
+    const lag = keyLagStatus(this.sources.keyLag?.());
     const anyOpen = endpoints.some((e) => e.state !== "closed");
     return {
       status: this.sources.draining()
         ? "draining"
-        : degradedMode || anyOpen || !keysHealthy || feed.kind === "stale"
+        : degradedMode || anyOpen || !keysHealthy || lag.state === "behind" || feed.kind === "stale"
           ? "degraded"
           : "ok",
       uptime_seconds: Math.round((nowMs - this.startedMs) / 1000),
@@ -171,10 +199,11 @@ export class StatusReporter {
         primary_index: keys.primary_index,
         primary_age_seconds: primaryAge ?? null,
         last_reload: keys.last_reload.at,
+        lag,
       },
       revocation_feed: {
         state: feed.kind,
-        lag_seconds: lag === undefined ? null : Math.round(lag),
+        lag_seconds: feedLag === undefined ? null : Math.round(feedLag),
         events: feed.kind === "starting" ? 0 : feed.events,
         poll_interval_seconds:
           this.sources.feedPollIntervalMs === undefined
@@ -225,4 +254,35 @@ export class StatusReporter {
     }
     return { atMs, lookups, local, total };
   }
+}
+
+const isoOrNull = (ms: number | undefined): string | null =>
+  ms === undefined ? null : new Date(ms).toISOString();
+
+/** The key lag monitor's view as `/status` shows it. */
+export function keyLagStatus(
+  lag: { readonly state: KeyLagState; readonly lastCheck: KeyLagCheck | undefined } | undefined,
+): KeyLagStatus {
+  const state: KeyLagState = lag?.state ?? { kind: "unknown" };
+  const check = lag?.lastCheck;
+  return {
+    state: state.kind,
+    since: state.kind === "unknown" ? null : isoOrNull(state.sinceMs),
+    last_agreed: isoOrNull(
+      state.kind === "in_sync"
+        ? state.agreedAtMs
+        : state.kind === "behind"
+          ? state.lastAgreedAtMs
+          : undefined,
+    ),
+    last_check:
+      check === undefined
+        ? null
+        : {
+            at: new Date(check.atMs).toISOString(),
+            trigger: check.trigger,
+            result: check.result,
+            ...(check.error === undefined ? {} : { error: check.error }),
+          },
+  };
 }

@@ -45,7 +45,8 @@ export interface TokenCacheEntry {
   /** memcached; a good entry is promoted to L1 here, so callers need not store it again. */
   fetch(): Promise<KeystoneToken | undefined>;
   storePositive(value: KeystoneToken, expiresAtMs: number): void;
-  storeNegative(code: string): void;
+  /** In L1 for `negativeTtlMs`, or `ttlMs` when given. */
+  storeNegative(code: string, ttlMs?: number): void;
 }
 
 export type PeekResult =
@@ -149,8 +150,8 @@ export class TokenCache<V = undefined> {
       storePositive: (value, expiresAtMs) => {
         void this.storeWith(keyed, value, expiresAtMs);
       },
-      storeNegative: (code) => {
-        this.l1.setNegative(keyed.l1Key, code);
+      storeNegative: (code, ttlMs) => {
+        this.l1.setNegative(keyed.l1Key, code, ttlMs);
       },
     };
   }

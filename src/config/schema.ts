@@ -435,6 +435,26 @@ export const configSchema = z.strictObject({
         description:
           "Keystone's `[token] allow_expired_window`: how long past expiry a token is still honoured with `allow_expired` (a service token's request). Revocation events are kept `token_expiration` + this + 5 minutes after their `issued_before` (longer if `context_cache_time` + `stale_if_error` is).",
       }),
+      lag_check_interval_ms: z.number().int().min(1_000).max(86_400_000).default(60_000).meta({
+        unit: "ms",
+        description:
+          "How often the edge checks that its key ring decrypts a token Keystone issues now (it authenticates as the service user and tries the new token's signature): a copy of the key repository that lags the master (rotation ran twice before the copy arrived) shows as `keystone_edge_key_repository_behind` 1. The check also runs at start and after every reload that changed the ring.",
+      }),
+      lag_check_min_interval_ms: z.number().int().min(0).max(3_600_000).default(5_000).meta({
+        unit: "ms",
+        description:
+          "A well-formed token that no local key verifies triggers the key lag check too, at most once per this interval (and not sooner than `lag_check_interval_ms` after a check that failed).",
+      }),
+      lag_fallback_per_second: z.number().min(0).max(100_000).default(20).meta({
+        unit: "tokens/s",
+        description:
+          "While the key ring is behind, tokens no local key decrypts are asked of Keystone: this many per second at most on average (a token bucket); over budget they are refused (401) and counted. 0 with `lag_fallback_burst` 0 refuses them all, as while in sync.",
+      }),
+      lag_fallback_burst: z.number().int().min(0).max(1_000_000).default(100).meta({
+        unit: "tokens",
+        description:
+          "Size of that token bucket: how many such tokens may be asked of Keystone at once before `lag_fallback_per_second` paces them.",
+      }),
     })
     .describe(
       "The region's copy of Keystone's Fernet keys and the Keystone settings that decoding a token depends on: they must match the master's.",

@@ -268,6 +268,8 @@ export interface KeyRepositoryStatus {
 }
 
 const DEFAULT_POLL_MS = 10_000;
+/** Default least time between two re-reads asked for by `recheck()`, ms. */
+export const RECHECK_MIN_INTERVAL_MS = 1_000;
 
 export class KeyRepository implements KeyRingSource {
   private ring: KeyRing;
@@ -281,6 +283,8 @@ export class KeyRepository implements KeyRingSource {
   private pollTimer: NodeJS.Timeout | undefined;
   private pendingTimer: NodeJS.Timeout | undefined;
   private inFlight: Promise<ReloadOutcome> | undefined;
+  /** When the last read began (epoch ms): `recheck()` reads again no sooner than it allows. */
+  private lastReadStartedMs = -Infinity;
   private rerun = false;
   private closed = false;
   private readonly clock: Clock;
@@ -337,6 +341,7 @@ export class KeyRepository implements KeyRingSource {
       this.rerun = true;
       return this.inFlight;
     }
+    this.lastReadStartedMs = this.clock.nowMs();
     const run = this.readAndSwap().finally(() => {
       this.inFlight = undefined;
       if (this.rerun && !this.closed) {
@@ -346,6 +351,21 @@ export class KeyRepository implements KeyRingSource {
     });
     this.inFlight = run;
     return run;
+  }
+
+  /**
+   * A re-read asked for by the request path: a well-formed token that no key of the ring
+   * verifies may be signed with a key whose sync reached the disk before its fs event
+   * reached us. Joins a read under way (without queueing another); else reads now, unless
+   * a read began less than `minIntervalMs` ago (then resolves at once, undefined): however
+   * many such tokens arrive, at most one read per interval. Never rejects.
+   */
+  recheck(minIntervalMs = RECHECK_MIN_INTERVAL_MS): Promise<ReloadOutcome | undefined> {
+    if (this.inFlight) return this.inFlight;
+    if (this.closed || this.clock.nowMs() - this.lastReadStartedMs < minIntervalMs) {
+      return Promise.resolve(undefined);
+    }
+    return this.reload();
   }
 
   status(): KeyRepositoryStatus {

@@ -7,13 +7,26 @@
  * (keystonemiddleware sends every garbage token to Keystone). Concurrent misses for one
  * token share one Keystone call. A positive answer lives `min(token_cache_time,
  * expires_at − now)`; an unreachable Keystone caches nothing.
+ *
+ * A well-formed token that no local key verifies (`bad_signature`) is looked at twice: the
+ * key repository is re-read first (rate-limited, shared: a sync may have reached the disk
+ * before its event reached us). Still unverified, it is forged while the region's key ring
+ * is in sync with the master (or not known to lag): refused, remembered, no validation
+ * call — the lag monitor (keystone/key-lag.ts) is told, rate-limited. While the ring is
+ * known to be behind, it may be a new valid token: asked of memcached, then of Keystone
+ * within a budget (validation/fallback-budget.ts); Keystone's 404 is remembered for
+ * `token_cache_time`, so a replayed forgery costs at most one call. `malformed` never costs
+ * a call.
  */
 import { silentLogger, tokenHash, type Logger } from "../log.js";
-import type { Token, TokenDecoder } from "../token/decoder.js";
+import type { DecodeResult, Token, TokenDecoder } from "../token/decoder.js";
 import type { KeystoneToken } from "../keystone/token-body.js";
 import type { KeystoneVerdict } from "../keystone/validate.js";
+import type { KeyLagState } from "../keystone/key-lag.js";
+import { DEFAULT_NEGATIVE_TTL_MS } from "../cache/l1.js";
 import { systemClock, type Clock } from "../units.js";
 import { answerFromContext, contextKey, type ContextCache } from "./context.js";
+import { FallbackBudget } from "./fallback-budget.js";
 import { SingleFlight } from "./single-flight.js";
 
 /** What the caches answer for a token. */
@@ -28,7 +41,8 @@ export interface CacheEntry {
   /** The shared tier (memcached); any failure is a miss; a hit is promoted in-process. */
   fetch(): Promise<KeystoneToken | undefined>;
   storePositive(value: KeystoneToken, expiresAtMs: number): void;
-  storeNegative(code: string): void;
+  /** In-process, for the tier's usual negative life, or `ttlMs` when given. */
+  storeNegative(code: string, ttlMs?: number): void;
 }
 
 /** The cache tiers, as the pipeline uses them. */
@@ -36,7 +50,30 @@ export interface ValidationCache {
   entry(token: string): CacheEntry;
   /** The in-process tier alone, for the hot path: no entry handle, no memcached key. */
   peek(token: string): CachedVerdict | undefined;
+  /**
+   * Drops the in-process entries `predicate` selects; returns how many. Optional: without
+   * it, refusals the key lag made wrong age out by themselves.
+   */
+  purge?(
+    predicate: (entry: {
+      readonly kind: "positive" | "negative";
+      readonly code?: string;
+    }) => boolean,
+  ): number;
 }
+
+/** What the pipeline reads of the key lag monitor (keystone/key-lag.ts). */
+export interface KeyLagView {
+  state(): KeyLagState;
+  /**
+   * A well-formed token failed every local key (the monitor rate-limits its check); the
+   * check under way, if any, to wait for before deciding.
+   */
+  undecryptable(): Promise<unknown> | undefined;
+}
+
+/** How a token no local key decrypts fared while the ring was behind. */
+export type FallbackResult = "valid" | "invalid" | "unavailable" | "refused";
 
 /** Where a drill's validation starts (see {@link ValidationPipeline.validateFrom}). */
 export const DRILL_TIERS = ["cache", "decrypt", "shared", "keystone", "keystone_only"] as const;
@@ -76,6 +113,80 @@ export interface PipelineOptions {
    * with no Keystone call (see context.ts). Default: none.
    */
   readonly contexts?: ContextCache;
+  /**
+   * Whether the region's key ring lags the master. Default: none (a token no local key
+   * verifies is always forged).
+   */
+  readonly keyLag?: KeyLagView;
+  /**
+   * Re-reads the key repository, rate-limited, concurrent callers sharing one read
+   * (`KeyRepository.recheck`); awaited — at most {@link LOOK_AGAIN_MAX_WAIT_MS} — before a
+   * token no local key verifies is judged. Default: none.
+   */
+  readonly lookAgain?: () => Promise<unknown>;
+  /**
+   * Keystone calls for tokens no local key decrypts while the ring is behind. Default a
+   * {@link FallbackBudget} of 20 per second, burst 100.
+   */
+  readonly fallbackBudget?: { take(): boolean };
+  /**
+   * Life of the negative entry for a token Keystone called invalid in a fallback, ms.
+   * Default `max(10 s, token_cache_time)`.
+   */
+  readonly fallbackNegativeTtlMs?: number;
+  /** Called once per fallback (per Keystone call, or per refusal for want of budget). */
+  readonly onFallback?: (result: FallbackResult) => void;
+}
+
+/** Longest a request waits for the re-read of the key repository before judging, ms. */
+export const LOOK_AGAIN_MAX_WAIT_MS = 500;
+
+/** The decoder's code for a well-formed token no local key verifies. */
+const BAD_SIGNATURE = "bad_signature";
+/** Longest a token no key decrypts waits for a lag check under way before being called forged, ms. */
+export const LAG_CHECK_WAIT_MS = 3_000;
+
+/** Resolves when `promise` settles or after `ms`, whichever comes first; never rejects. */
+async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+/** A token no local key verifies, while the ring is not known to lag: forged. */
+const FORGED: Verdict = Object.freeze({
+  kind: "invalid",
+  code: BAD_SIGNATURE,
+  source: "local_reject",
+});
+
+/** Every local key failed it: well-formed (not `malformed`), no key's HMAC matches. */
+function undecryptable(result: DecodeResult): boolean {
+  return result.status === "invalid" && result.error.code === BAD_SIGNATURE;
+}
+
+/** `promise` settled, or `ms` passed: whichever first (its outcome is not needed). */
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  return Promise.race([
+    promise.then(
+      () => undefined,
+      () => undefined,
+    ),
+    deadline,
+  ]).finally(() => {
+    clearTimeout(timer);
+  });
 }
 
 /** The answer for `token` from `context`, when there is one and it is the token's own user's. */
@@ -95,10 +206,30 @@ export class ValidationPipeline {
   private readonly inFlight = new SingleFlight<string, Verdict>();
   private readonly clock: Clock;
   private readonly logger: Logger;
+  private readonly budget: { take(): boolean };
+  private readonly fallbackNegativeTtlMs: number;
+  /** The re-read of the key repository that requests wait on now. */
+  private lookingAgain: Promise<void> | undefined;
 
   constructor(private readonly options: PipelineOptions) {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
+    this.budget = options.fallbackBudget ?? new FallbackBudget({ clock: this.clock });
+    this.fallbackNegativeTtlMs =
+      options.fallbackNegativeTtlMs ??
+      Math.max(DEFAULT_NEGATIVE_TTL_MS, options.tokenCacheTimeSeconds * 1000);
+  }
+
+  /**
+   * The region's key ring was just found behind the master's: tokens refused moments ago
+   * as forged (`bad_signature`) may be new valid ones, so their in-process refusals go, and
+   * their next request is asked of Keystone instead of refused for the rest of 10 s.
+   * @returns how many refusals were dropped.
+   */
+  keysFellBehind(): number {
+    return (
+      this.options.cache.purge?.((e) => e.kind === "negative" && e.code === BAD_SIGNATURE) ?? 0
+    );
   }
 
   /**
@@ -162,8 +293,14 @@ export class ValidationPipeline {
     cache: CacheEntry,
     inProcessContexts = true,
   ): Promise<Verdict> {
-    const local = this.options.decoder.decode(token);
+    let local = this.options.decoder.decode(token);
+    if (undecryptable(local) && this.options.lookAgain !== undefined) {
+      // Look before deciding: the key that signed it may be on disk, its event not here yet.
+      await this.lookAgain(this.options.lookAgain);
+      local = this.options.decoder.decode(token);
+    }
     if (local.status !== "valid") {
+      if (undecryptable(local)) return this.undecrypted(token, cache);
       cache.storeNegative(local.error.code);
       return { kind: "invalid", code: local.error.code, source: "local_reject" };
     }
@@ -189,6 +326,82 @@ export class ValidationPipeline {
     if (shared && shared.user.id === localUserId) return this.unlessRevoked(shared, "memcached");
 
     return this.inFlight.run(token, () => this.askKeystone(token, local.token, cache, true));
+  }
+
+  /** One re-read of the key repository at a time, however many requests wait on it. */
+  private lookAgain(reread: () => Promise<unknown>): Promise<void> {
+    this.lookingAgain ??= settledWithin(reread(), LOOK_AGAIN_MAX_WAIT_MS).finally(() => {
+      this.lookingAgain = undefined;
+    });
+    return this.lookingAgain;
+  }
+
+  /**
+   * A well-formed token that no local key verifies, even after a second look. In sync (or
+   * not known to lag): forged — refused, remembered for the usual 10 s, no validation call;
+   * the lag monitor is told (it checks, rate-limited, whether the region fell behind).
+   * Behind: maybe a token signed with a key this region lacks. memcached first (another
+   * edge may have settled it: its entry is sealed under this token's own key), then
+   * Keystone, one call for concurrent requests, within the fallback budget.
+   */
+  private async undecrypted(token: string, cache: CacheEntry): Promise<Verdict> {
+    const lag = this.options.keyLag;
+    const checking = lag?.undecryptable();
+    // A check under way may find the region behind: wait for it (bounded) rather than
+    // refuse what may be the first valid tokens after a rotation this region missed.
+    if (checking !== undefined) await waitAtMost(checking, LAG_CHECK_WAIT_MS);
+    if (lag?.state().kind !== "behind") {
+      cache.storeNegative(BAD_SIGNATURE);
+      return FORGED;
+    }
+    const shared = await cache.fetch();
+    if (shared !== undefined) return this.unlessRevoked(shared, "memcached");
+    return this.inFlight.run(token, () => this.fallback(token, cache));
+  }
+
+  /**
+   * Keystone's answer for a token no local key decrypts (the ring is behind). Valid: cached
+   * in-process and in memcached until `min(token_cache_time, expires_at)`, not taught to
+   * the contexts (a context is keyed by the payload, which only decryption gives).
+   * Invalid: remembered `fallbackNegativeTtlMs`, so a replayed forgery costs one call.
+   * Unavailable: 503, nothing cached. Budget spent: refused (401) as a forgery would be,
+   * not remembered, so the token is asked again once the budget refills.
+   *
+   * Unlike {@link verdictOf}, Keystone's user is not compared with the token's own: there
+   * is no decrypted payload to compare with. The check guards against a Keystone answer
+   * about some other token; this answer is Keystone's own about this exact token, over the
+   * edge's authenticated channel — what keystonemiddleware trusts for every token. Every
+   * later cache hit is still checked against the revocation feed.
+   */
+  private async fallback(token: string, cache: CacheEntry): Promise<Verdict> {
+    if (!this.budget.take()) {
+      this.reportFallback("refused");
+      return FORGED;
+    }
+    const answer = await this.options.keystone.validate(token);
+    this.reportFallback(answer.kind);
+    switch (answer.kind) {
+      case "valid": {
+        const expiresAtMs = Date.parse(answer.token.expires_at);
+        if (Number.isFinite(expiresAtMs)) {
+          cache.storePositive(answer.token, this.positiveUntilMs(expiresAtMs));
+        }
+        return { kind: "valid", token: answer.token, source: "keystone" };
+      }
+      case "invalid":
+        cache.storeNegative("not_found", this.fallbackNegativeTtlMs);
+        return { kind: "invalid", code: "not_found", source: "keystone" };
+      case "unavailable":
+        return { kind: "unavailable", reason: answer.reason };
+    }
+  }
+
+  private reportFallback(result: FallbackResult): void {
+    try {
+      this.options.onFallback?.(result);
+    } catch (error) {
+      this.logger.error("onFallback hook threw", { error: String(error) });
+    }
   }
 
   /**

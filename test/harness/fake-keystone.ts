@@ -4,8 +4,10 @@
  * times a second, refusing the edge's own credentials at will):
  *
  * - `GET /v3`: the version document (the edge's endpoint probe);
- * - `POST /v3/auth/tokens`: the edge's service token (an opaque `svc-<n>`), or 401 when
- *   `credentials` is `refused` (a changed password, a disabled service user);
+ * - `POST /v3/auth/tokens`: the edge's service token (an opaque `svc-<n>`, or what the
+ *   `serviceToken` option mints: a Fernet token signed with the master's keys, for the
+ *   edge's key lag check), or 401 when `credentials` is `refused` (a changed password, a
+ *   disabled service user);
  * - `GET /v3/auth/tokens`: the subject decoded with the region's keys and answered as
  *   Keystone would for a project or unscoped token; 404 for a token that does not decode or
  *   that `revoke()` named; 401 when the `X-Auth-Token` is not a live service token (after
@@ -82,6 +84,12 @@ function send(res: ServerResponse, status: number, body?: unknown, headers = {})
   res.end(text);
 }
 
+/** Options of {@link startFakeKeystone}. */
+export interface FakeKeystoneOptions {
+  /** Mints each service token issued. Default: `svc-<n>` (not a Fernet token). */
+  readonly serviceToken?: () => string;
+}
+
 /**
  * Starts the fake on 127.0.0.1 (a free port). `decode` reads a subject token with the
  * region's keys (a `TokenDecoder` over the edge's repository): undefined when it does not
@@ -89,6 +97,7 @@ function send(res: ServerResponse, status: number, body?: unknown, headers = {})
  */
 export async function startFakeKeystone(
   decode: (token: string) => Token | undefined,
+  options: FakeKeystoneOptions = {},
 ): Promise<FakeKeystone> {
   const counts: FakeKeystoneCounts = {
     authentications: 0,
@@ -122,7 +131,8 @@ export async function startFakeKeystone(
         send(res, 401, { error: { code: 401, title: "Unauthorized", message: "bad" } });
         return;
       }
-      const token = `svc-${String(++issued)}`;
+      const n = ++issued;
+      const token = options.serviceToken?.() ?? `svc-${String(n)}`;
       live.add(token);
       const expires = keystoneTime(Date.now() / 1000 + 3_600);
       send(

@@ -8,6 +8,7 @@ import {
   readKeyRepository,
   type ReloadOutcome,
 } from "../../src/fernet/key-repository.js";
+import type { EpochMillis } from "../../src/units.js";
 import { makeRepository, waitUntil } from "./helpers.js";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -293,5 +294,50 @@ describe("KeyRepository", () => {
     await a;
     await waitUntil(() => outcomes.length >= 2, 2_000, "queued rerun");
     expect(outcomes.every((o) => o.kind === "unchanged")).toBe(true);
+  });
+});
+
+describe("KeyRepository.recheck (a token no key verifies: look again before deciding)", () => {
+  it("reads a key that reached the disk before its event; at most one read per interval; joins a read under way", async () => {
+    const dir = await repo({ "0": generateFernetKeyText(), "1": generateFernetKeyText() });
+    let nowMs = 1_900_000_000_000;
+    const outcomes: ReloadOutcome[] = [];
+    const repository = await KeyRepository.open({
+      directory: dir,
+      watch: false, // no event will come: only a re-read finds the new key
+      pollIntervalMs: 0,
+      clock: { nowMs: () => nowMs as EpochMillis },
+      onReload: (o) => outcomes.push(o),
+    });
+    cleanups.push(() => {
+      repository.close();
+      return Promise.resolve();
+    });
+    await writeFile(join(dir, "2"), generateFernetKeyText());
+
+    // Concurrent callers share one read, queueing no other.
+    const a = repository.recheck(1_000);
+    const b = repository.recheck(1_000);
+    expect(a).toBe(b);
+    expect((await a)?.kind).toBe("changed");
+    expect(repository.current().primary.index).toBe(2);
+    expect(outcomes).toHaveLength(1);
+
+    // Within the interval: no read at all.
+    nowMs += 999;
+    expect(await repository.recheck(1_000)).toBeUndefined();
+    expect(outcomes).toHaveLength(1);
+    // Past it: one more read.
+    nowMs += 1;
+    expect((await repository.recheck(1_000))?.kind).toBe("unchanged");
+    expect(outcomes).toHaveLength(2);
+    // A read started by anyone (a poll, an event) counts too.
+    nowMs += 5_000;
+    await repository.reload();
+    expect(await repository.recheck(1_000)).toBeUndefined();
+    // Closed: nothing.
+    nowMs += 5_000;
+    repository.close();
+    expect(await repository.recheck(1_000)).toBeUndefined();
   });
 });

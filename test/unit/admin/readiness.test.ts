@@ -47,6 +47,51 @@ describe("readiness checks", () => {
     expect(keysCheck(() => keyStatus({ key_count: 0 })).check().ok).toBe(false);
   });
 
+  it("keys: degraded, still ready, while the ring is known to lag the master's; not while in sync or unknown", () => {
+    const since = NOW_MS - 120_000;
+    const behind = keysCheck(
+      () => keyStatus(),
+      () => ({ kind: "behind", sinceMs: since, lastAgreedAtMs: since - 60_000 }),
+    ).check();
+    expect(behind).toMatchObject({ ok: true, degraded: true });
+    expect(behind.detail).toBe(
+      `3 keys, primary 4; behind the master since ${new Date(since).toISOString()} ` +
+        `(last agreed ${new Date(since - 60_000).toISOString()}): tokens Keystone issues now ` +
+        "do not decrypt here and are asked of Keystone; sync the key repository",
+    );
+    const never = keysCheck(
+      () => keyStatus(),
+      () => ({ kind: "behind", sinceMs: since }),
+    ).check();
+    expect(never.detail).toMatch(/never agreed since start/);
+    for (const state of [
+      { kind: "unknown" },
+      { kind: "in_sync", sinceMs: since, agreedAtMs: NOW_MS },
+    ] as const) {
+      expect(
+        keysCheck(
+          () => keyStatus(),
+          () => state,
+        ).check(),
+      ).toEqual({ ok: true, detail: "3 keys, primary 4" });
+    }
+    // Both at once: re-reads failing and behind.
+    const both = keysCheck(
+      () =>
+        keyStatus({
+          last_reload: {
+            result: "failing",
+            at: "t2",
+            failing_since: "t1",
+            error: { code: "key_repository_empty", message: "no keys" },
+          },
+        }),
+      () => ({ kind: "behind", sinceMs: since }),
+    ).check();
+    expect(both).toMatchObject({ ok: true, degraded: true });
+    expect(both.detail).toMatch(/^re-reads failing since t1 .*; behind the master since /);
+  });
+
   it("service token: not ready until one was obtained", () => {
     const valid = { kind: "valid", token: "t", expiresAtMs: NOW_MS, obtainedAtMs: NOW_MS } as const;
     expect(serviceTokenCheck(() => valid).check()).toEqual({ ok: true });

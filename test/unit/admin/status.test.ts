@@ -1,0 +1,162 @@
+/**
+ * `/status`'s key lag part: the state with its since-when, the last agreement and the last
+ * check; the overall status degraded while behind. And the status page shows it.
+ */
+import { Registry } from "prom-client";
+import { describe, expect, it } from "vitest";
+import { EdgeMetrics } from "../../../src/admin/metrics.js";
+import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from "../../../src/admin/status-page.js";
+import { keyLagStatus, StatusReporter } from "../../../src/admin/status.js";
+import type { KeyRepositoryStatus } from "../../../src/fernet/key-repository.js";
+import type { KeyLagCheck, KeyLagState } from "../../../src/keystone/key-lag.js";
+import { ManualClock, T0_MS } from "../cache/helpers.js";
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+const keys: KeyRepositoryStatus = {
+  directory: "/etc/keystone/fernet-keys",
+  primary_index: 2,
+  key_count: 3,
+  keys: [],
+  loaded_at: iso(T0_MS),
+  last_reload: { result: "ok", at: iso(T0_MS) },
+  reloads: 1,
+  reload_failures: 0,
+  watching: "events+poll",
+};
+
+function reporter(lag: { state: KeyLagState; lastCheck: KeyLagCheck | undefined }) {
+  return new StatusReporter({
+    metrics: new EdgeMetrics(new Registry()),
+    endpoints: () => [],
+    degradedMode: () => false,
+    draining: () => false,
+    keys: () => keys,
+    keyLag: () => lag,
+    feed: () => ({ kind: "starting" }),
+    clock: new ManualClock(),
+  });
+}
+
+describe("status: the key lag", () => {
+  it("behind: since when, last agreed, the last check; the edge is degraded", async () => {
+    const lag = {
+      state: { kind: "behind", sinceMs: T0_MS - 30_000, lastAgreedAtMs: T0_MS - 90_000 } as const,
+      lastCheck: { atMs: T0_MS - 1_000, trigger: "undecryptable", result: "behind" } as const,
+    };
+    const s = await reporter(lag).snapshot();
+    expect(s.status).toBe("degraded");
+    expect(s.keys.lag).toEqual({
+      state: "behind",
+      since: iso(T0_MS - 30_000),
+      last_agreed: iso(T0_MS - 90_000),
+      last_check: { at: iso(T0_MS - 1_000), trigger: "undecryptable", result: "behind" },
+    });
+  });
+
+  it("in sync: ok; unknown and a failed check: ok too, with the error", async () => {
+    const inSync = await reporter({
+      state: { kind: "in_sync", sinceMs: T0_MS - 600_000, agreedAtMs: T0_MS - 5_000 },
+      lastCheck: { atMs: T0_MS - 5_000, trigger: "schedule", result: "in_sync" },
+    }).snapshot();
+    expect(inSync.status).toBe("ok");
+    expect(inSync.keys.lag).toMatchObject({
+      state: "in_sync",
+      since: iso(T0_MS - 600_000),
+      last_agreed: iso(T0_MS - 5_000),
+    });
+    const unknown = await reporter({
+      state: { kind: "unknown" },
+      lastCheck: { atMs: T0_MS, trigger: "start", result: "failed", error: "HTTP 503" },
+    }).snapshot();
+    expect(unknown.status).toBe("ok");
+    expect(unknown.keys.lag).toEqual({
+      state: "unknown",
+      since: null,
+      last_agreed: null,
+      last_check: { at: iso(T0_MS), trigger: "start", result: "failed", error: "HTTP 503" },
+    });
+  });
+
+  it("without a monitor: unknown, never checked", () => {
+    expect(keyLagStatus(undefined)).toEqual({
+      state: "unknown",
+      since: null,
+      last_agreed: null,
+      last_check: null,
+    });
+  });
+
+  it("the status page has a place for each figure and fills it from keys.lag", () => {
+    for (const id of ["keys-lag", "keys-lag-since", "keys-lag-agreed", "keys-lag-check"]) {
+      expect(STATUS_PAGE_HTML).toContain(`id="${id}"`);
+      expect(STATUS_PAGE_SCRIPT).toContain(`"${id}"`);
+    }
+    expect(STATUS_PAGE_SCRIPT).toContain("s.keys.lag");
+  });
+
+  it("the status page's script renders the lag (run against a stand-in DOM)", async () => {
+    const status = await reporter({
+      state: { kind: "behind", sinceMs: T0_MS - 30_000 },
+      lastCheck: { atMs: T0_MS, trigger: "reload", result: "behind" },
+    }).snapshot();
+    const rendered = await renderPage(status);
+    expect(rendered.get("keys-lag")).toEqual({ text: "behind", className: "badge degraded" });
+    expect(rendered.get("keys-lag-since")?.text).toBe(iso(T0_MS - 30_000));
+    expect(rendered.get("keys-lag-agreed")?.text).toBe("never");
+    expect(rendered.get("keys-lag-check")?.text).toBe(`${iso(T0_MS)} (reload: behind)`);
+    expect(rendered.get("status")?.text).toBe("degraded");
+  });
+});
+
+interface FakeElement {
+  id: string;
+  textContent: string;
+  className: string;
+  dataset: Record<string, string>;
+  replaceChildren(): void;
+  appendChild(child: FakeElement): FakeElement;
+}
+
+/** Runs the page's script once against elements made on demand; their text and class by id. */
+async function renderPage(
+  status: unknown,
+): Promise<Map<string, { text: string; className: string }>> {
+  const elements = new Map<string, FakeElement>();
+  const element = (id = ""): FakeElement => ({
+    id,
+    textContent: "",
+    className: "",
+    dataset: {},
+    replaceChildren: () => undefined,
+    appendChild: (child) => child,
+  });
+  const body = element();
+  const document = {
+    body,
+    getElementById(id: string): FakeElement {
+      let e = elements.get(id);
+      if (e === undefined) {
+        e = element(id);
+        elements.set(id, e);
+      }
+      return e;
+    },
+    createElement: () => element(),
+  };
+  const fetch = () => Promise.resolve({ json: () => Promise.resolve(status) });
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- the page's own static script
+  const run = new Function("document", "fetch", "setInterval", STATUS_PAGE_SCRIPT) as (
+    ...args: unknown[]
+  ) => void;
+  run(document, fetch, () => 0);
+  const deadline = Date.now() + 2_000;
+  while (body.dataset["loaded"] !== "1") {
+    if (Date.now() > deadline)
+      throw new Error(`the page did not render: ${elements.get("error")?.textContent ?? ""}`);
+    await new Promise((r) => setImmediate(r));
+  }
+  return new Map(
+    [...elements].map(([id, e]) => [id, { text: e.textContent, className: e.className }]),
+  );
+}
