@@ -29,8 +29,24 @@ export type DrillErrorCode =
   | "drill_usage"
   | "keystone_refused";
 
+/**
+ * Codes for a check that could not be made (`keys check`, `keys status --admin`): Keystone
+ * or the edge's admin listener did not give the answer the check needs.
+ */
+export type CheckErrorCode =
+  | "keystone_unreachable"
+  | "keystone_refused"
+  | "not_fernet_token"
+  | "admin_unreachable"
+  | "admin_bad_answer";
+
 export type ErrorCode =
-  TokenErrorCode | KeyRepositoryErrorCode | ConfigErrorCode | UsageErrorCode | DrillErrorCode;
+  | TokenErrorCode
+  | KeyRepositoryErrorCode
+  | ConfigErrorCode
+  | UsageErrorCode
+  | DrillErrorCode
+  | CheckErrorCode;
 
 /** Base class: every error keystone-edge raises on purpose carries a stable code. */
 export abstract class EdgeError extends Error {
@@ -101,11 +117,32 @@ export class DrillError extends EdgeError {
   }
 }
 
+/**
+ * A check could not be made: Keystone unreachable or refusing the service user, a token
+ * that is not Fernet, an admin listener that does not answer as an edge does. Messages
+ * never carry a token or a secret.
+ */
+export class CheckError extends EdgeError {
+  constructor(
+    readonly code: CheckErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "CheckError";
+  }
+}
+
 /** CLI exit statuses, in one place. */
 export const ExitStatus = {
   ok: 0,
   /** Unexpected internal failure. */
   internal: 1,
+  /**
+   * `keys check`: no key of the region's repository decrypts a token Keystone issues now;
+   * the region is behind (do not rotate again). That command reports its own internal
+   * failures as {@link ExitStatus.checkNotRun}, so from it 1 always means this.
+   */
+  keysBehind: 1,
   /** Usage, configuration or key repository problems. */
   usage: 2,
   /** The token is invalid (forged, malformed, unknown payload). */
@@ -116,6 +153,18 @@ export const ExitStatus = {
   drillFailed: 5,
   /** A drill could not run (edge unreachable, secret refused, no usable token). */
   drillNotRun: 6,
+  /**
+   * A check could not run: Keystone unreachable or refusing the service user (`keys
+   * check`), the edge's admin listener unreachable (`keys status --admin`).
+   */
+  checkNotRun: 6,
+  /**
+   * `keys check`: the repository decrypts what Keystone issues now, but not with its
+   * primary key: the copy is one rotation behind (its staged key matched) or the Keystone
+   * that answered is behind it (a secondary matched). Serving, but not in step: do not
+   * rotate again.
+   */
+  keysNotInStep: 7,
   /** Interrupted by SIGINT/SIGTERM after cleaning up (128 + SIGINT). */
   interrupted: 130,
 } as const;
@@ -147,5 +196,9 @@ export function exitStatusFor(error: EdgeError): ExitStatus {
     case "no_known_tokens":
     case "keystone_refused":
       return ExitStatus.drillNotRun;
+    case "keystone_unreachable":
+    case "not_fernet_token":
+    case "admin_bad_answer":
+      return ExitStatus.checkNotRun;
   }
 }

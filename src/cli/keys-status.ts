@@ -2,26 +2,220 @@
  * `keystone-edge keys status`: print a key repository's status as JSON.
  *
  * Owns: the one-shot read an operator or a config-management check runs to see which keys
- * the edge would load: count, primary index, each key's role, fingerprint and age.
+ * the edge would load: count, primary index, each key's role, fingerprint and age; and,
+ * with `--admin`, what the running edge itself reports of its keys — the ring it holds and
+ * whether it knows its keys to be behind what Keystone issues now (the key-lag state of its
+ * `/status`), read defensively so that an edge without that field still answers.
  */
-import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
+import { request } from "undici";
+import { CheckError, EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
 import { KeyRepository } from "../fernet/key-repository.js";
 import { parseCommandArgs, type Command } from "./command.js";
 
-const help = `Usage: keystone-edge keys status --key-repository DIR
+const help = `Usage: keystone-edge keys status --key-repository DIR [--admin URL]
 
 Reads a Keystone key repository as keystone-edge would and prints its status as JSON:
 directory, primary_index, key_count, and for each key its index, role (primary,
 secondary, staged), fingerprint (a short SHA-256 of the key, safe to compare between
 hosts to check that keys are in sync) and age_seconds (from the file's mtime).
 
+With --admin, adds "edge": what the running edge reports on its admin listener's
+/status: its status, the ring it holds (primary_index, key_count, healthy) and "lag",
+whether it knows its keys to be behind what Keystone issues now: {"state": "in_sync",
+"behind" or "unknown", "since", "last_agreed", "last_check": {"at", "trigger",
+"result"}}, or null from an edge that does not report it. The edge's in_sync means some
+key decrypts; to gate a rotation (the primary must), use keys check.
+
 Options:
   --key-repository DIR  Keystone's [fernet_tokens] key_repository (required)
+  --admin URL           the running edge's admin listener (admin_listen), e.g.
+                        http://127.0.0.1:9464 (no secret needed)
   -h, --help            show this help
 
-Exit status: 0 the repository loads; 2 it is missing, empty or holds an invalid key file
-(the JSON error names the file).
+Exit status: 0 the repository loads (and the edge answered); 2 it is missing, empty or
+holds an invalid key file (the JSON error names the file); 6 --admin given and the edge's
+/status could not be read.
 `;
+
+/** Deadline of the `/status` read, ms. */
+const ADMIN_TIMEOUT_MS = 5_000;
+/** Largest `/status` answer read, bytes: an edge's is a few kilobytes. */
+const MAX_STATUS_BYTES = 1_048_576;
+
+type Scalar = string | number | boolean | null;
+/** A field of the edge's lag report: a scalar, or an object of scalars (`last_check`). */
+type LagField = Scalar | Readonly<Record<string, Scalar>>;
+
+/**
+ * The edge's key-lag state as its `/status` reports it (`keys.lag`, admin/status.ts):
+ * whether its ring decrypts what Keystone issues now — any key, the staged one included;
+ * `keys check` is stricter and wants the primary.
+ */
+export interface EdgeKeyLag {
+  /** `in_sync`, `behind` or `unknown` (anything else is passed on as the edge said it). */
+  readonly state: string;
+  /** Since when the state holds (ISO 8601); null while unknown. */
+  readonly since: string | null;
+  /** When a fresh Keystone token last decrypted locally (ISO 8601); null: never. */
+  readonly last_agreed: string | null;
+  /** The edge's last check: `at`, `trigger`, `result`, `error`; null before the first. */
+  readonly last_check: Readonly<Record<string, Scalar>> | null;
+  /** Any other field the edge reports there (scalars, objects of scalars), as is. */
+  readonly [field: string]: LagField;
+}
+
+/** What `--admin` adds to the output. Snake case: it leaves the process. */
+export interface EdgeKeysView {
+  readonly admin: string;
+  /** The edge's overall status (`ok`, `degraded`, `draining`), null when absent. */
+  readonly status: string | null;
+  /** The ring the edge holds, as it reports it; null when absent. */
+  readonly keys: {
+    readonly primary_index: number | null;
+    readonly key_count: number | null;
+    readonly healthy: boolean | null;
+  } | null;
+  /** Null: the edge does not report key lag (a version before it did). */
+  readonly lag: EdgeKeyLag | null;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function stringOrNull(v: unknown): string | null {
+  return typeof v === "string" ? v : null;
+}
+
+function numberOrNull(v: unknown): number | null {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+function isScalar(v: unknown): v is Scalar {
+  return v === null || ["string", "number", "boolean"].includes(typeof v);
+}
+
+/** The scalar fields of `v`, or null when it is not an object. */
+function scalarsOf(v: unknown): Record<string, Scalar> | null {
+  if (!isRecord(v)) return null;
+  const out: Record<string, Scalar> = {};
+  for (const [field, value] of Object.entries(v)) if (isScalar(value)) out[field] = value;
+  return out;
+}
+
+/** Reads `keys.lag` from a `/status` document, tolerating its absence and odd fields. */
+export function lagOf(keys: unknown): EdgeKeyLag | null {
+  if (!isRecord(keys) || !isRecord(keys["lag"])) return null;
+  const lag = keys["lag"];
+  const extra: Record<string, LagField> = {};
+  for (const [field, value] of Object.entries(lag)) {
+    if (isScalar(value)) extra[field] = value;
+    else if (isRecord(value)) extra[field] = scalarsOf(value) ?? {};
+  }
+  return {
+    ...extra,
+    state: stringOrNull(lag["state"]) ?? "unknown",
+    since: stringOrNull(lag["since"]),
+    last_agreed: stringOrNull(lag["last_agreed"]),
+    last_check: scalarsOf(lag["last_check"]),
+  };
+}
+
+/** Turns a `/status` document into what `--admin` prints. */
+export function edgeKeysView(admin: string, status: unknown): EdgeKeysView {
+  if (!isRecord(status)) {
+    throw new CheckError("admin_bad_answer", `${admin}/status: not a JSON object`);
+  }
+  const keys = status["keys"];
+  return {
+    admin,
+    status: stringOrNull(status["status"]),
+    keys: isRecord(keys)
+      ? {
+          primary_index: numberOrNull(keys["primary_index"]),
+          key_count: numberOrNull(keys["count"] ?? keys["key_count"]),
+          healthy: typeof keys["healthy"] === "boolean" ? keys["healthy"] : null,
+        }
+      : null,
+    lag: lagOf(keys),
+  };
+}
+
+/** The admin listener's base URL, checked; without a trailing slash. */
+function adminBase(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError("--admin URL: not a URL (e.g. http://127.0.0.1:9464)");
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new UsageError("--admin URL: must be http:// or https://");
+  }
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw new UsageError("--admin URL: the read needs no credentials; give none in the URL");
+  }
+  return parsed.origin + parsed.pathname.replace(/\/+$/, "");
+}
+
+/**
+ * Reads the running edge's `/status` (unauthenticated, read-only).
+ *
+ * @throws CheckError `admin_unreachable` (no answer within 5 s) or `admin_bad_answer`
+ *   (not 200, not JSON, too large).
+ */
+export async function readEdgeKeys(admin: string): Promise<EdgeKeysView> {
+  const base = adminBase(admin);
+  let response;
+  try {
+    response = await request(`${base}/status`, {
+      method: "GET",
+      headers: { accept: "application/json" },
+      signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
+    });
+  } catch (error) {
+    throw new CheckError(
+      "admin_unreachable",
+      `cannot reach the edge's admin listener at ${base}: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    );
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of response.body) {
+      chunks.push(chunk as Buffer);
+      total += (chunk as Buffer).length;
+      if (total > MAX_STATUS_BYTES) {
+        response.body.destroy();
+        throw new CheckError("admin_bad_answer", `${base}/status: answer too large`);
+      }
+    }
+  } catch (error) {
+    if (error instanceof CheckError) throw error;
+    throw new CheckError(
+      "admin_unreachable",
+      `${base}/status: the answer was cut off (${error instanceof Error ? error.message : String(error)})`,
+    );
+  }
+  if (response.statusCode !== 200) {
+    throw new CheckError(
+      "admin_bad_answer",
+      `${base}/status: HTTP ${String(response.statusCode)}: is this a keystone-edge admin listener?`,
+    );
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new CheckError(
+      "admin_bad_answer",
+      `${base}/status: not JSON: is this a keystone-edge admin listener?`,
+    );
+  }
+  return edgeKeysView(base, body);
+}
 
 export const keysStatus: Command = {
   path: ["keys", "status"],
@@ -29,7 +223,11 @@ export const keysStatus: Command = {
   help,
   async run(args, io) {
     try {
-      const parsed = parseCommandArgs(args, { "key-repository": { type: "string" } }, false);
+      const parsed = parseCommandArgs(
+        args,
+        { "key-repository": { type: "string" }, admin: { type: "string" } },
+        false,
+      );
       if (parsed.kind === "help") {
         io.stdout(help);
         return ExitStatus.ok;
@@ -38,10 +236,36 @@ export const keysStatus: Command = {
       if (typeof directory !== "string" || directory.length === 0) {
         throw new UsageError("--key-repository DIR is required");
       }
+      const admin = parsed.values["admin"];
+      if (admin !== undefined && typeof admin !== "string") {
+        throw new UsageError("--admin takes a URL");
+      }
+      if (admin !== undefined) adminBase(admin); // a bad URL is a usage error before any read
       const repository = await KeyRepository.open({ directory, watch: false, pollIntervalMs: 0 });
       repository.close();
-      io.stdout(JSON.stringify(repository.status(), null, 2) + "\n");
-      return ExitStatus.ok;
+      const status = repository.status();
+      if (admin === undefined) {
+        io.stdout(JSON.stringify(status, null, 2) + "\n");
+        return ExitStatus.ok;
+      }
+      try {
+        const edge = await readEdgeKeys(admin);
+        io.stdout(JSON.stringify({ ...status, edge }, null, 2) + "\n");
+        if (edge.lag === null) {
+          io.stderr(
+            `keystone-edge keys status: the edge at ${edge.admin} does not report key lag (a version before it did)\n`,
+          );
+        }
+        return ExitStatus.ok;
+      } catch (error) {
+        if (!(error instanceof CheckError)) throw error;
+        // The repository was read: print it, with why the edge's view is missing.
+        io.stdout(
+          JSON.stringify({ ...status, edge: { admin, error: error.toJSON() } }, null, 2) + "\n",
+        );
+        io.stderr(`keystone-edge keys status: ${error.message}\n`);
+        return exitStatusFor(error);
+      }
     } catch (error) {
       if (error instanceof EdgeError) {
         io.stdout(JSON.stringify({ error: error.toJSON() }) + "\n");

@@ -13,6 +13,7 @@ import { processIO, type Command, type CommandIO } from "./command.js";
 import { checkConfig } from "./check-config.js";
 import { drill } from "./drill.js";
 import { configReferenceCommand } from "./config-reference.js";
+import { keysCheck } from "./keys-check.js";
 import { keysStatus } from "./keys-status.js";
 import { serve } from "./serve.js";
 import { tokenDecode } from "./token-decode.js";
@@ -21,6 +22,7 @@ export const commands: readonly Command[] = [
   serve,
   tokenDecode,
   keysStatus,
+  keysCheck,
   checkConfig,
   configReferenceCommand,
   drill,

@@ -791,7 +791,16 @@ async function checkConfigInPod(docs: readonly K8s[], w: Workload): Promise<Chec
       return { code: f.code ?? 1, stdout: f.stdout ?? "", stderr: f.stderr ?? "" };
     },
   );
-  expect(result.stderr, `${w.metadata.name}: check-config`).toBe("");
+  // The examples reach the in-cluster Keystone over plain HTTP (as openstack-helm's
+  // keystone-api service is): check-config warns about exactly that, and nothing else.
+  const notWarnings = result.stderr
+    .split("\n")
+    .filter(
+      (l) =>
+        l !== "" &&
+        !/^keystone-edge check-config: warning: keystone\.endpoints: .* is plain HTTP/.test(l),
+    );
+  expect(notWarnings, `${w.metadata.name}: check-config`).toEqual([]);
   expect(result.code).toBe(0);
   const out = JSON.parse(result.stdout) as CheckConfigOutput;
   expect(out.ok).toBe(true);
