@@ -4,6 +4,7 @@
  * `/readyz`, collecting its output, and stopping it.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +15,7 @@ import { createFixtures, type Fixtures } from "./fixtures.js";
 import { freePort } from "./keystone.js";
 
 const BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
+const SETPRIV = "/usr/bin/setpriv";
 
 export interface EdgeProcess {
   readonly child: ChildProcess;
@@ -38,9 +40,23 @@ export interface EdgeProcessOptions {
   };
   /** Extra lines appended to the YAML. */
   readonly extraYaml?: readonly string[];
+  /** `keystone.timeout_ms`. Default 10 000. */
+  readonly timeoutMs?: number;
+  /**
+   * Extra lines inside the `keystone:` block, indented by two spaces (e.g.
+   * `  cafile: /tmp/ca.pem`): `extraYaml` cannot add to a block already written.
+   */
+  readonly keystoneYaml?: readonly string[];
+  /** Extra lines inside the `fernet:` block, indented by two spaces. */
+  readonly fernetYaml?: readonly string[];
   readonly args?: readonly string[];
   /** Flags for node itself, e.g. `["--cpu-prof"]` to profile the edge. */
   readonly nodeArgs?: readonly string[];
+  /**
+   * Run it under `setpriv --pdeathsig SIGTERM` (when setpriv exists), so that it stops
+   * with the process that started it even if that one is SIGKILLed. Default false.
+   */
+  readonly dieWithParent?: boolean;
 }
 
 export async function startEdgeProcess(options: EdgeProcessOptions): Promise<EdgeProcess> {
@@ -58,7 +74,8 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
       "keystone:",
       `  www_authenticate_uri: "${keystone.url}"`,
       `  endpoints: ["${keystone.url}"]`,
-      "  timeout_ms: 10000",
+      `  timeout_ms: ${String(options.timeoutMs ?? 10_000)}`,
+      ...(options.keystoneYaml ?? []),
       "  auth:",
       "    type: password",
       `    username: ${serviceUser.name}`,
@@ -69,25 +86,28 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
       "fernet:",
       `  key_repository: ${keystone.keyRepository}`,
       `  auth_methods: [${keystone.authMethods.join(", ")}]`,
+      ...(options.fernetYaml ?? []),
       ...(options.extraYaml ?? []),
       "",
     ].join("\n"),
   );
   let out = "";
-  const child = spawn(
-    process.execPath,
-    [
-      ...(options.nodeArgs ?? []),
-      BIN,
-      "serve",
-      "--config",
-      join(dir, "edge.yaml"),
-      ...(options.args ?? []),
-    ],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
+  const argv = [
+    ...(options.nodeArgs ?? []),
+    BIN,
+    "serve",
+    "--config",
+    join(dir, "edge.yaml"),
+    ...(options.args ?? []),
+  ];
+  // setpriv execs node in place: the child's pid is the edge's own
+  const [file, fileArgs] =
+    options.dieWithParent === true && existsSync(SETPRIV)
+      ? [SETPRIV, ["--pdeathsig", "SIGTERM", "--", process.execPath, ...argv]]
+      : [process.execPath, argv];
+  const child = spawn(file, fileArgs, {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) =>

@@ -8,6 +8,15 @@
  * what the service received, where the metrics and status page are, and how to run a drill
  * and a reload against it; then staying up until Ctrl-C and
  * cleaning up after itself. `--once` stops after the demonstration (CI runs that).
+ *
+ * `--regions N` (2 to 4): the multi-region picture instead (test/harness/multi-region.ts):
+ * that Keystone as the master behind TLS (a CA generated for the run, which the edges
+ * verify with `keystone.cafile`), and N regions, each with its own memcached, its own copy
+ * of the key repository, its own echo service and its own edge. It shows a token served in
+ * every region, then the master rotating its keys twice with only the first region synced:
+ * the others keep serving and say they are behind (`keystone_edge_key_repository_behind`)
+ * until they are synced too; and prints the commands that rotate, sync and watch, for
+ * trying it by hand. `--regions N --once` stops after that (CI can smoke it).
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -19,8 +28,22 @@ import { startEchoUpstream } from "./echo-upstream.js";
 import { createFixtures } from "./fixtures.js";
 import { ensureDebianDeps } from "./global-setup.js";
 import { freePort, startKeystone } from "./keystone.js";
+import { startMultiRegion, type Region } from "./multi-region.js";
 
 const once = process.argv.includes("--once");
+/** `--regions N` / `--regions=N`: 1 (default) is the single region above. */
+const regionCount = ((): number => {
+  const i = process.argv.findIndex((a) => a === "--regions" || a.startsWith("--regions="));
+  if (i === -1) return 1;
+  const arg = process.argv[i] ?? "";
+  const value = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : (process.argv[i + 1] ?? "");
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 4) {
+    process.stderr.write(`sandbox: --regions takes 1 to 4, not '${value}'\n`);
+    process.exit(2);
+  }
+  return n;
+})();
 const BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
 
 function say(text: string): void {
@@ -28,6 +51,10 @@ function say(text: string): void {
 }
 
 async function main(): Promise<number> {
+  return regionCount > 1 ? multiRegion(regionCount) : singleRegion();
+}
+
+async function singleRegion(): Promise<number> {
   say("sandbox: checking Debian packages (Keystone, PostgreSQL, uwsgi, memcached)…");
   ensureDebianDeps();
   say("sandbox: starting PostgreSQL and Keystone (about 10 s)…");
@@ -152,6 +179,172 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     await cleanup();
+  }
+}
+
+/** Polls `check` every 100 ms until it holds; false if it does not within `ms`. */
+async function eventually(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function multiRegion(count: number): Promise<number> {
+  say("sandbox: checking Debian packages (Keystone, PostgreSQL, uwsgi, memcached)…");
+  ensureDebianDeps();
+  say("sandbox: starting PostgreSQL and the master Keystone (about 10 s)…");
+  const keystone = await startKeystone({ cache: "memcached" });
+  let stopTopology = (): Promise<void> => Promise.resolve();
+  try {
+    say(`sandbox: Keystone ${keystone.url}; creating users, projects and a service user…`);
+    const fixtures = await createFixtures(keystone.info);
+    const names = ["region-a", "region-b", "region-c", "region-d"].slice(0, count);
+    say(`sandbox: a CA for this run, TLS in front of Keystone, ${String(count)} regions…`);
+    const topology = await startMultiRegion({
+      keystone: keystone.info,
+      serviceUser: fixtures.serviceUser,
+      regions: names,
+      master: "keystone",
+      // each edge checks its keys against a token the master issues now, every 2 s
+      lagCheckIntervalMs: 2_000,
+    });
+    stopTopology = () => topology.close();
+    const { master, regions } = topology;
+    const [first] = regions as [Region, ...Region[]];
+    const lagging = regions.slice(1);
+    const problems: string[] = [];
+    const expect = (what: string, ok: boolean): void => {
+      if (!ok) problems.push(what);
+    };
+    const statusIn = async (region: Region, token: string): Promise<number> =>
+      (await region.request(token)).status;
+    const behind = async (region: Region): Promise<string> =>
+      String((await region.behind()) ?? "not exported");
+
+    say(`\nsandbox: the master      ${master.url}   (TLS; CA ${master.certificates.caFile})`);
+    const token = await master.adminToken();
+    for (const region of regions) {
+      const res = await region.request(token);
+      const seen =
+        res.status === 200
+          ? (JSON.parse(res.body) as { headers: Record<string, string> }).headers
+          : {};
+      say(
+        `sandbox: ${region.name}: a master token → ${String(res.status)}` +
+          `   (the service saw X-User-Name: ${seen["x-user-name"] ?? "-"}, ` +
+          `X-Project-Name: ${seen["x-project-name"] ?? "-"})`,
+      );
+      expect(`${region.name} serves the master's token`, res.status === 200);
+      const garbage = await statusIn(region, "garbage");
+      expect(`${region.name} refuses garbage`, garbage === 401);
+    }
+    say(
+      `sandbox: the master has relayed ${String(master.frontend.requests)} requests over ` +
+        `${String(master.frontend.connections)} TLS connections (the edges pool theirs, kept alive)`,
+    );
+
+    say(`\nsandbox: the master rotates its keys twice; only ${first.name}'s copy is synced…`);
+    await master.rotateKeys();
+    await master.rotateKeys();
+    first.sync();
+    const rotated = Date.now();
+    for (const region of lagging) {
+      const known = await eventually(async () => (await region.behind()) === 1, 15_000);
+      expect(`${region.name} says it is behind`, known);
+      say(
+        `sandbox: ${region.name}: found itself behind ${String(Date.now() - rotated)} ms after the rotations`,
+      );
+    }
+    expect(
+      `${first.name} does not say it is behind`,
+      await eventually(async () => (await first.behind()) === 0, 5_000),
+    );
+    const fresh = await master.adminToken();
+    for (const region of regions) {
+      const status = await statusIn(region, fresh);
+      expect(`${region.name} serves a token issued after the rotations`, status === 200);
+      say(
+        `sandbox: ${region.name}: a token issued after the rotations → ${String(status)}; ` +
+          `keystone_edge_key_repository_behind ${await behind(region)}`,
+      );
+    }
+    say("sandbox: syncing the others…");
+    for (const region of lagging) {
+      region.sync();
+      const synced = Date.now();
+      const cleared = await eventually(async () => (await region.behind()) === 0, 15_000);
+      expect(`${region.name} clears its behind gauge after the sync`, cleared);
+      say(
+        `sandbox: ${region.name}: keystone_edge_key_repository_behind ${await behind(region)} ` +
+          `${String(Date.now() - synced)} ms after the sync`,
+      );
+    }
+
+    say("");
+    for (const region of regions) {
+      say(`sandbox: ${region.name}   edge ${region.url}   (in front of ${region.echo.url})`);
+      say(
+        `sandbox: ${region.name}   metrics ${region.adminUrl}/metrics   status page ${region.adminUrl}/`,
+      );
+      say(`sandbox: ${region.name}   config ${region.configPath}`);
+      say(`sandbox: ${region.name}   key copy ${region.keyRepository}`);
+    }
+    const tokenFile = `${topology.root}/token`;
+    writeFileSync(tokenFile, await master.adminToken(), { mode: 0o600 });
+    const lag = lagging[0] ?? first;
+    say(`\nsandbox: try it          curl -H "X-Auth-Token: $(cat ${tokenFile})" ${first.url}/`);
+    say(
+      `sandbox: the master      curl --cacert ${master.certificates.caFile} ${master.url}/   (verified TLS)`,
+    );
+    const auth = JSON.stringify({
+      auth: {
+        identity: {
+          methods: ["password"],
+          password: {
+            user: { name: "admin", domain: { id: "default" }, password: keystone.adminPassword },
+          },
+        },
+        scope: { project: { name: "admin", domain: { id: "default" } } },
+      },
+    });
+    say(
+      `sandbox: a new token     curl -si --cacert ${master.certificates.caFile} -H 'Content-Type: application/json' ` +
+        `-d '${auth}' ${master.url}/auth/tokens | grep -i '^x-subject-token'`,
+    );
+    say(
+      "sandbox:                 (two rotations retire the key that signed an older token: Keystone refuses it too)",
+    );
+    say(`sandbox: make ${lag.name} lag: rotate twice at the master, sync ${first.name} only:`);
+    say(`  ${master.rotateCommand}`);
+    say(`  ${master.rotateCommand}`);
+    say(`  ${first.syncCommand}`);
+    say(`sandbox: watch the gauge:`);
+    say(
+      `  watch -n1 "curl -s ${lag.adminUrl}/metrics | grep -E '^keystone_edge_key_(repository_behind|lag)'"`,
+    );
+    say(`  node ${BIN} keys status --key-repository ${lag.keyRepository} --admin ${lag.adminUrl}`);
+    say(
+      `  node ${BIN} keys check --config ${lag.configPath}   # the rotation gate: non-zero while behind`,
+    );
+    say(`sandbox: sync ${lag.name} (new key files first, then replaced ones, then removals):`);
+    say(`  ${lag.syncCommand}`);
+    say(`sandbox: Keystone        ${keystone.url}   (admin / ${keystone.adminPassword})`);
+    if (problems.length > 0) throw new Error(`not as expected: ${problems.join("; ")}`);
+    if (!once) {
+      say("\nsandbox: up; Ctrl-C stops everything and cleans up.");
+      await new Promise<void>((resolve) => {
+        process.once("SIGINT", () => resolve());
+        process.once("SIGTERM", () => resolve());
+      });
+    }
+    say("sandbox: stopping…");
+    return 0;
+  } finally {
+    await stopTopology();
+    await keystone.stop();
   }
 }
 

@@ -3,8 +3,11 @@
  * a service) that can be made slow while traffic runs through it: each chunk of the
  * answers (target → client) is held back `delayMs`, order kept. `cut()` destroys every
  * connection open through it, so that a client's pooled keep-alive connections meet the
- * new delay (or a fresh start) at once. Counts connections accepted and open. Only node:
- * built-ins.
+ * new delay (or a fresh start) at once. `blackhole` makes it a network partition: bytes
+ * stop flowing both ways on the connections open through it, and new ones are accepted but
+ * never reach the target nor hear back (a client sees timeouts, not refusals, as across a
+ * WAN that drops packets); ending it resets every connection that lived through it. Counts
+ * connections accepted and open. Only node: built-ins.
  */
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 
@@ -13,6 +16,11 @@ export interface TcpRelay {
   readonly port: number;
   /** Each chunk from the target waits this long before it reaches the client, ms. */
   delayMs: number;
+  /**
+   * A partition while true: nothing passes either way, new connections are held silent.
+   * Set back to false, the connections caught in it are destroyed (clients reconnect).
+   */
+  blackhole: boolean;
   /** Connections accepted so far. */
   readonly accepted: number;
   /** Client connections open now. */
@@ -75,12 +83,24 @@ export async function startTcpRelay(target: { host: string; port: number }): Pro
   let accepted = 0;
   const sockets = new Set<Socket>();
   const clients = new Set<Socket>();
-  const state = { delayMs: 0 };
+  const state = { delayMs: 0, blackhole: false };
+  /** Connections that lost bytes to a partition (or were held silent by one). */
+  const partitioned = new Set<Socket>();
 
   const server: Server = createServer((client) => {
     accepted++;
     sockets.add(client);
     clients.add(client);
+    if (state.blackhole) {
+      partitioned.add(client);
+      client.on("error", () => client.destroy());
+      client.on("close", () => {
+        sockets.delete(client);
+        clients.delete(client);
+        partitioned.delete(client);
+      });
+      return;
+    }
     const upstream = createConnection({ host: target.host, port: target.port });
     sockets.add(upstream);
     const down = new DelayedPipe(client, () => state.delayMs);
@@ -90,10 +110,12 @@ export async function startTcpRelay(target: { host: string; port: number }): Pro
       upstream.destroy();
     };
     upstream.on("data", (d: Buffer) => {
-      down.push(d);
+      if (state.blackhole) partitioned.add(client);
+      else down.push(d);
     });
     client.on("data", (d: Buffer) => {
-      if (!upstream.destroyed) upstream.write(d);
+      if (state.blackhole) partitioned.add(client);
+      else if (!upstream.destroyed) upstream.write(d);
     });
     upstream.on("end", () => {
       down.end();
@@ -111,6 +133,7 @@ export async function startTcpRelay(target: { host: string; port: number }): Pro
     client.on("close", () => {
       sockets.delete(client);
       clients.delete(client);
+      partitioned.delete(client);
       teardown();
     });
   });
@@ -137,6 +160,20 @@ export async function startTcpRelay(target: { host: string; port: number }): Pro
     },
     set delayMs(ms: number) {
       state.delayMs = ms;
+    },
+    get blackhole() {
+      return state.blackhole;
+    },
+    set blackhole(on: boolean) {
+      if (on === state.blackhole) return;
+      state.blackhole = on;
+      if (on) {
+        // every connection open now is caught in it, and reset when it heals
+        for (const c of clients) partitioned.add(c);
+        return;
+      }
+      for (const c of partitioned) c.destroy();
+      partitioned.clear();
     },
     get accepted() {
       return accepted;
