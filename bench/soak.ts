@@ -60,8 +60,13 @@
  * Knobs (environment), defaults in brackets:
  * - SOAK_DURATION_S [1800]  length of the timed run;
  * - SOAK_RATE [200]  requests per second, open loop (sent on schedule whatever the answers);
- * - SOAK_WARMUP_S [10 % of the run, at least 60 s, at most half the run]  the part of the run
- *   before the RSS and fd baselines;
+ * - SOAK_TOKEN_CACHE_TIME_S [60], SOAK_STALE_IF_ERROR_S [120]  the edge's `token_cache_time`
+ *   (contexts live as long) and `stale_if_error`: shorter than production's (300 s, 900 s)
+ *   so that the caches reach their steady size inside the warm-up and the rest of the run
+ *   measures leaks, not the caches filling (with production's, contexts fill for 20
+ *   minutes); more expiries and more Keystone calls make the run harsher, not easier;
+ * - SOAK_WARMUP_S [10 % of the run, at least 60 s and the longest cache lifetime + 30 s, at
+ *   most half the run]  the part of the run before the RSS and fd baselines;
  * - SOAK_MIX [valid=48,fresh=20,new-scope=1,expired=8,expiring=3,revoked=5,forged=15]
  *   weights of the classes;
  * - SOAK_USERS [50], SOAK_PROJECTS [10]  known user + project pairs (users × projects);
@@ -114,7 +119,14 @@ function num(name: string, fallback: number): number {
 
 const DURATION_S = num("SOAK_DURATION_S", 1800);
 const RATE = num("SOAK_RATE", 200);
-const WARMUP_S = num("SOAK_WARMUP_S", Math.min(Math.max(0.1 * DURATION_S, 60), 0.5 * DURATION_S));
+const TOKEN_CACHE_TIME_S = num("SOAK_TOKEN_CACHE_TIME_S", 60);
+const STALE_IF_ERROR_S = num("SOAK_STALE_IF_ERROR_S", 120);
+/** The longest any cache entry lives: after it, the caches hold their steady size. */
+const CACHE_LIFETIME_S = TOKEN_CACHE_TIME_S + STALE_IF_ERROR_S;
+const WARMUP_S = num(
+  "SOAK_WARMUP_S",
+  Math.min(Math.max(0.1 * DURATION_S, 60, CACHE_LIFETIME_S + 30), 0.5 * DURATION_S),
+);
 const USERS = Math.max(1, Math.floor(num("SOAK_USERS", 50)));
 const PROJECTS = Math.max(1, Math.floor(num("SOAK_PROJECTS", 10)));
 const ISSUED = Math.floor(num("SOAK_ISSUED", 20));
@@ -657,6 +669,8 @@ async function main(): Promise<boolean> {
         "cache:",
         `  memcached_servers: ["${memcached.address}"]`,
         '  memcache_secret_key: "soak region secret 0123456789"',
+        `  token_cache_time: ${String(TOKEN_CACHE_TIME_S)}`,
+        `  stale_if_error: ${String(STALE_IF_ERROR_S)}`,
       ],
     });
     const edgePid = edge.pid;
