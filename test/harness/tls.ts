@@ -16,6 +16,7 @@
  *
  * Only node: built-ins and undici (for a client trusting the CA).
  */
+import { connectionListed, isHopByHop } from "../../src/proxy/hop-by-hop.js";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -143,27 +144,12 @@ export interface TlsFrontendOptions {
   readonly keepAliveTimeoutMs?: number;
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1): they stop at this hop, both ways. */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
-
+/** The end-to-end headers: hop-by-hop ones (the edge's own list) stop at this hop. */
 function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const named = (headers.connection ?? "")
-    .split(",")
-    .map((h) => h.trim().toLowerCase())
-    .filter((h) => h !== "");
+  const listed = connectionListed(headers.connection);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || named.includes(name)) continue;
+    if (value === undefined || isHopByHop(name, listed)) continue;
     out[name] = value;
   }
   return out;

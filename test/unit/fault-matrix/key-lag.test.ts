@@ -10,6 +10,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { DEFAULT_AUTH_METHODS } from "../../../src/token/methods.js";
 import { createCacheFactory } from "../../../src/cache/factory.js";
 import { validateConfig } from "../../../src/config/load.js";
 import { startEdge, type RunningEdge } from "../../../src/edge.js";
@@ -23,14 +24,6 @@ import { startFakeKeystone, type FakeKeystone } from "../../harness/fake-keyston
 import { RecordingLogger } from "../cache/helpers.js";
 import { keyFromText, waitUntil } from "../helpers.js";
 
-const AUTH_METHODS = [
-  "external",
-  "password",
-  "token",
-  "oauth1",
-  "mapped",
-  "application_credential",
-];
 const hex32 = (n: number): string => n.toString(16).padStart(32, "0");
 
 /** The master's key repository: key files by index; the highest is its primary. */
@@ -89,8 +82,8 @@ async function startLagRegion(
   for (const index of regionKeys) {
     await writeFile(join(keyRepository, String(index)), master.texts.get(index) ?? "");
   }
-  const masterDecoder = new TokenDecoder({ keys: master, authMethods: AUTH_METHODS });
-  const foreign = new TokenDecoder({ keys: new Master([0]), authMethods: AUTH_METHODS });
+  const masterDecoder = new TokenDecoder({ keys: master, authMethods: DEFAULT_AUTH_METHODS });
+  const foreign = new TokenDecoder({ keys: new Master([0]), authMethods: DEFAULT_AUTH_METHODS });
   const payload = (user: number, project: number) =>
     ({
       kind: "project",
@@ -129,7 +122,7 @@ async function startLagRegion(
         project_domain_id: "default",
       },
     },
-    fernet: { key_repository: keyRepository, auth_methods: AUTH_METHODS, ...fernet },
+    fernet: { key_repository: keyRepository, auth_methods: [...DEFAULT_AUTH_METHODS], ...fernet },
   });
   const edge = await startEdge(config, { cache: createCacheFactory(), logger });
   await edge.serviceToken.ensure();

@@ -9,6 +9,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DEFAULT_AUTH_METHODS } from "../../../src/token/methods.js";
 import { createCacheFactory } from "../../../src/cache/factory.js";
 import { validateConfig } from "../../../src/config/load.js";
 import { startEdge, type RunningEdge } from "../../../src/edge.js";
@@ -21,16 +22,6 @@ import type { EpochMicros } from "../../../src/units.js";
 import { startFakeKeystone, type FakeKeystone } from "../../harness/fake-keystone.js";
 import { RecordingLogger } from "../cache/helpers.js";
 import { keyFromText } from "../helpers.js";
-
-/** Keystone 22's default `[auth] methods`. */
-const AUTH_METHODS = [
-  "external",
-  "password",
-  "token",
-  "oauth1",
-  "mapped",
-  "application_credential",
-];
 
 export interface ReadyReport {
   readonly ready: boolean;
@@ -101,10 +92,10 @@ export async function startRegion(options: RegionOptions): Promise<Region> {
   }
   // Captured once: tests may break the repository on disk; Keystone's keys stay good.
   const keys = staticKeyRing(await readKeyRepository(keyRepository));
-  const decoder = new TokenDecoder({ keys, authMethods: AUTH_METHODS });
+  const decoder = new TokenDecoder({ keys, authMethods: DEFAULT_AUTH_METHODS });
   const foreign = new TokenDecoder({
     keys: staticKeyRing(ringWithFreshKeys().ring),
-    authMethods: AUTH_METHODS,
+    authMethods: DEFAULT_AUTH_METHODS,
   });
   const keystone = await startFakeKeystone((token) => {
     const decoded = decoder.decode(token);
@@ -134,7 +125,7 @@ export async function startRegion(options: RegionOptions): Promise<Region> {
       },
       ...options.keystone,
     },
-    fernet: { key_repository: keyRepository, auth_methods: AUTH_METHODS },
+    fernet: { key_repository: keyRepository, auth_methods: [...DEFAULT_AUTH_METHODS] },
     ...(options.cache === undefined ? {} : { cache: options.cache }),
     ...(options.client === undefined ? {} : { client: options.client }),
   });
