@@ -237,20 +237,20 @@ describe("KeyLagMonitor", () => {
   it("undecryptable tokens trigger a check at most once per min interval, none while behind, none sooner than the schedule after a failure", async () => {
     const h = harness(synced, { undecryptableMinIntervalMs: 5_000, intervalMs: 60_000 });
     // Before start: nothing.
-    h.monitor.undecryptable();
+    void h.monitor.undecryptable();
     expect(h.issuer.calls).toBe(0);
     await started(h);
     expect(h.issuer.calls).toBe(1);
 
     // Within 5 s of the last check: nothing, however many tokens.
-    for (let i = 0; i < 100; i++) h.monitor.undecryptable();
+    for (let i = 0; i < 100; i++) void h.monitor.undecryptable();
     h.clock.advance(4_999);
-    h.monitor.undecryptable();
+    void h.monitor.undecryptable();
     expect(h.issuer.calls).toBe(1);
 
     // Past it: one check for a burst of tokens.
     h.clock.advance(1);
-    for (let i = 0; i < 100; i++) h.monitor.undecryptable();
+    for (let i = 0; i < 100; i++) void h.monitor.undecryptable();
     await waitUntil(() => h.checks.length === 2, 2_000, "the undecryptable check");
     expect(h.issuer.calls).toBe(2);
     expect(h.checks[1]).toMatchObject({ trigger: "undecryptable", result: "in_sync" });
@@ -258,21 +258,21 @@ describe("KeyLagMonitor", () => {
     // A failed check: the next undecryptable check waits the schedule's interval.
     h.issuer.mode = "fail";
     h.clock.advance(5_000);
-    h.monitor.undecryptable();
+    void h.monitor.undecryptable();
     await waitUntil(() => h.checks.length === 3, 2_000, "the failing check");
     h.clock.advance(30_000);
-    h.monitor.undecryptable();
+    void h.monitor.undecryptable();
     expect(h.issuer.calls).toBe(3);
     h.clock.advance(30_000);
     h.issuer.mode = "issue";
     h.keys.ring = lagging;
-    h.monitor.undecryptable();
+    void h.monitor.undecryptable();
     await waitUntil(() => h.checks.length === 4, 2_000, "the check after the back-off");
     expect(h.monitor.state().kind).toBe("behind");
 
     // Behind: an undecryptable token is what behind predicts; no check.
     h.clock.advance(600_000);
-    for (let i = 0; i < 10; i++) h.monitor.undecryptable();
+    for (let i = 0; i < 10; i++) void h.monitor.undecryptable();
     expect(h.issuer.calls).toBe(4);
   });
 
@@ -283,7 +283,7 @@ describe("KeyLagMonitor", () => {
     await waitUntil(() => h.issuer.calls === 1, 2_000, "the start check to begin");
     h.clock.advance(10_000);
     const joined = h.monitor.check("schedule");
-    h.monitor.undecryptable();
+    void h.monitor.undecryptable();
     // The ring is synced while the check holds a token minted before: check again after it.
     h.keys.ring = synced;
     h.monitor.ringChanged();
@@ -306,7 +306,7 @@ describe("KeyLagMonitor", () => {
     await h.monitor.stop();
     vi.advanceTimersByTime(600_000);
     h.monitor.ringChanged();
-    h.monitor.undecryptable();
+    void h.monitor.undecryptable();
     expect(await h.monitor.check("schedule")).toBe("failed");
     expect(h.issuer.calls).toBe(2);
   });
