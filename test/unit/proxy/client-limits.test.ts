@@ -194,7 +194,11 @@ describe("head limits", () => {
     const flood = await raw(e.port, `GET / HTTP/1.1\r\nHost: a\r\n${fields(200)}\r\n`);
     expect(flood.status).toBe(431);
     expect(e.asked).toEqual(["/"]);
-    expect(e.refusals).toEqual(["header_count", "header_count"]);
+    // Past the listener's own count (limit + 1), Node 24's parser stops the head itself
+    // (a head overflow); Node 20's drops the extra fields and the edge counts them: 431 both.
+    expect(e.refusals[0]).toBe("header_count");
+    expect(["header_count", "head_size"]).toContain(e.refusals[1]);
+    expect(e.refusals).toHaveLength(2);
     await e.close();
   });
 
