@@ -49,8 +49,10 @@ import {
   DRILL_SCENARIOS,
   FaultInjector,
   type DrillState,
+  type Fault,
   type MemcachedFault,
 } from "./drill/faults.js";
+import { drillKeyView } from "./drill/key-view.js";
 import { EdgeAuthenticator } from "./validation/authenticator.js";
 import { ValidationPipeline, type ValidationCache } from "./validation/pipeline.js";
 
@@ -223,8 +225,10 @@ async function buildCore(
   metrics.keyRepositoryHealthy.set(1);
   metrics.keyRepositoryKeys.set(keys.current().size);
   metrics.keyRepositoryLastSuccess.set(Date.now() / 1000);
+  // What validation sees of the ring: all of it, but for a key-lag drill's hidden primary.
+  const keyView = drillKeyView(keys, () => drills.keyRing());
   const decoder = new TokenDecoder({
-    keys,
+    keys: keyView,
     authMethods: config.fernet.auth_methods,
     defaultDomainId: config.fernet.default_domain_id,
   });
@@ -272,7 +276,7 @@ async function buildCore(
   void serviceToken.refresh();
   // Started once the pipeline exists: a lag found drops the pipeline's refusals.
   const lag = new KeyLagMonitor({
-    keys,
+    keys: keyView,
     issue: freshTokenFrom(serviceToken),
     intervalMs: config.fernet.lag_check_interval_ms,
     undecryptableMinIntervalMs: config.fernet.lag_check_min_interval_ms,
@@ -592,11 +596,25 @@ export async function startEdge(
   const logger = deps.logger ?? silentLogger;
   const metrics = deps.metrics ?? new EdgeMetrics();
   // The drill under way belongs to the running edge, not to one configuration.
+  /** The core in force, for the drills' hooks (they exist before the first core). */
+  const inForce: { core?: EdgeCore } = {};
+  /** The fault of the drill last reported, to tell a key-lag drill's end. */
+  let drillFault: Fault["kind"] = "none";
   const drills = new FaultInjector({
     endpoints: config.keystone.endpoints.map((e) => e.name),
     memcached: config.cache.memcached_servers.length > 0,
+    keyCount: () => inForce.core?.keys.current().size ?? 0,
     logger,
-    onChange: exportDrill,
+    onChange: (state) => {
+      exportDrill(state);
+      const fault = state.kind === "active" ? state.drill.fault.kind : "none";
+      // A key-lag drill's end is the region's sync arriving: the ring in view changed, so
+      // the lag monitor checks again at once, as after a reload of the repository.
+      if (drillFault === "primary_key_hidden" && fault !== "primary_key_hidden") {
+        inForce.core?.keyLag.ringChanged();
+      }
+      drillFault = fault;
+    },
   });
   function exportDrill(state: DrillState): void {
     for (const scenario of DRILL_SCENARIOS) {
@@ -606,6 +624,7 @@ export async function startEdge(
   }
   exportDrill(drills.current());
   let core = await buildCore(config, deps, metrics, drills, undefined);
+  inForce.core = core;
   core.exportSources();
   // The listeners are the first core's servers for good; later cores' handlers move onto them.
   const server = core.proxy;
@@ -692,6 +711,7 @@ export async function startEdge(
       }
     }
     core = fresh;
+    inForce.core = fresh;
     fresh.exportSources();
     drills.reconfigure({
       endpoints: next.keystone.endpoints.map((e) => e.name),

@@ -83,6 +83,12 @@ function refusalBody(refusal: StartRefusal): Record<string, unknown> {
       };
     case "no_memcached":
       return { code: refusal.kind, error: "no memcached is configured (cache.memcached_servers)" };
+    case "single_key":
+      return {
+        code: refusal.kind,
+        error:
+          "the key repository holds one key: hiding it leaves nothing to decrypt with (a key-lag drill needs a rotated repository)",
+      };
     case "bad_duration":
       return {
         code: refusal.kind,

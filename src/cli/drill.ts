@@ -36,6 +36,12 @@ Scenarios:
                     tokens keep validating and the rotation is seen
   revocation        revokes --revoke-token-file's token at --keystone and checks that the
                     edge refuses it within its revocation poll interval (+2 s)
+  key-lag           hides the primary key from the edge's view of its key repository (a
+                    region whose copy missed the master's last rotations): known users
+                    notice nothing; tokens as just issued are refused by every local key,
+                    the edge finds its ring behind within --max-detection and serves them
+                    through Keystone (--fresh-rate a second); in sync again after the
+                    release. Give tokens issued since the last rotation.
 
 Options:
   --admin URL              the edge's admin listener, e.g. http://127.0.0.1:9464
@@ -45,6 +51,11 @@ Options:
   --endpoint NAME          master-outage: the Keystone endpoint to blackhole
   --max-failover TIME      master-outage: longest acceptable time until the blackholed
                            endpoint leaves rotation (default 30s)
+  --max-detection TIME     key-lag: longest acceptable time until the edge knows its key
+                           ring is behind (default 15s)
+  --fresh-rate N           key-lag: tokens a second validated as just issued, each a
+                           Keystone call while behind; keep it under
+                           fernet.lag_fallback_per_second (default 2)
   --concurrency N          validations in flight at once (default 4)
   --recovery-timeout TIME  longest wait for recovery after the release (default 30s)
   --revoke-token-file FILE revocation: a token the drill may revoke (it revokes itself)
@@ -107,6 +118,8 @@ export const drill: Command = {
           "token-file": { type: "string" },
           endpoint: { type: "string" },
           "max-failover": { type: "string" },
+          "max-detection": { type: "string" },
+          "fresh-rate": { type: "string" },
           concurrency: { type: "string" },
           "recovery-timeout": { type: "string" },
           "revoke-token-file": { type: "string" },
@@ -144,6 +157,11 @@ export const drill: Command = {
         "--recovery-timeout",
       );
       const maxFailoverMs = parseDuration(str("max-failover") ?? "30s", "--max-failover");
+      const maxDetectionMs = parseDuration(str("max-detection") ?? "15s", "--max-detection");
+      const freshPerSecond = Number(str("fresh-rate") ?? "2");
+      if (!Number.isFinite(freshPerSecond) || freshPerSecond <= 0 || freshPerSecond > 1000) {
+        throw new UsageError("--fresh-rate must be a number above 0 and at most 1000");
+      }
       const tokenFile = str("token-file");
       const tokens = tokenFile === undefined ? [] : readTokens(tokenFile, "--token-file");
       const revokeFile = str("revoke-token-file");
@@ -170,6 +188,8 @@ export const drill: Command = {
         concurrency,
         recoveryTimeoutMs,
         maxFailoverMs,
+        maxDetectionMs,
+        freshPerSecond,
         signal: controller.signal,
         progress: (line) => {
           io.stderr(`${line}\n`);

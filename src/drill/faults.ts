@@ -4,8 +4,10 @@
  * Owns: the one drill that may be under way and the faults it injects — Keystone endpoints
  * blackholed (calls to them hang until their deadline, then fail as timeouts, exactly what a
  * dead network path does), memcached unreachable (every call fails at once, as a refused
- * connection does) — or none (watch-only drills: key rotation, revocation). Real Keystone
- * and memcached are never touched. Every drill ends by itself at its expiry, so a drill
+ * connection does), the key ring's primary key hidden from the edge's view of its key
+ * repository (a region whose copy lags the master's: drill/key-view.ts) — or none
+ * (watch-only drills: key rotation, revocation). Real Keystone, memcached and the key
+ * repository on disk are never touched. Every drill ends by itself at its expiry, so a drill
  * client that crashes or is interrupted leaves nothing injected; `stop()` ends it sooner.
  * Transitions are reported (metric `keystone_edge_drill_active`, a log line each).
  */
@@ -21,6 +23,7 @@ export const DRILL_SCENARIOS = [
   "memcached-outage",
   "key-rotation",
   "revocation",
+  "key-lag",
 ] as const;
 export type DrillScenario = (typeof DRILL_SCENARIOS)[number];
 
@@ -31,7 +34,8 @@ export const MAX_DRILL_SECONDS = 3_600;
 export type Fault =
   | { readonly kind: "none" }
   | { readonly kind: "keystone_blackhole"; readonly endpoints: readonly string[] }
-  | { readonly kind: "memcached_outage" };
+  | { readonly kind: "memcached_outage" }
+  | { readonly kind: "primary_key_hidden" };
 
 /** A drill under way. */
 export interface ActiveDrill {
@@ -49,6 +53,8 @@ export type DrillState =
 export type EndpointFault = "pass" | "blackhole";
 /** What memcached does with a call: go out, or fail at once. */
 export type MemcachedFault = "pass" | "unreachable";
+/** What the edge sees of its key ring: all of it, or all but the primary key. */
+export type KeyRingFault = "pass" | "primary_hidden";
 
 /** Why a drill could not start. */
 export type StartRefusal =
@@ -59,6 +65,7 @@ export type StartRefusal =
       readonly known: readonly string[];
     }
   | { readonly kind: "no_memcached" }
+  | { readonly kind: "single_key" }
   | { readonly kind: "bad_duration" };
 
 /** Options of {@link FaultInjector}. */
@@ -67,6 +74,11 @@ export interface FaultInjectorOptions {
   readonly endpoints: readonly string[];
   /** Whether memcached is configured (a memcached drill without it proves nothing). */
   readonly memcached: boolean;
+  /**
+   * How many keys the key ring holds now: a ring of one key cannot lose its primary (a
+   * key-lag drill is refused). Default: unknown, never refused.
+   */
+  readonly keyCount?: () => number;
   /** Called on every start and end (metrics). Must not throw. */
   readonly onChange?: (state: DrillState) => void;
   readonly clock?: Clock;
@@ -133,7 +145,13 @@ export class FaultInjector {
     if (!Number.isFinite(durationSeconds) || durationSeconds <= 0) return { kind: "bad_duration" };
     if (durationSeconds > MAX_DRILL_SECONDS) return { kind: "bad_duration" };
     const fault = this.faultOf(request);
-    if (fault.kind === "unknown_endpoint" || fault.kind === "no_memcached") return fault;
+    if (
+      fault.kind === "unknown_endpoint" ||
+      fault.kind === "no_memcached" ||
+      fault.kind === "single_key"
+    ) {
+      return fault;
+    }
     const now = this.clock.nowMs();
     const drill: ActiveDrill = {
       id: randomUUID(),
@@ -170,6 +188,11 @@ export class FaultInjector {
       : "pass";
   }
 
+  /** What the edge's view of its key ring is now (drill/key-view.ts reads it per lookup). */
+  keyRing(): KeyRingFault {
+    return this.active()?.fault.kind === "primary_key_hidden" ? "primary_hidden" : "pass";
+  }
+
   /** What a call to memcached meets now. */
   memcached(): MemcachedFault {
     return this.active()?.fault.kind === "memcached_outage" ? "unreachable" : "pass";
@@ -204,7 +227,7 @@ export class FaultInjector {
 
   private faultOf(
     request: DrillRequest,
-  ): Fault | Extract<StartRefusal, { kind: "unknown_endpoint" | "no_memcached" }> {
+  ): Fault | Extract<StartRefusal, { kind: "unknown_endpoint" | "no_memcached" | "single_key" }> {
     const known = this.endpoints;
     switch (request.scenario) {
       case "master-outage": {
@@ -216,6 +239,10 @@ export class FaultInjector {
         return { kind: "keystone_blackhole", endpoints: [...known] };
       case "memcached-outage":
         return this.memcachedConfigured ? { kind: "memcached_outage" } : { kind: "no_memcached" };
+      case "key-lag":
+        return (this.options.keyCount?.() ?? 2) > 1
+          ? { kind: "primary_key_hidden" }
+          : { kind: "single_key" };
       case "key-rotation":
       case "revocation":
         return { kind: "none" };

@@ -74,6 +74,18 @@ export class KeyRing {
     return this.entries.map((e) => `${e.index}:${e.key.fingerprint}`).join(",");
   }
 
+  /**
+   * This ring less its primary key — the ring of a region one key behind the master, which
+   * encrypts with a key this region never received; the next key takes the primary's role.
+   * Undefined for a ring of one key (nothing would be left). A failover drill's view
+   * (drill/key-view.ts); the repository's own ring is never changed.
+   */
+  withoutPrimary(): KeyRing | undefined {
+    const rest = this.entries.slice(1);
+    if (rest.length === 0) return undefined;
+    return KeyRing.from(rest.map(({ index, key, modifiedAtMs }) => ({ index, key, modifiedAtMs })));
+  }
+
   /** The entry whose key sits at `position` in {@link keys}. */
   entryAt(position: number): KeyRingEntry | undefined {
     return this.entries[position];

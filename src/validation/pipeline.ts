@@ -76,7 +76,14 @@ export interface KeyLagView {
 export type FallbackResult = "valid" | "invalid" | "unavailable" | "refused";
 
 /** Where a drill's validation starts (see {@link ValidationPipeline.validateFrom}). */
-export const DRILL_TIERS = ["cache", "decrypt", "shared", "keystone", "keystone_only"] as const;
+export const DRILL_TIERS = [
+  "cache",
+  "decrypt",
+  "unseen",
+  "shared",
+  "keystone",
+  "keystone_only",
+] as const;
 export type DrillTier = (typeof DRILL_TIERS)[number];
 
 /** Who settled a token. */
@@ -286,12 +293,13 @@ export class ValidationPipeline {
 
   /**
    * Past the in-process cache: local decode, contexts, memcached, Keystone.
-   * `inProcessContexts: false` looks contexts up in memcached only (a drill's `shared`).
+   * `inProcessContexts: false` looks contexts up in memcached only (a drill's `shared`);
+   * `tokenEntries: false` skips memcached's entry for the token (a drill's `unseen`).
    */
   private async settle(
     token: string,
     cache: CacheEntry,
-    inProcessContexts = true,
+    { inProcessContexts = true, tokenEntries = true } = {},
   ): Promise<Verdict> {
     let local = this.options.decoder.decode(token);
     if (undecryptable(local) && this.options.lookAgain !== undefined) {
@@ -300,7 +308,7 @@ export class ValidationPipeline {
       local = this.options.decoder.decode(token);
     }
     if (local.status !== "valid") {
-      if (undecryptable(local)) return this.undecrypted(token, cache);
+      if (undecryptable(local)) return this.undecrypted(token, cache, tokenEntries);
       cache.storeNegative(local.error.code);
       return { kind: "invalid", code: local.error.code, source: "local_reject" };
     }
@@ -322,7 +330,7 @@ export class ValidationPipeline {
       }
     }
 
-    const shared = await cache.fetch();
+    const shared = tokenEntries ? await cache.fetch() : undefined;
     if (shared && shared.user.id === localUserId) return this.unlessRevoked(shared, "memcached");
 
     return this.inFlight.run(token, () => this.askKeystone(token, local.token, cache, true));
@@ -344,7 +352,11 @@ export class ValidationPipeline {
    * edge may have settled it: its entry is sealed under this token's own key), then
    * Keystone, one call for concurrent requests, within the fallback budget.
    */
-  private async undecrypted(token: string, cache: CacheEntry): Promise<Verdict> {
+  private async undecrypted(
+    token: string,
+    cache: CacheEntry,
+    tokenEntries = true,
+  ): Promise<Verdict> {
     const lag = this.options.keyLag;
     const checking = lag?.undecryptable();
     // A check under way may find the region behind: wait for it (bounded) rather than
@@ -354,7 +366,7 @@ export class ValidationPipeline {
       cache.storeNegative(BAD_SIGNATURE);
       return FORGED;
     }
-    const shared = await cache.fetch();
+    const shared = tokenEntries ? await cache.fetch() : undefined;
     if (shared !== undefined) return this.unlessRevoked(shared, "memcached");
     return this.inFlight.run(token, () => this.fallback(token, cache));
   }
@@ -442,6 +454,9 @@ export class ValidationPipeline {
    * - `cache`: the request path itself;
    * - `decrypt`: past the in-process token cache (local decryption, contexts, memcached,
    *   Keystone) — what a new token of a known scope meets;
+   * - `unseen`: past every entry for the token itself, in-process and in memcached (local
+   *   decryption, contexts, Keystone) — what a token issued a moment ago meets; in a region
+   *   whose ring lags, a Keystone fallback each time (within the fallback budget);
    * - `shared`: past every in-process tier (local decryption, then memcached's contexts and
    *   token entries, then Keystone) — what a token meets on an edge that just started;
    * - `keystone`: as if every cached answer had aged out — Keystone, and degraded mode
@@ -452,8 +467,11 @@ export class ValidationPipeline {
     if (from === "cache") return this.validate(token);
     const entry = this.options.cache.entry(token);
     let verdict: Verdict;
-    if (from === "decrypt" || from === "shared") {
-      verdict = await this.settle(token, entry, from === "decrypt");
+    if (from === "decrypt" || from === "shared" || from === "unseen") {
+      verdict = await this.settle(token, entry, {
+        inProcessContexts: from !== "shared",
+        tokenEntries: from !== "unseen",
+      });
     } else {
       const local = this.options.decoder.decode(token);
       verdict =

@@ -199,6 +199,39 @@ describe("keystone-edge drill", () => {
     expect(report.figures["breaker_opened"]).toBe(true);
   }, 60_000);
 
+  // Before key-rotation, which rotates the edge's copy past Keystone's own (the primary it
+  // would hide is then one Keystone never signs with).
+  it("key-lag: the primary hidden from the edge's view — lag found, new tokens served through Keystone, known users untouched, in sync after the release", async () => {
+    const fallbacks = async (): Promise<number> => {
+      const text = await (await fetch(`${admin}/metrics`)).text();
+      return Number(
+        /^keystone_edge_key_lag_fallbacks_total\{result="valid"\} (\d+)$/m.exec(text)?.[1],
+      );
+    };
+    const before = await fallbacks();
+    expect((await status()).keys.lag?.state).toBe("in_sync");
+    const {
+      status: exit,
+      report,
+      err,
+    } = await drill("key-lag", ["--duration", "6s", "--concurrency", "2", "--fresh-rate", "4"]);
+    expect(failed(report), err).toEqual([]);
+    expect(exit).toBe(0);
+    expect(report.figures["detection_seconds"]).toBeLessThanOrEqual(15);
+    const counted = (report.figures["fallbacks"] as Record<string, number>)["valid"] ?? 0;
+    expect(counted).toBeGreaterThan(0);
+    // The report's figure is the edge's own counter: real Keystone calls, made by the edge.
+    expect((await fallbacks()) - before).toBeGreaterThanOrEqual(counted);
+    const after = await status();
+    expect(after.keys.lag?.state).toBe("in_sync");
+    expect(after.drill).toBeNull();
+    expect(await drillGauge()).toBe(0);
+    // The repository on disk was never touched: its primary is the one Keystone signs with.
+    expect(after.keys.primary_index).toBe(
+      Math.max(...readdirSync(keystone.keyRepository).map(Number).filter(Number.isInteger)),
+    );
+  }, 90_000);
+
   it("key-rotation: tokens keep validating while the region's copy is rotated; without a rotation the drill fails", async () => {
     const rotate = (async () => {
       await new Promise((r) => setTimeout(r, 1_000));

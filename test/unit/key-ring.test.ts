@@ -43,4 +43,17 @@ describe("KeyRing", () => {
     ]);
     expect(rotated.signature).not.toBe(a.ring.signature);
   });
+
+  it("without its primary: the next key takes the role, the rest keep theirs, the ring itself is unchanged; a lone key has no such ring", () => {
+    const { ring } = makeRing([0, 4, 5]);
+    const lagging = ring.withoutPrimary();
+    expect(lagging?.entries.map((e) => [e.index, e.role])).toEqual([
+      [4, "primary"],
+      [0, "staged"],
+    ]);
+    expect(lagging?.keys).toEqual([ring.keys[1], ring.keys[2]]);
+    expect(ring.primary.index).toBe(5);
+    expect(ring.size).toBe(3);
+    expect(makeRing([0]).ring.withoutPrimary()).toBeUndefined();
+  });
 });

@@ -97,4 +97,32 @@ describe("FaultInjector", () => {
     }
     expect(faults.current().kind).toBe("idle");
   });
+
+  it("key-lag hides the primary key until the drill ends, and only then; a ring of one key cannot lose it", () => {
+    let keys = 2;
+    let now = 0;
+    const faults = new FaultInjector({
+      endpoints: ["master"],
+      memcached: false,
+      keyCount: () => keys,
+      clock: { nowMs: () => now as EpochMillis },
+    });
+    expect(faults.keyRing()).toBe("pass");
+    expect(faults.start({ scenario: "key-lag", durationSeconds: 5 }).kind).toBe("started");
+    expect([faults.keyRing(), faults.keystone("master"), faults.memcached()]).toEqual([
+      "primary_hidden",
+      "pass",
+      "pass",
+    ]);
+    now += 5_000;
+    expect(faults.keyRing()).toBe("pass");
+    faults.start({ scenario: "key-rotation", durationSeconds: 5 });
+    expect(faults.keyRing()).toBe("pass");
+    faults.stop();
+    keys = 1;
+    expect(faults.start({ scenario: "key-lag", durationSeconds: 5 })).toEqual({
+      kind: "single_key",
+    });
+    expect(faults.current().kind).toBe("idle");
+  });
 });

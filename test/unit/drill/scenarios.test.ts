@@ -22,6 +22,9 @@ class FakeEdge {
   breakers: Record<string, Breaker> = { regional: "closed", master: "closed" };
   primaryIndex = 3;
   degraded = false;
+  lag: "unknown" | "in_sync" | "behind" = "in_sync";
+  /** Counters by name and label values (`name` or `name|value`), as `/metrics` would sum them. */
+  counters: Record<string, number> = {};
   drill: DrillDescription | null = null;
   started = 0;
   stopped = 0;
@@ -32,17 +35,30 @@ class FakeEdge {
   });
   /** Called on every status read while a drill runs (to move breakers, rotate keys…). */
   onStatus: (edge: FakeEdge) => void = () => undefined;
+  /** Called when the drill's faults are released (to put the ring back in sync…). */
+  onStop: (edge: FakeEdge) => void = () => undefined;
 
   client(): AdminClient {
     const client = {
       status: () => Promise.resolve(this.status()),
-      metric: () => Promise.resolve(0),
+      metric: (name: string, labels: Record<string, string> = {}) => {
+        const key = [name, ...Object.values(labels)].join("|");
+        return Promise.resolve(
+          Object.entries(this.counters)
+            .filter(([k]) => k === key || (Object.keys(labels).length === 0 && k.startsWith(name)))
+            .reduce((sum, [, v]) => sum + v, 0),
+        );
+      },
       start: (scenario: DrillScenario, _seconds: number, endpoint?: string) => {
         this.started++;
         this.drill = {
           id: "d1",
           scenario,
-          fault: scenario.endsWith("outage") ? "keystone_blackhole" : "none",
+          fault: scenario.endsWith("outage")
+            ? "keystone_blackhole"
+            : scenario === "key-lag"
+              ? "primary_key_hidden"
+              : "none",
           ...(scenario === "master-outage" ? { endpoints: [endpoint ?? "regional"] } : {}),
           started_at: "2026-11-29T00:00:00.000Z",
           expires_at: "2026-11-29T00:01:00.000Z",
@@ -51,11 +67,22 @@ class FakeEdge {
       },
       stop: () => {
         this.stopped++;
+        this.onStop(this);
         const was = this.drill;
         this.drill = null;
         return Promise.resolve(was);
       },
-      validate: (token: string, from: DrillTier) => Promise.resolve(this.answer(token, from)),
+      // Answered on a later turn of the loop, as over HTTP: timers keep running.
+      validate: (token: string, from: DrillTier) =>
+        new Promise<ValidationAnswer>((resolve, reject) => {
+          setImmediate(() => {
+            try {
+              resolve(this.answer(token, from));
+            } catch (error) {
+              reject(error instanceof Error ? error : new Error(String(error)));
+            }
+          });
+        }),
     };
     return client as unknown as AdminClient;
   }
@@ -77,6 +104,12 @@ class FakeEdge {
         primary_index: this.primaryIndex,
         primary_age_seconds: 1,
         last_reload: "",
+        lag: {
+          state: this.lag,
+          since: this.lag === "unknown" ? null : "2026-11-29T00:00:00.000Z",
+          last_agreed: null,
+          last_check: null,
+        },
       },
       revocation_feed: { state: "fresh", lag_seconds: 1, events: 0, poll_interval_seconds: 0.2 },
       drill: this.drill,
@@ -111,7 +144,86 @@ function opensOnDrill(edge: FakeEdge): void {
   };
 }
 
+const FALLBACKS = "keystone_edge_key_lag_fallbacks_total";
+
+/**
+ * A region as the key-lag drill should find it: the first token no local key decrypts
+ * makes the edge find its ring behind; while behind, such tokens go to Keystone (counted);
+ * the release puts the ring back in sync. `fallback` says what Keystone's answer comes to.
+ */
+function lagging(fallback: "valid" | "refused" | "none" = "valid"): FakeEdge {
+  const edge = new FakeEdge();
+  edge.answer = (_token, from) => {
+    if (from !== "unseen" || edge.drill === null) {
+      return { result: "valid", source: from === "cache" ? "l1" : "context", latency_ms: 1 };
+    }
+    edge.lag = "behind";
+    if (fallback === "none") return { result: "valid", source: "context", latency_ms: 1 };
+    if (fallback === "refused") {
+      edge.counters["keystone_edge_key_lag_fallback_refusals_total"] =
+        (edge.counters["keystone_edge_key_lag_fallback_refusals_total"] ?? 0) + 1;
+      return { result: "invalid", source: "local_reject", code: "bad_signature", latency_ms: 1 };
+    }
+    edge.counters[`${FALLBACKS}|valid`] = (edge.counters[`${FALLBACKS}|valid`] ?? 0) + 1;
+    return { result: "valid", source: "keystone", latency_ms: 1 };
+  };
+  edge.onStop = (e) => {
+    e.lag = "in_sync";
+  };
+  return edge;
+}
+
+function runKeyLag(edge: FakeEdge): Promise<DrillReport> {
+  return runDrill({
+    client: edge.client(),
+    scenario: "key-lag",
+    durationMs: 600,
+    tokens: ["t1", "t2"],
+    concurrency: 1,
+    freshPerSecond: 20,
+    maxDetectionMs: 1_000,
+    recoveryTimeoutMs: 300,
+    signal: new AbortController().signal,
+  });
+}
+
 describe("drill verdicts", () => {
+  it("key-lag: detection, fallback and recovery pass when the region finds its lag, serves new tokens through Keystone and syncs", async () => {
+    const report = await runKeyLag(lagging());
+    expect(failed(report), JSON.stringify(report.checks)).toEqual([]);
+    expect(report.figures["detection_seconds"]).toEqual(expect.any(Number));
+    expect((report.figures["fallbacks"] as Record<string, number>)["valid"]).toBeGreaterThan(0);
+  });
+
+  it("key-lag fails each check the region misses: lag never found, new tokens refused, no recovery, lagging before", async () => {
+    const blind = lagging("none");
+    blind.answer = (_t, from) => ({
+      result: "valid",
+      source: from === "cache" ? "l1" : "context",
+      latency_ms: 1,
+    });
+    expect(failed(await runKeyLag(blind))).toEqual([
+      "lag detected in time",
+      "new tokens served through Keystone while behind",
+    ]);
+
+    expect(failed(await runKeyLag(lagging("refused")))).toEqual([
+      "new tokens served through Keystone while behind",
+    ]);
+    expect(failed(await runKeyLag(lagging("none")))).toEqual([
+      "new tokens served through Keystone while behind",
+    ]);
+
+    // The release does not bring the ring back in sync.
+    const stuck = lagging();
+    stuck.onStop = () => undefined;
+    expect(failed(await runKeyLag(stuck))).toEqual(["recovered after release"]);
+
+    const behindAlready = lagging();
+    behindAlready.lag = "behind";
+    expect(failed(await runKeyLag(behindAlready))).toContain("region in sync before the drill");
+  });
+
   it("master-outage fails its recovery check when the endpoint never rejoins rotation", async () => {
     const edge = new FakeEdge();
     opensOnDrill(edge);

@@ -396,6 +396,28 @@ describe("pipeline: a token no local key verifies, while the ring is behind", ()
     expect(s.fallbacks).toEqual([]);
   });
 
+  it("a drill's `unseen` validation skips the token's own entries (in-process and memcached): a fallback each time; `decrypt` reads memcached", async () => {
+    const s = setup();
+    s.lag.behind();
+    const token = s.fromMaster("u1");
+    s.cache.shared.set(token, answer("u1"));
+    expect(await s.pipeline.validateFrom(token, "decrypt")).toMatchObject({
+      kind: "valid",
+      source: "memcached",
+    });
+    expect(s.calls).toHaveLength(0);
+    expect(await s.pipeline.validateFrom(token, "unseen")).toMatchObject({
+      kind: "valid",
+      source: "keystone",
+    });
+    expect(await s.pipeline.validateFrom(token, "unseen")).toMatchObject({ source: "keystone" });
+    expect(s.calls).toEqual([token, token]);
+    expect(s.fallbacks).toEqual(["valid", "valid"]);
+    // The request path itself is answered from the cache the fallback filled.
+    expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "l1" });
+    expect(s.calls).toHaveLength(2);
+  });
+
   it("a fallback's cached answer is checked against the revocation feed on every hit", async () => {
     const revokedUsers = new Set<string>();
     const s = setup({ revoked: (t) => revokedUsers.has(t.user.id) });
