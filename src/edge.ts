@@ -355,6 +355,7 @@ async function buildCore(
     cache,
     keystone: validator,
     tokenCacheTimeSeconds: config.cache.token_cache_time,
+    tokenExpirationSeconds: config.fernet.token_expiration,
     keyLag: lag,
     lookAgain: () => keys.recheck(),
     fallbackBudget: new FallbackBudget({
@@ -487,7 +488,9 @@ async function buildCore(
                 url,
                 name,
                 fault: (endpoint) => drills.keystone(endpoint),
-                timeoutMs: k.timeout_ms,
+                // Its own deadline: issuing a token takes seconds on a busy Keystone.
+                timeoutMs: ir.timeout_ms,
+                connectTimeoutMs: k.timeout_ms,
                 connections: ir.connections,
                 cafile: k.cafile,
                 certfile: k.certfile,
@@ -496,7 +499,7 @@ async function buildCore(
               }),
           ),
           inRotation: validationRotation(guarded),
-          requestTimeoutMs: k.request_timeout_ms,
+          requestTimeoutMs: ir.timeout_ms,
           maxInFlight: ir.max_in_flight,
           maxBodyBytes: ir.max_body_bytes,
           maxBufferedBytes: ir.max_buffered_bytes,
@@ -523,6 +526,24 @@ async function buildCore(
           logger,
           onRequest: (route, status) => {
             metrics.identityRequests.inc({ route, status_class: statusClass(status) });
+          },
+          // Read-your-writes: refused here, and region-wide through memcached's marker,
+          // before the client learns the revocation succeeded; the feed is pulled at once.
+          onTokenRevoked: async (token) => {
+            const revoked = await pipeline.revokeNow(token);
+            if (revoked.auditId !== undefined) {
+              revocations.add(
+                [
+                  {
+                    auditId: revoked.auditId,
+                    issuedBeforeMicros: revoked.untilMs * 1000,
+                    revokedAtMicros: Date.now() * 1000,
+                  },
+                ],
+                { local: true },
+              );
+            }
+            void feed.pollNow();
           },
         });
   return {

@@ -209,7 +209,7 @@ export class EdgeMetrics {
     });
     this.identityRequests = new Counter({
       name: "keystone_edge_identity_requests_total",
-      help: "Requests to the regional Keystone face, by route (validate, check, discovery, relay) and status class.",
+      help: "Requests to the regional Keystone face, by route (validate, check, revoke, discovery, relay) and status class.",
       labelNames: ["route", "status_class"],
       registers,
     });

@@ -24,6 +24,8 @@ export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
     context_miss: ["context", "miss"],
     memcached_context_hit: ["memcached_context", "hit"],
     memcached_context_miss: ["memcached_context", "miss"],
+    revocation_marker_hit: ["revocation_marker", "hit"],
+    revocation_marker_miss: ["revocation_marker", "miss"],
   };
   const evictions: Partial<Record<CacheEvent, string>> = {
     l1_eviction: "capacity",

@@ -85,8 +85,22 @@ export interface SharedStore {
   close(): void;
 }
 
-/** What a memcached key names: one token's entry, or one user + scope's context. */
-export type SharedEntryKind = "token" | "context";
+/**
+ * What a memcached key names: one token's entry, one user + scope's context, or one
+ * token's revocation marker.
+ */
+export type SharedEntryKind = "token" | "context" | "revocation";
+
+const MISS_EVENT = {
+  token: "memcached_miss",
+  context: "memcached_context_miss",
+  revocation: "revocation_marker_miss",
+} as const;
+const HIT_EVENT = {
+  token: "memcached_hit",
+  context: "memcached_context_hit",
+  revocation: "revocation_marker_hit",
+} as const;
 
 /** The part of a memjs client we use (tests substitute a fake). */
 export interface MemcachedClientLike {
@@ -228,10 +242,10 @@ export class MemcachedServer implements SharedStore {
       if (result === undefined) return undefined;
       const value = result.value;
       if (value === null) {
-        this.metrics.count(entry === "token" ? "memcached_miss" : "memcached_context_miss");
+        this.metrics.count(MISS_EVENT[entry]);
         return undefined;
       }
-      this.metrics.count(entry === "token" ? "memcached_hit" : "memcached_context_hit");
+      this.metrics.count(HIT_EVENT[entry]);
       return value;
     } catch {
       return undefined;

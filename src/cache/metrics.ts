@@ -32,6 +32,10 @@ export type CacheEvent =
   | "memcached_context_hit"
   /** memcached held nothing for a context key. */
   | "memcached_context_miss"
+  /** memcached returned a value for a token's revocation marker (not yet authenticated). */
+  | "revocation_marker_hit"
+  /** memcached held no revocation marker for the token. */
+  | "revocation_marker_miss"
   /** The in-process context tier answered a new token of a known user and scope. */
   | "context_hit"
   /** The in-process context tier held no fresh context for the token's user and scope. */

@@ -47,6 +47,18 @@ export interface TokenCacheEntry {
   storePositive(value: KeystoneToken, expiresAtMs: number): void;
   /** In L1 for `negativeTtlMs`, or `ttlMs` when given. */
   storeNegative(code: string, ttlMs?: number): void;
+  /**
+   * Whether memcached holds a revocation marker for the token (an edge of the region saw
+   * it revoked through its Identity face). False without markers (see
+   * {@link TokenCache.marksRevocations}), on a miss, and on any failure: memcached is a
+   * cache, and the revocation feed catches up.
+   */
+  revoked(): Promise<boolean>;
+  /**
+   * Leaves a revocation marker in memcached until `untilMs` (epoch ms). Resolves when it is
+   * written or abandoned; never rejects.
+   */
+  markRevoked(untilMs: number): Promise<void>;
 }
 
 export type PeekResult =
@@ -70,6 +82,11 @@ interface TokenCacheBaseOptions {
   readonly metrics?: CacheMetrics;
   /** Receives a warning when memcached entries fail authentication (once a minute at most). */
   readonly logger?: Logger;
+  /**
+   * Whether revocation markers are written and read (`cache.revocation_markers`); only
+   * with a shared tier. Default `false`.
+   */
+  readonly revocationMarkers?: boolean;
 }
 
 /**
@@ -87,6 +104,7 @@ const MISS: Lookup<never> = Object.freeze({ source: "miss" });
 /** A token with its L1 key; the memcached key is derived on first use (an L1 hit never needs it). */
 class KeyedToken {
   #memcachedKey: string | undefined;
+  #revokedKey: string | undefined;
   constructor(
     readonly token: string,
     readonly l1Key: string,
@@ -95,6 +113,20 @@ class KeyedToken {
   get memcachedKey(): string {
     return (this.#memcachedKey ??= this.keyer.memcachedKey(this.token));
   }
+  get revokedKey(): string {
+    return (this.#revokedKey ??= this.keyer.revokedKey(this.token));
+  }
+}
+
+/** A revocation marker's sealed value. */
+interface RevocationMarker {
+  readonly revoked: true;
+}
+const MARKER: RevocationMarker = Object.freeze({ revoked: true });
+function isMarker(value: unknown): value is RevocationMarker {
+  return (
+    typeof value === "object" && value !== null && (value as { revoked?: unknown }).revoked === true
+  );
 }
 const AUTH_WARNING_INTERVAL_MS = 60_000;
 
@@ -102,6 +134,8 @@ const AUTH_WARNING_INTERVAL_MS = 60_000;
 export class TokenCache<V = undefined> {
   private readonly keyer: CacheKeyer;
   private readonly shared: SharedStore | undefined;
+  /** The shared tier, when revocation markers are on. */
+  private readonly markers: SharedStore | undefined;
   private readonly l1: L1Cache<V>;
   private readonly attach: (value: KeystoneToken) => V;
   private readonly clock: Clock;
@@ -113,6 +147,7 @@ export class TokenCache<V = undefined> {
   constructor(options: TokenCacheOptions<V>) {
     this.keyer = options.keyer;
     this.shared = options.shared;
+    this.markers = options.revocationMarkers === true ? options.shared : undefined;
     this.clock = options.clock ?? systemClock;
     this.metrics = options.metrics ?? noopCacheMetrics;
     this.logger = options.logger ?? silentLogger;
@@ -153,7 +188,50 @@ export class TokenCache<V = undefined> {
       storeNegative: (code, ttlMs) => {
         this.l1.setNegative(keyed.l1Key, code, ttlMs);
       },
+      revoked: () => this.markedRevoked(keyed),
+      markRevoked: (untilMs) => this.markRevoked(keyed, untilMs),
     };
+  }
+
+  /** Whether revocation markers are read and written (memcached and the option on). */
+  get marksRevocations(): boolean {
+    return this.markers !== undefined;
+  }
+
+  private async markedRevoked(keyed: KeyedToken): Promise<boolean> {
+    const markers = this.markers;
+    if (markers === undefined) return false;
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await markers.get(keyed.revokedKey, "revocation");
+    } catch {
+      return false; // SharedStore implementations never reject; be safe with any other
+    }
+    if (bytes === undefined) return false;
+    const opened = open(
+      this.keyer.sealingKey(keyed.token, keyed.revokedKey),
+      bytes,
+      this.clock.nowMs(),
+      isMarker,
+    );
+    if (!("failure" in opened)) return true;
+    this.countFailure(opened.failure);
+    return false;
+  }
+
+  private markRevoked(keyed: KeyedToken, untilMs: number): Promise<void> {
+    const markers = this.markers;
+    const ttlMs = untilMs - this.clock.nowMs();
+    if (markers === undefined || !(ttlMs > 0)) return Promise.resolve();
+    let sealed: Buffer;
+    try {
+      sealed = seal(this.keyer.sealingKey(keyed.token, keyed.revokedKey), MARKER, untilMs);
+    } catch {
+      this.metrics.count("memcached_seal_error");
+      return Promise.resolve();
+    }
+    // At least a second: memcached's TTL unit.
+    return markers.set(keyed.revokedKey, sealed, Math.max(1, ttlMs / 1000)).catch(() => undefined);
   }
 
   /** L1 only, synchronously: the hot path (one SHA-256, one LRU read). */
@@ -268,18 +346,7 @@ export class TokenCache<V = undefined> {
       isKeystoneToken,
     );
     if ("failure" in opened) {
-      switch (opened.failure) {
-        case "auth":
-          this.metrics.count("memcached_auth_failure");
-          this.warnAuthFailure();
-          break;
-        case "expired":
-          this.metrics.count("memcached_expired");
-          break;
-        case "malformed":
-          this.metrics.count("memcached_malformed");
-          break;
-      }
+      this.countFailure(opened.failure);
       return undefined;
     }
     const data = this.attach(opened.value);
@@ -290,6 +357,21 @@ export class TokenCache<V = undefined> {
       data,
       expiresAtMs: until ?? opened.expiresAtMs,
     };
+  }
+
+  private countFailure(failure: "auth" | "expired" | "malformed"): void {
+    switch (failure) {
+      case "auth":
+        this.metrics.count("memcached_auth_failure");
+        this.warnAuthFailure();
+        break;
+      case "expired":
+        this.metrics.count("memcached_expired");
+        break;
+      case "malformed":
+        this.metrics.count("memcached_malformed");
+        break;
+    }
   }
 
   /** Entries that fail authentication mean tampering or a foreign writer: say so, rarely. */
@@ -340,6 +422,7 @@ export function createTokenCache<V = undefined>(
     shared,
     tokenCacheTimeSeconds: cache.token_cache_time,
     maxEntries: cache.lru_max_entries,
+    revocationMarkers: cache.revocation_markers,
   } as TokenCacheOptions<V>;
   return new TokenCache<V>(full);
 }

@@ -29,6 +29,12 @@
  * one AES-256 key drawn from the secret (`contextAesKey`). A context key names a user and a
  * scope, not a secret, so unlike a token's entry its sealing key needs the secret alone:
  * whoever holds `memcache_secret_key` could forge contexts (docs/decisions.md).
+ *
+ * A token revoked through the Identity face leaves a revocation marker in memcached under
+ * `keystone-edge/v1/rev/` + hex(HMAC-SHA256(revokedIdKey, token)), sealed like the token's
+ * entry (a key needing the secret and the token, bound to the marker's own name): only
+ * an edge that holds the token and the secret can write one, so memcached's other clients
+ * cannot make an edge refuse a valid token.
  */
 import { createHmac, hash, hkdfSync, randomBytes } from "node:crypto";
 
@@ -36,6 +42,8 @@ import { createHmac, hash, hkdfSync, randomBytes } from "node:crypto";
 export const MEMCACHED_KEY_PREFIX = "keystone-edge/v1/";
 /** Prefix of the memcached keys of contexts. */
 export const CONTEXT_KEY_PREFIX = "keystone-edge/v1/ctx/";
+/** Prefix of the memcached keys of revocation markers. */
+export const REVOKED_KEY_PREFIX = "keystone-edge/v1/rev/";
 /** Shortest secret accepted, bytes (the configuration requires 16 characters). */
 export const MIN_SECRET_BYTES = 16;
 
@@ -46,6 +54,7 @@ const SEAL_SALT_INFO = "keystone-edge/v1 seal-salt";
 const AES_INFO = "keystone-edge/v1 aes-256-gcm";
 const CONTEXT_ID_INFO = "keystone-edge/v1 context-key";
 const CONTEXT_AES_INFO = "keystone-edge/v1 context aes-256-gcm";
+const REVOKED_ID_INFO = "keystone-edge/v1 revoked-key";
 /** base64url characters of the L1 key: 22 = 128 bits, collisions out of reach. */
 const L1_KEY_CHARS = 22;
 
@@ -72,6 +81,7 @@ export class CacheKeyer {
   readonly #sealSalt: Buffer;
   readonly #contextIdKey: Buffer;
   readonly #contextAesKey: Buffer;
+  readonly #revokedIdKey: Buffer;
 
   /**
    * @param secret `cache.memcache_secret_key` (UTF-8), or random bytes when memcached is off
@@ -88,6 +98,7 @@ export class CacheKeyer {
     this.#sealSalt = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, SEAL_SALT_INFO, 32));
     this.#contextIdKey = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, CONTEXT_ID_INFO, 32));
     this.#contextAesKey = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, CONTEXT_AES_INFO, 32));
+    this.#revokedIdKey = Buffer.from(hkdfSync("sha256", bytes, HKDF_SALT, REVOKED_ID_INFO, 32));
     bytes.fill(0);
   }
 
@@ -120,6 +131,14 @@ export class CacheKeyer {
   sealingKey(token: string, memcachedKey: string = this.memcachedKey(token)): SealingKey {
     const aesKey = Buffer.from(hkdfSync("sha256", token, this.#sealSalt, AES_INFO, 32));
     return { aesKey, boundKey: memcachedKey };
+  }
+
+  /** The memcached key of `token`'s revocation marker: one HMAC-SHA256. */
+  revokedKey(token: string): string {
+    return (
+      REVOKED_KEY_PREFIX +
+      createHmac("sha256", this.#revokedIdKey).update(token, "utf8").digest("hex")
+    );
   }
 
   /** The memcached key and sealing key of the context under `contextKey` (one HMAC). */

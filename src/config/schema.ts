@@ -265,7 +265,12 @@ export const configSchema = z.strictObject({
       max_in_flight: z.number().int().min(1).max(100_000).default(64).meta({
         unit: "requests",
         description:
-          "Relayed requests with Keystone at once; one more is answered 503 with `Retry-After` at once (no queue). Above `connections`, the surplus waits for a socket, within `keystone.request_timeout_ms`.",
+          "Relayed requests with Keystone at once; one more is answered 503 with `Retry-After` at once (no queue). Above `connections`, the surplus waits for a socket, within `timeout_ms`.",
+      }),
+      timeout_ms: z.number().int().min(100).max(600_000).default(60_000).meta({
+        unit: "ms",
+        description:
+          "Deadline of one relayed Identity request, from the first endpoint tried until Keystone's answer has come (its headers, then each gap in its body); not the validations' deadline: issuing a token hashes a password and takes seconds on a busy Keystone (keystoneauth's clients wait far longer). Connecting to an endpoint still has `keystone.timeout_ms`. A POST is never sent twice; a timed-out one is answered 504.",
       }),
       max_body_bytes: z
         .number()
@@ -295,6 +300,7 @@ export const configSchema = z.strictObject({
     .default({
       connections: 8,
       max_in_flight: 64,
+      timeout_ms: 60_000,
       max_body_bytes: 1_048_576,
       max_buffered_bytes: 16 * 1_048_576,
     })
@@ -497,6 +503,10 @@ export const configSchema = z.strictObject({
         description:
           "Degraded mode: while no Keystone endpoint answers, a token that decrypts, has not expired and is not revoked is served when its user + scope context is known, up to this many seconds past `context_cache_time`; the rest get 503. The default rides out a quarter of an hour of master outage. 0 turns it off.",
       }),
+      revocation_markers: z.boolean().default(true).meta({
+        description:
+          "Read-your-writes revocation across the region (with `memcached_servers`): a token revoked through an edge's Identity face (`DELETE /v3/auth/tokens`) leaves a sealed marker in memcached, and every edge looks for it before it calls a token valid — one small memcached read per validation, the in-process cache's hits included. Off: only the edge that relayed the revocation refuses the token at once; the others do within `keystone.revocation_poll_interval_ms`.",
+      }),
     })
     .describe(
       "The validation caches: in-process, memcached shared by the region's edges (sealed), the per-scope context cache and degraded mode.",
@@ -506,6 +516,7 @@ export const configSchema = z.strictObject({
       token_cache_time: 300,
       lru_max_entries: 100_000,
       stale_if_error: 900,
+      revocation_markers: true,
     })
     .refine((c) => c.memcached_servers.length === 0 || c.memcache_secret_key !== undefined, {
       message: "memcache_secret_key is required when memcached_servers is set",

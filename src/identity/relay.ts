@@ -3,7 +3,8 @@
  *
  * Owns: taking a client's request the edge does not answer itself (issuing tokens, the
  * catalog, users, projects, …) to the first Keystone endpoint that takes it — in the
- * configured order, past endpoints out of rotation, within `request_timeout_ms` — and
+ * configured order, past endpoints out of rotation, within its own deadline
+ * (`identity_relay.timeout_ms`: issuing a token may take seconds; validations keep theirs) — and
  * streaming the answer back; and keeping that traffic, which anyone reaching
  * `identity_listen` can send unauthenticated, from touching token validation. The request
  * body is read first (so that a request refused at connect time, or an idempotent one that
@@ -85,7 +86,10 @@ export interface IdentityRelayOptions {
    * ({@link validationRotation}), never reported to. Default: every endpoint is.
    */
   readonly inRotation?: (name: string) => boolean;
-  /** Whole walk over the endpoints, until the answer's headers, ms (`request_timeout_ms`). */
+  /**
+   * Whole walk over the endpoints, until the answer's headers, ms
+   * (`identity_relay.timeout_ms`: a relayed call is not a validation and gets its own).
+   */
   readonly requestTimeoutMs: number;
   /** Requests in flight to Keystone through the relay at most; one more: 503. Default 64. */
   readonly maxInFlight?: number;
@@ -113,11 +117,12 @@ export type RelayResult =
       /** Answered 503 (or, `client_aborted`, not answered: the client is gone). */
       readonly kind: "unavailable";
       /**
-       * `no_endpoint`: no endpoint took it; `saturated`: `maxInFlight` reached;
+       * `no_endpoint`: no endpoint took it; `timeout`: none answered within the deadline
+       * (answered 504); `saturated`: `maxInFlight` reached;
        * `buffer_full`: its body would overflow `maxBufferedBytes`; `client_aborted`: the
        * client went away before the answer.
        */
-      readonly reason: "no_endpoint" | "saturated" | "buffer_full" | "client_aborted";
+      readonly reason: "no_endpoint" | "timeout" | "saturated" | "buffer_full" | "client_aborted";
       readonly detail: string;
     }
   | { readonly kind: "too_large" };
@@ -166,12 +171,18 @@ export class IdentityRelay {
     return this.budget.usedBytes;
   }
 
-  /** Relays `req` (its path and query: `path`) and answers `res`. Never rejects. */
+  /**
+   * Relays `req` (its path and query: `path`) and answers `res`. Never rejects.
+   * `beforeAnswer` runs once Keystone's answer is in and before the client sees any of it,
+   * with its status (read-your-writes: a revocation takes effect at the edge before the
+   * client learns it succeeded); a rejection is logged and the answer still passed on.
+   */
   async relay(
     req: IncomingMessage,
     res: ServerResponse,
     path: string,
     transform?: (body: string) => string,
+    beforeAnswer?: (status: number) => Promise<void>,
   ): Promise<RelayResult> {
     const reservation = this.budget.open();
     try {
@@ -197,7 +208,7 @@ export class IdentityRelay {
         return this.refuse(res, "saturated", "requests in flight to Keystone at the limit");
       }
       try {
-        return await this.forward(req, res, path, read.body, transform);
+        return await this.forward(req, res, path, read.body, transform, beforeAnswer);
       } finally {
         slot.release();
       }
@@ -234,6 +245,7 @@ export class IdentityRelay {
     path: string,
     body: Buffer,
     transform: ((body: string) => string) | undefined,
+    beforeAnswer: ((status: number) => Promise<void>) | undefined,
   ): Promise<RelayResult> {
     let clientGone = false;
     const onClose = (): void => {
@@ -249,11 +261,14 @@ export class IdentityRelay {
       const endpoints = this.options.endpoints;
       const inRotation = this.options.inRotation ?? (() => true);
       let last = "no endpoint in rotation";
+      /** The walk ended on a deadline: 504, not 503 (Keystone may still be working on it). */
+      let timedOut = false;
       for (const [i, endpoint] of endpoints.entries()) {
         if (gone()) break;
         const remainingMs = Math.floor(deadline - performance.now());
         if (remainingMs <= 0) {
           last = `no answer within ${String(this.options.requestTimeoutMs)} ms`;
+          timedOut = true;
           break;
         }
         if (!inRotation(endpoint.name)) continue;
@@ -266,11 +281,23 @@ export class IdentityRelay {
         });
         if (outcome.kind === "failed") {
           last = `${endpoint.name}: ${outcome.detail}`;
+          timedOut = outcome.reason === "timeout";
           if (IDEMPOTENT.has(method) || NOT_SENT.test(outcome.detail)) continue;
           break;
         }
+        if (beforeAnswer !== undefined) {
+          // Even when the client has gone: Keystone did what it asked.
+          await beforeAnswer(outcome.status).catch((error: unknown) => {
+            this.logger.error(
+              "Identity relay: the edge's own step after Keystone's answer failed",
+              {
+                error: error instanceof Error ? error.message : String(error),
+              },
+            );
+          });
+        }
         if (gone()) {
-          outcome.body.destroy();
+          discard(outcome.body);
           break;
         }
         const more = i < endpoints.length - 1;
@@ -293,6 +320,10 @@ export class IdentityRelay {
         method,
         detail: last,
       });
+      if (timedOut) {
+        sendError(res, 504, "Gateway Timeout", "Keystone did not answer in time.");
+        return { kind: "unavailable", reason: "timeout", detail: last };
+      }
       sendError(
         res,
         503,
@@ -332,10 +363,19 @@ export class IdentityRelay {
       await pipeline(outcome.body, res);
     } catch {
       // The client went away, or Keystone broke off mid-answer: nothing left to tell.
-      outcome.body.destroy();
+      discard(outcome.body);
       res.destroy();
     }
   }
+}
+
+/**
+ * Drops an answer's body unread. undici's body, destroyed unconsumed, emits an
+ * `AbortError`: with no listener that is an uncaught exception, the daemon's end.
+ */
+function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
+  body.on("error", () => undefined);
+  body.destroy();
 }
 
 /** The client's headers minus hop-by-hop ones, `Host` and `Content-Length` (set anew). */

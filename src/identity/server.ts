@@ -2,14 +2,17 @@
  * The regional Keystone face: an Identity v3 listener (`identity_listen`).
  *
  * Owns: routing one Identity request — `GET`/`HEAD /v3/auth/tokens` to the edge's own
- * answer (token-api.ts), version discovery (`GET /`, `GET /v3`) relayed with its links
- * pointed back at the edge (discovery.ts), everything else relayed to Keystone
- * (relay.ts) — and the URL the edge is reached at: `identity_public_url` when set, else
+ * answer (token-api.ts), `DELETE /v3/auth/tokens` relayed with the revocation applied at
+ * the edge before the client hears Keystone's answer (read-your-writes), version discovery
+ * (`GET /`, `GET /v3`) relayed with its links pointed back at the edge (discovery.ts),
+ * everything else relayed to Keystone (relay.ts) — every answer's
+ * `X-OpenStack-Request-ID` (Keystone's own on relayed ones), and the URL the edge is reached at: `identity_public_url` when set, else
  * `http://` + the request's `Host`. The client limits come first, as on the proxy
  * (proxy/client-limits.ts): a head too large or malformed is refused before any work, and an
  * absolute-form target is made origin-form. Never crashes on a request: anything unexpected
  * is a Keystone-shaped 500, logged without tokens.
  */
+import { randomUUID } from "node:crypto";
 import {
   createServer,
   STATUS_CODES,
@@ -33,7 +36,7 @@ import { sendError, type IdentityRelay } from "./relay.js";
 import type { TokenApi } from "./token-api.js";
 
 /** Which part of the Identity face answered, for metrics. */
-export type IdentityRoute = "validate" | "check" | "discovery" | "relay";
+export type IdentityRoute = "validate" | "check" | "revoke" | "discovery" | "relay";
 
 /** Options of {@link createIdentityServer}. */
 export interface IdentityServerOptions {
@@ -50,6 +53,20 @@ export interface IdentityServerOptions {
   readonly logger?: Logger;
   /** Called once per request answered. Must not throw. */
   readonly onRequest?: (route: IdentityRoute, status: number) => void;
+  /**
+   * Keystone accepted a `DELETE /v3/auth/tokens` relayed through the face: the subject
+   * token is revoked. Awaited before the client sees the answer (read-your-writes); a
+   * rejection is logged. Default: nothing (the revocation feed catches up).
+   */
+  readonly onTokenRevoked?: (token: string) => Promise<void>;
+}
+
+/** Keystone's request ID format (oslo.middleware): `req-` and a UUID. */
+const REQUEST_ID = /^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The client's `X-OpenStack-Request-ID` when it is in Keystone's format, else a new one. */
+export function requestIdFor(sent: string | undefined): string {
+  return sent !== undefined && REQUEST_ID.test(sent) ? sent : `req-${randomUUID()}`;
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -69,6 +86,8 @@ export function createIdentityServer(options: IdentityServerOptions): Server {
     ).replace(/\/+$/, "");
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Every answer carries one, as Keystone's do; a relayed answer carries Keystone's own.
+    res.setHeader("x-openstack-request-id", requestIdFor(header(req, "x-openstack-request-id")));
     const admission = admitRequest(req, limits);
     if (admission.kind !== "admit") {
       req.resume();
@@ -112,6 +131,20 @@ export function createIdentityServer(options: IdentityServerOptions): Server {
       options.onRequest?.(method === "HEAD" ? "check" : "validate", answer.status);
       return;
     }
+    const subject = header(req, "x-subject-token");
+    const onRevoked = options.onTokenRevoked;
+    if (
+      method === "DELETE" &&
+      path.replace(/\/+$/, "") === "/v3/auth/tokens" &&
+      subject !== undefined &&
+      onRevoked !== undefined
+    ) {
+      const result = await options.relay.relay(req, res, url, undefined, async (status) => {
+        if (status >= 200 && status < 300) await onRevoked(subject);
+      });
+      options.onRequest?.("revoke", statusOf(result));
+      return;
+    }
     if (isDiscoveryPath(path) && (method === "GET" || method === "HEAD")) {
       const edgeRoot = publicRoot(req);
       const result = await options.relay.relay(req, res, url, (body) =>
@@ -148,7 +181,7 @@ function statusOf(result: Awaited<ReturnType<IdentityRelay["relay"]>>): number {
       return result.status;
     case "unavailable":
       // A client that left got no answer: counted as the proxy counts it, not as a 503.
-      return result.reason === "client_aborted" ? 499 : 503;
+      return result.reason === "client_aborted" ? 499 : result.reason === "timeout" ? 504 : 503;
     case "too_large":
       return 413;
   }

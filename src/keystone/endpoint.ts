@@ -25,6 +25,12 @@ export interface KeystoneEndpointOptions {
   readonly name?: string;
   /** Deadline of one call, connect to last body byte. Default 2 000 ms. */
   readonly timeoutMs?: number;
+  /**
+   * Deadline to open a connection (TCP and TLS handshake), ms: a path that cannot connect
+   * in this long is dead, however long the call itself may take (the Identity relay's
+   * calls may take a minute; its connects may not). Default: `timeoutMs`.
+   */
+  readonly connectTimeoutMs?: number;
   /** Pooled connections at most. Default 16. */
   readonly connections?: number;
   /** Idle keep-alive connections are closed after this. Default 30 000 ms. */
@@ -133,7 +139,10 @@ export class KeystoneEndpoint {
       keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
-      connect: { timeout: this.timeoutMs, ...tls },
+      connect: {
+        timeout: Math.min(options.connectTimeoutMs ?? this.timeoutMs, this.timeoutMs),
+        ...tls,
+      },
     });
   }
 

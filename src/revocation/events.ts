@@ -541,13 +541,18 @@ export class RevocationList {
   /**
    * Applies `events`: each is one insert, nothing is rebuilt. Returns those that changed
    * something (new fields, or later times for fields held); duplicates and events older
-   * than the last prune are ignored.
+   * than the last prune are ignored. `local`: events the edge made itself (a token revoked
+   * through its Identity face, ahead of Keystone's own event): their `revoked_at` is the
+   * edge's clock, not Keystone's, so it does not move where the feed asks from.
    */
-  add(events: readonly RevocationEvent[]): RevocationEvent[] {
+  add(events: readonly RevocationEvent[], { local = false } = {}): RevocationEvent[] {
     const added: RevocationEvent[] = [];
     for (const e of events) {
       if (!(e.issuedBeforeMicros >= this.prunedBeforeMicros)) continue;
-      if (this.latestRevokedAt === undefined || e.revokedAtMicros > this.latestRevokedAt) {
+      if (
+        !local &&
+        (this.latestRevokedAt === undefined || e.revokedAtMicros > this.latestRevokedAt)
+      ) {
         this.latestRevokedAt = e.revokedAtMicros;
       }
       const shape = shapeOf(e);

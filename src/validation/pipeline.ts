@@ -43,6 +43,14 @@ export interface CacheEntry {
   storePositive(value: KeystoneToken, expiresAtMs: number): void;
   /** In-process, for the tier's usual negative life, or `ttlMs` when given. */
   storeNegative(code: string, ttlMs?: number): void;
+  /**
+   * Whether a revocation marker for the token is in the shared tier (an edge of the region
+   * saw it revoked through its Identity face); false on any failure. Optional: without it,
+   * no markers.
+   */
+  revoked?(): Promise<boolean>;
+  /** Leaves a revocation marker in the shared tier until `untilMs`; never rejects. */
+  markRevoked?(untilMs: number): Promise<void>;
 }
 
 /** The cache tiers, as the pipeline uses them. */
@@ -50,6 +58,12 @@ export interface ValidationCache {
   entry(token: string): CacheEntry;
   /** The in-process tier alone, for the hot path: no entry handle, no memcached key. */
   peek(token: string): CachedVerdict | undefined;
+  /**
+   * Whether revocation markers are read (`cache.revocation_markers` with memcached): then
+   * no token is valid before its entry's `revoked()` said no, so the synchronous hot path
+   * answers refusals only. Default false.
+   */
+  readonly marksRevocations?: boolean;
   /**
    * Drops the in-process entries `predicate` selects; returns how many. Optional: without
    * it, refusals the key lag made wrong age out by themselves.
@@ -143,6 +157,20 @@ export interface PipelineOptions {
   readonly fallbackNegativeTtlMs?: number;
   /** Called once per fallback (per Keystone call, or per refusal for want of budget). */
   readonly onFallback?: (result: FallbackResult) => void;
+  /**
+   * Longest life of a token, seconds (`fernet.token_expiration`): how long a token revoked
+   * through the Identity face that this edge cannot decrypt (so whose expiry it does not
+   * know) stays refused. Default 3 600 (Keystone's default).
+   */
+  readonly tokenExpirationSeconds?: number;
+}
+
+/** What {@link ValidationPipeline.revokeNow} learnt of a token revoked through the face. */
+export interface RevokedToken {
+  /** The token's own audit ID, when it decrypts here (its revocation event's key). */
+  readonly auditId: string | undefined;
+  /** Refused until then, epoch ms: the token's expiry, or now + the longest token life. */
+  readonly untilMs: number;
 }
 
 /** Longest a request waits for the re-read of the key repository before judging, ms. */
@@ -203,9 +231,10 @@ function fromContext(context: KeystoneToken | undefined, token: Token): Keystone
     : undefined;
 }
 
+const REVOKED_CODE = "revoked";
 const REVOKED: Verdict = Object.freeze({
   kind: "invalid",
-  code: "revoked",
+  code: REVOKED_CODE,
   source: "revocation",
 });
 
@@ -246,9 +275,48 @@ export class ValidationPipeline {
    */
   async validate(token: string, peeked = false): Promise<Verdict> {
     const entry = this.options.cache.entry(token);
-    const verdict = this.settled(entry.peek(peeked)) ?? (await this.settle(token, entry));
+    const verdict = await this.unlessMarked(
+      entry,
+      this.settled(entry.peek(peeked)) ?? (await this.settle(token, entry)),
+    );
     this.options.observe?.(verdict);
     return verdict;
+  }
+
+  /**
+   * `verdict`, unless it is valid and the region holds a revocation marker for the token:
+   * then revoked, and remembered in-process until the token's expiry (no further marker
+   * read for it).
+   */
+  private async unlessMarked(entry: CacheEntry, verdict: Verdict): Promise<Verdict> {
+    if (verdict.kind !== "valid" || entry.revoked === undefined) return verdict;
+    if (!(await entry.revoked())) return verdict;
+    const untilMs = Date.parse(verdict.token.expires_at);
+    const ttlMs = Number.isFinite(untilMs) ? untilMs - this.clock.nowMs() : 0;
+    entry.storeNegative(REVOKED_CODE, Math.max(DEFAULT_NEGATIVE_TTL_MS, ttlMs));
+    return REVOKED;
+  }
+
+  /**
+   * A token was revoked through this edge's Identity face (Keystone answered its
+   * `DELETE /v3/auth/tokens` with success): refused here from now on — in-process until its
+   * expiry — and, with revocation markers, by every edge of the region from their next
+   * validation of it. Resolves once the marker is written or abandoned (memcached's
+   * deadline); never rejects. The caller adds the token's revocation event locally (by
+   * audit ID) and pulls the revocation feed.
+   */
+  async revokeNow(token: string): Promise<RevokedToken> {
+    const local = this.options.decoder.decode(token);
+    const decoded = local.status === "invalid" ? undefined : local.token;
+    const nowMs = this.clock.nowMs();
+    const untilMs =
+      decoded === undefined
+        ? nowMs + (this.options.tokenExpirationSeconds ?? 3_600) * 1000
+        : decoded.expiresAtSeconds * 1000;
+    const entry = this.options.cache.entry(token);
+    entry.storeNegative(REVOKED_CODE, Math.max(DEFAULT_NEGATIVE_TTL_MS, untilMs - nowMs));
+    await entry.markRevoked?.(untilMs).catch(() => undefined);
+    return { auditId: decoded?.payload.auditIds[0], untilMs };
   }
 
   /**
@@ -278,6 +346,8 @@ export class ValidationPipeline {
    */
   validateNow(token: string): Verdict | undefined {
     const verdict = this.settled(this.options.cache.peek(token));
+    // With revocation markers, "valid" waits for the marker read: validate() gives it.
+    if (verdict?.kind === "valid" && this.options.cache.marksRevocations === true) return undefined;
     if (verdict) this.options.observe?.(verdict);
     return verdict;
   }
@@ -456,7 +526,8 @@ export class ValidationPipeline {
    *   Keystone) — what a new token of a known scope meets;
    * - `unseen`: past every entry for the token itself, in-process and in memcached (local
    *   decryption, contexts, Keystone) — what a token issued a moment ago meets; in a region
-   *   whose ring lags, a Keystone fallback each time (within the fallback budget);
+   *   whose ring lags, a Keystone fallback each time (within the fallback budget); a
+   *   refusal is not remembered (the token's real requests keep their cached answer);
    * - `shared`: past every in-process tier (local decryption, then memcached's contexts and
    *   token entries, then Keystone) — what a token meets on an edge that just started;
    * - `keystone`: as if every cached answer had aged out — Keystone, and degraded mode
@@ -465,7 +536,11 @@ export class ValidationPipeline {
    */
   async validateFrom(token: string, from: DrillTier): Promise<Verdict> {
     if (from === "cache") return this.validate(token);
-    const entry = this.options.cache.entry(token);
+    const real = this.options.cache.entry(token);
+    // A probe as of a token never seen leaves no refusal in-process: the same token's real
+    // requests, answered from its positive entry, must meet what they met before the drill.
+    const entry: CacheEntry =
+      from === "unseen" ? { ...real, storeNegative: () => undefined } : real;
     let verdict: Verdict;
     if (from === "decrypt" || from === "shared" || from === "unseen") {
       verdict = await this.settle(token, entry, {
@@ -479,6 +554,7 @@ export class ValidationPipeline {
           ? await this.askKeystone(token, local.token, entry, from === "keystone")
           : { kind: "invalid", code: local.error.code, source: "local_reject" };
     }
+    verdict = await this.unlessMarked(entry, verdict);
     this.options.observe?.(verdict);
     return verdict;
   }

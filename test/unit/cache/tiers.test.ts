@@ -211,12 +211,81 @@ describe("TokenCache", () => {
   });
 });
 
+describe("TokenCache revocation markers", () => {
+  function edge(store: MapStore, markers = true, keyer = new CacheKeyer(SECRET)) {
+    const clock = new ManualClock();
+    const metrics = new CountingCacheMetrics();
+    const cache = new TokenCache({
+      keyer,
+      shared: store,
+      clock,
+      metrics,
+      revocationMarkers: markers,
+    });
+    return { cache, clock, metrics, keyer };
+  }
+
+  it("one edge's marker is read by another sharing memcached, until it runs out; sealed, never the token", async () => {
+    const store = new MapStore();
+    const one = edge(store);
+    const two = edge(store);
+    expect(two.cache.marksRevocations).toBe(true);
+    expect(await two.cache.entry(TOKEN).revoked()).toBe(false);
+    await one.cache.entry(TOKEN).markRevoked(T0_MS + 60_000);
+    const key = one.keyer.revokedKey(TOKEN);
+    expect([...store.values.keys()]).toEqual([key]);
+    expect(key.startsWith("keystone-edge/v1/rev/")).toBe(true);
+    expect(key).not.toBe(one.keyer.memcachedKey(TOKEN));
+    expect(store.ttls.get(key)).toBe(60);
+    expect(store.values.get(key)?.includes(Buffer.from(TOKEN))).toBe(false);
+    expect(await two.cache.entry(TOKEN).revoked()).toBe(true);
+    expect(await two.cache.entry(fakeToken(12)).revoked()).toBe(false);
+    expect(store.gets).toBe(3);
+    // Replayed after its time (memcached kept it longer than asked): refused.
+    two.clock.advance(60_001);
+    expect(await two.cache.entry(TOKEN).revoked()).toBe(false);
+    expect(two.metrics.get("memcached_expired")).toBe(1);
+  });
+
+  it("a marker not sealed with the secret and the token is ignored (memcached is untrusted): no way to refuse valid tokens by writing to it", async () => {
+    const store = new MapStore();
+    const forger = edge(store, true, new CacheKeyer("another secret, not the region's"));
+    const honest = edge(store);
+    // The forger knows the token but not the secret: it cannot even name the marker…
+    await forger.cache.entry(TOKEN).markRevoked(T0_MS + 60_000);
+    expect(await honest.cache.entry(TOKEN).revoked()).toBe(false);
+    // …and bytes put under the right name without the right key fail authentication.
+    const key = honest.keyer.revokedKey(TOKEN);
+    const forged = store.values.get(forger.keyer.revokedKey(TOKEN)) ?? Buffer.alloc(0);
+    expect(forged.length).toBeGreaterThan(0);
+    store.values.set(key, forged);
+    expect(await honest.cache.entry(TOKEN).revoked()).toBe(false);
+    // A token's entry copied to the marker's name does not count either.
+    await honest.cache.storePositive(TOKEN, tokenBody("u1"), T0_MS + HOUR_MS);
+    store.values.set(key, store.values.get(honest.keyer.memcachedKey(TOKEN)) ?? Buffer.alloc(0));
+    expect(await honest.cache.entry(TOKEN).revoked()).toBe(false);
+    expect(honest.metrics.get("memcached_auth_failure")).toBe(2);
+  });
+
+  it("off (or without memcached): nothing written, nothing read", async () => {
+    const store = new MapStore();
+    const off = edge(store, false);
+    expect(off.cache.marksRevocations).toBe(false);
+    await off.cache.entry(TOKEN).markRevoked(T0_MS + 60_000);
+    expect(store.sets).toBe(0);
+    expect(await off.cache.entry(TOKEN).revoked()).toBe(false);
+    const alone = new TokenCache({ keyer: new CacheKeyer(SECRET), revocationMarkers: true });
+    expect(alone.marksRevocations).toBe(false);
+  });
+});
+
 describe("createTokenCache", () => {
   const base: Config["cache"] = {
     memcached_servers: [],
     token_cache_time: 300,
     lru_max_entries: 10,
     stale_if_error: 900,
+    revocation_markers: true,
   };
 
   it("is L1 only without memcached_servers", async () => {

@@ -113,7 +113,13 @@ interface FaceOptions {
   /** Deadline of one call (both sets). Default 2 000 ms. */
   readonly timeoutMs?: number;
   readonly requestTimeoutMs?: number;
+  /**
+   * The relay's own deadline (`identity_relay.timeout_ms`): its endpoints' call deadline
+   * and its walk's, connects keeping `timeoutMs`. Default: as edge.ts before it existed.
+   */
+  readonly relayTimeoutMs?: number;
   readonly failureThreshold?: number;
+  readonly onTokenRevoked?: (token: string) => Promise<void>;
 }
 
 /**
@@ -139,10 +145,16 @@ async function face(endpointUrls: readonly string[], options: FaceOptions = {}) 
   const metrics = new EdgeMetrics(new Registry());
   const relay = new IdentityRelay({
     endpoints: endpointUrls.map(
-      (url) => new KeystoneEndpoint({ url, timeoutMs, connections: options.connections ?? 8 }),
+      (url) =>
+        new KeystoneEndpoint({
+          url,
+          timeoutMs: options.relayTimeoutMs ?? timeoutMs,
+          connectTimeoutMs: timeoutMs,
+          connections: options.connections ?? 8,
+        }),
     ),
     inRotation: validationRotation(guarded),
-    requestTimeoutMs: options.requestTimeoutMs ?? 5_000,
+    requestTimeoutMs: options.relayTimeoutMs ?? options.requestTimeoutMs ?? 5_000,
     retryAfterSeconds: 3,
     observe: metrics.identityRelayObserver(),
     ...(options.maxBodyBytes === undefined ? {} : { maxBodyBytes: options.maxBodyBytes }),
@@ -157,6 +169,7 @@ async function face(endpointUrls: readonly string[], options: FaceOptions = {}) 
     relay,
     upstreamRoots: endpointUrls.map((u) => u.replace(/\/v3$/, "")),
     publicRoot: "https://identity.region-one.example",
+    ...(options.onTokenRevoked === undefined ? {} : { onTokenRevoked: options.onTokenRevoked }),
   });
   const url = await listen(server);
   const gauge = async (g: "in_flight" | "buffered_bytes"): Promise<number> => {
@@ -262,6 +275,95 @@ describe("Identity relay", () => {
     expect(good.seen).toHaveLength(1);
     await f.close();
     await g.close();
+  });
+
+  it("a slow Keystone: a POST answered past the validation deadline comes through within the relay's own; past that, 504, sent once, no breaker touched", async () => {
+    const slow = await fakeKeystone((_s, res) => {
+      setTimeout(() => {
+        res.writeHead(201, { "content-type": "application/json" }).end('{"token":{}}');
+      }, 600);
+    });
+    const f = await face([slow.url], { timeoutMs: 200, relayTimeoutMs: 3_000 });
+    const issued = await fetch(`${f.url}/v3/auth/tokens`, { method: "POST", body: "{}" });
+    expect(issued.status).toBe(201);
+    expect(await issued.text()).toBe('{"token":{}}');
+    expect(untouched(f.guarded)).toBe(true);
+    await f.close();
+
+    const silent = await fakeKeystone(() => undefined);
+    const spare = await fake(201);
+    const g = await face([silent.url, spare.url], { timeoutMs: 200, relayTimeoutMs: 800 });
+    const cut = await fetch(`${g.url}/v3/auth/tokens`, { method: "POST", body: "{}" });
+    expect(cut.status).toBe(504);
+    expect(cut.headers.get("retry-after")).toBeNull();
+    expect(((await cut.json()) as { error: { code: number } }).error.code).toBe(504);
+    // Sent once: the first endpoint may be issuing it still; the second never saw it.
+    expect(silent.seen).toHaveLength(1);
+    expect(spare.seen).toHaveLength(0);
+    expect(untouched(g.guarded)).toBe(true);
+    await g.close();
+  });
+
+  it("a revocation Keystone accepted takes effect at the edge before the client hears of it; one it refused does not", async () => {
+    let status = 204;
+    const keystone = await fakeKeystone((_s, res) => {
+      res.writeHead(status).end();
+    });
+    const revoked: string[] = [];
+    const f = await face([keystone.url], {
+      onTokenRevoked: async (token) => {
+        // Slow on purpose: the answer must wait for it.
+        await new Promise((r) => setTimeout(r, 150));
+        revoked.push(token);
+      },
+    });
+    const del = (subject: string) =>
+      fetch(`${f.url}/v3/auth/tokens`, {
+        method: "DELETE",
+        headers: { "x-auth-token": "caller", "x-subject-token": subject },
+      });
+    const ok = await del("subject-1");
+    expect(ok.status).toBe(204);
+    expect(revoked).toEqual(["subject-1"]);
+    expect(keystone.seen[0]?.headers["x-subject-token"]).toBe("subject-1");
+    status = 404;
+    expect((await del("subject-2")).status).toBe(404);
+    expect(revoked).toEqual(["subject-1"]);
+    // The client gone before Keystone answered: the revocation still takes effect here.
+    status = 204;
+    const { req, response } = send(`${f.url}/v3/auth/tokens`, {
+      method: "DELETE",
+      headers: { "x-auth-token": "caller", "x-subject-token": "subject-3" },
+    });
+    req.end();
+    await waitFor(() => keystone.seen.length === 3, "the third DELETE at Keystone");
+    req.destroy();
+    await response.catch(() => undefined);
+    await waitFor(() => revoked.includes("subject-3"), "the revocation of subject-3");
+    await f.close();
+  });
+
+  it("every answer of the face carries x-openstack-request-id: Keystone's on relayed ones, the client's when well-formed, else a new one", async () => {
+    const keystone = await fake(200);
+    const f = await face([keystone.url]);
+    const relayed = await fetch(`${f.url}/v3/users`);
+    expect(relayed.headers.get("x-openstack-request-id")).toBe("req-1");
+    const own = await fetch(`${f.url}/v3/auth/tokens`); // no token: the face's own 401
+    expect(own.status).toBe(401);
+    const id = own.headers.get("x-openstack-request-id") ?? "";
+    expect(id).toMatch(/^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    const again = await fetch(`${f.url}/v3/auth/tokens`);
+    expect(again.headers.get("x-openstack-request-id")).not.toBe(id);
+    const sent = "req-0f5c2b8e-2d6a-4c1e-9b7a-3e8f1d2c4a5b";
+    const echoed = await fetch(`${f.url}/v3/auth/tokens`, {
+      headers: { "x-openstack-request-id": sent },
+    });
+    expect(echoed.headers.get("x-openstack-request-id")).toBe(sent);
+    const hostile = await fetch(`${f.url}/v3/auth/tokens`, {
+      headers: { "x-openstack-request-id": "req-<script>" },
+    });
+    expect(hostile.headers.get("x-openstack-request-id")).toMatch(/^req-[0-9a-f-]{36}$/);
+    await f.close();
   });
 
   it("refuses a body over the limit with 413, and answers 503 with Retry-After when no endpoint takes it", async () => {

@@ -418,6 +418,20 @@ describe("pipeline: a token no local key verifies, while the ring is behind", ()
     expect(s.calls).toHaveLength(2);
   });
 
+  it("a drill's `unseen` probe refused before the lag is known leaves no refusal behind for the token's real requests", async () => {
+    const s = setup();
+    const token = s.fromMaster("u1");
+    s.cache.l1.set(token, { verdict: { kind: "positive", token: answer("u1") } });
+    // In sync (not yet known to lag): the probe is called forged, as a new token would be…
+    expect(await s.pipeline.validateFrom(token, "unseen")).toMatchObject({
+      kind: "invalid",
+      code: "bad_signature",
+    });
+    // …but the token's own cached answer stands.
+    expect(await s.pipeline.validate(token)).toMatchObject({ kind: "valid", source: "l1" });
+    expect(s.calls).toHaveLength(0);
+  });
+
   it("a fallback's cached answer is checked against the revocation feed on every hit", async () => {
     const revokedUsers = new Set<string>();
     const s = setup({ revoked: (t) => revokedUsers.has(t.user.id) });
