@@ -554,6 +554,10 @@ interface Sample {
   readonly lagP99Ms: number;
   readonly lagMaxMs: number;
   readonly heapUsedMiB: number;
+  /** V8's heap as reserved (used + free pages); growth here without `heapUsedMiB` is fragmentation. */
+  readonly heapTotalMiB: number;
+  /** Memory outside the V8 heap that V8 knows of (Buffers, TLS and zlib state). */
+  readonly externalMiB: number;
   readonly l1Entries: number;
   readonly contextEntries: number;
   readonly keystoneCalls: number;
@@ -1042,6 +1046,8 @@ async function main(): Promise<boolean> {
         lagP99Ms: 1000 * sum(metrics, "keystone_edge_nodejs_eventloop_lag_p99_seconds"),
         lagMaxMs: 1000 * sum(metrics, "keystone_edge_nodejs_eventloop_lag_max_seconds"),
         heapUsedMiB: sum(metrics, "keystone_edge_nodejs_heap_size_used_bytes") / 2 ** 20,
+        heapTotalMiB: sum(metrics, "keystone_edge_nodejs_heap_size_total_bytes") / 2 ** 20,
+        externalMiB: sum(metrics, "keystone_edge_nodejs_external_memory_bytes") / 2 ** 20,
         l1Entries: sum(metrics, "keystone_edge_cache_entries", (l) => l.tier === "l1"),
         contextEntries: sum(metrics, "keystone_edge_cache_entries", (l) => l.tier === "context"),
         keystoneCalls: sum(metrics, "keystone_edge_keystone_call_duration_seconds_count"),
@@ -1061,7 +1067,7 @@ async function main(): Promise<boolean> {
       if (sample.t - lastPrintT >= PRINT_S - 0.5 * SAMPLE_S) {
         lastPrintT = sample.t;
         say(
-          `  t=${pad(fmt(sample.t, 0), 5)} s  rss ${fmt(sample.rssMiB)} MiB  heap ${fmt(sample.heapUsedMiB)} MiB  fds ${String(sample.fds.total)} (judged ${String(sample.fds.judged)})  cpu ${fmt(sample.cpuPct, 0)} % (machine ${fmt(sample.machinePct, 0)} %)  lag p99 ${fmt(sample.lagP99Ms)} ms  l1 ${String(sample.l1Entries)}  ctx ${String(sample.contextEntries)}  ks calls ${String(sample.keystoneCalls)}  ${fmt(sample.windowRps, 0)} req/s  p99 ${fmt(sample.windowP99Ms)} ms  in flight ${String(sample.inFlight)}`,
+          `  t=${pad(fmt(sample.t, 0), 5)} s  rss ${fmt(sample.rssMiB)} MiB  heap ${fmt(sample.heapUsedMiB)}/${fmt(sample.heapTotalMiB)} MiB  ext ${fmt(sample.externalMiB)} MiB  fds ${String(sample.fds.total)} (judged ${String(sample.fds.judged)})  cpu ${fmt(sample.cpuPct, 0)} % (machine ${fmt(sample.machinePct, 0)} %)  lag p99 ${fmt(sample.lagP99Ms)} ms  l1 ${String(sample.l1Entries)}  ctx ${String(sample.contextEntries)}  ks calls ${String(sample.keystoneCalls)}  ${fmt(sample.windowRps, 0)} req/s  p99 ${fmt(sample.windowP99Ms)} ms  in flight ${String(sample.inFlight)}`,
         );
       }
       return sample;
@@ -1247,6 +1253,10 @@ async function main(): Promise<boolean> {
     const generator = during((s) => s.generatorPct);
     const heapWarm = median(afterWarmUp.map((s) => s.heapUsedMiB));
     const heapEnd = median(atEnd.map((s) => s.heapUsedMiB));
+    const heapTotalWarm = median(afterWarmUp.map((s) => s.heapTotalMiB));
+    const heapTotalEnd = median(atEnd.map((s) => s.heapTotalMiB));
+    const externalWarm = median(afterWarmUp.map((s) => s.externalMiB));
+    const externalEnd = median(atEnd.map((s) => s.externalMiB));
     const l1Warm = median(afterWarmUp.map((s) => s.l1Entries));
     const l1End = median(atEnd.map((s) => s.l1Entries));
     const l1Span = median(atEnd.map((s) => s.t)) - median(afterWarmUp.map((s) => s.t));
@@ -1258,7 +1268,7 @@ async function main(): Promise<boolean> {
       `edge RSS: after warm-up (${fmt(WARMUP_S, 0)}–${fmt(WARMUP_S + win, 0)} s) ${fmt(rssWarm)} MiB, end ${fmt(rssEnd)} MiB, growth ${fmt(growthPct, 2)} %; min ${fmt(Math.min(...rssAll))}, max ${fmt(Math.max(...rssAll))} MiB over the run`,
     );
     say(
-      `edge heap used: after warm-up ${fmt(heapWarm)} MiB, end ${fmt(heapEnd)} MiB; L1 entries (stale ones included) ${fmt(l1Warm, 0)} → ${fmt(l1End, 0)} (${fmt(l1Span > 0 ? (l1End - l1Warm) / l1Span : Number.NaN)}/s); contexts ${String(samples[0]?.contextEntries ?? "–")} → ${String(finalSample.contextEntries)}`,
+      `edge heap used: after warm-up ${fmt(heapWarm)} MiB, end ${fmt(heapEnd)} MiB (V8 heap reserved ${fmt(heapTotalWarm)} → ${fmt(heapTotalEnd)} MiB, external ${fmt(externalWarm)} → ${fmt(externalEnd)} MiB; the rest of RSS is native: code, malloc arenas, TLS); L1 entries (stale ones included) ${fmt(l1Warm, 0)} → ${fmt(l1End, 0)} (${fmt(l1Span > 0 ? (l1End - l1Warm) / l1Span : Number.NaN)}/s); contexts ${String(samples[0]?.contextEntries ?? "–")} → ${String(finalSample.contextEntries)}`,
     );
     say(
       `edge fds judged (all but inbound and the HTTP pools' live connections): after warm-up ${fmt(fdWarm, 0)}, end ${fmt(fdEnd, 0)}; all fds ${fmt(fdWarmTotal, 0)} → ${fmt(fdEndTotal, 0)}; at the end: ${describeFds(finalSample.fds)}; most seen: ${String(maxOf((s) => s.fds.upstream))} upstream, ${String(maxOf((s) => s.fds.keystone))} Keystone, ${String(maxOf((s) => s.fds.closeWait))} CLOSE_WAIT`,
