@@ -6,7 +6,8 @@
  *     nginx hop, through a bare pass-through built from keystone-edge's own listener and
  *     forwarder with validation off, through that pass-through adding the edge's identity
  *     headers (the cost of the header bytes alone), and through keystone-edge with a valid
- *     cached token.
+ *     cached token — alone, and with a region's memcached, revocation markers off and on
+ *     (the markers' price: one memcached read per request).
  * (b) A WSGI echo app under uwsgi, bare, wrapped by Debian's keystonemiddleware auth_token
  *     (in-process token cache, and memcached with ENCRYPT as multi-worker deployments run
  *     it), and keystone-edge in front of the bare one.
@@ -327,10 +328,34 @@ http { access_log off;
     const edgeA = await startEdgeProcess({ ...edgeOptions, upstream, nodeArgs: EDGE_NODE_ARGS });
     edges.push(edgeA);
     pin(edgeA.pid, OTHER_CORES);
+    // The same with a region's memcached, with and without revocation markers (one
+    // memcached read per request before "valid": read-your-writes across the region).
+    memcached = await startMemcached();
+    const memcachedAddress = memcached.address;
+    const withMemcached = (markers: boolean): string[] => [
+      "cache:",
+      `  memcached_servers: ["${memcachedAddress}"]`,
+      '  memcache_secret_key: "bench region memcache secret"',
+      `  revocation_markers: ${String(markers)}`,
+    ];
+    const edgeMarkers = await startEdgeProcess({
+      ...edgeOptions,
+      upstream,
+      nodeArgs: EDGE_NODE_ARGS,
+      extraYaml: withMemcached(true),
+    });
+    const edgeNoMarkers = await startEdgeProcess({
+      ...edgeOptions,
+      upstream,
+      nodeArgs: EDGE_NODE_ARGS,
+      extraYaml: withMemcached(false),
+    });
+    edges.push(edgeMarkers, edgeNoMarkers);
+    pin(edgeMarkers.pid, OTHER_CORES);
+    pin(edgeNoMarkers.pid, OTHER_CORES);
 
     // (b) WSGI echo under uwsgi
     const kmwConf = kmwPasswordConf(keystone.info, fixtures.serviceUser);
-    memcached = await startMemcached();
     // One uwsgi thread per persistent connection: uwsgi serves a keep-alive connection on
     // one thread until it closes, so fewer threads would leave connections unserved.
     const threads = CONNECTIONS + 8;
@@ -385,6 +410,18 @@ http { access_log off;
         url: edgeA.url,
         headers: auth,
         pid: edgeA.pid,
+      },
+      edgeMemcached: {
+        label: "(a) keystone-edge + memcached, markers off",
+        url: edgeNoMarkers.url,
+        headers: auth,
+        pid: edgeNoMarkers.pid,
+      },
+      edgeMarkers: {
+        label: "(a) keystone-edge + memcached, revocation markers",
+        url: edgeMarkers.url,
+        headers: auth,
+        pid: edgeMarkers.pid,
       },
     } satisfies Record<string, Case>;
     const b = {
@@ -469,6 +506,8 @@ http { access_log off;
       return median(xs.map((r, i) => r.cpuUsPerRequest - (ys[i]?.cpuUsPerRequest ?? NaN)));
     };
     const validationUs = pairedUs(a.edge, a.pass);
+    const markersUs = pairedUs(a.edgeMarkers, a.edgeMemcached);
+    const markersP50Ms = get(a.edgeMarkers).p50Ms - get(a.edgeMemcached).p50Ms;
     const headerBytesUs = pairedUs(a.passHeaders, a.pass);
     const kmwAuthUs = pairedUs(b.kmw, b.bare);
     const kmwMemcachedAuthUs = pairedUs(b.kmwMemcached, b.bare);
@@ -481,6 +520,9 @@ http { access_log off;
     );
     say(
       `validation on a cached token (edge − pass-through, per round):  ${validationUs.toFixed(1)} µs (target ≤ 15 µs: ${verdict(validationUs <= 15)}), of which the identity header bytes ${headerBytesUs.toFixed(1)} µs`,
+    );
+    say(
+      `revocation markers (one memcached read per request): ${markersUs.toFixed(1)} µs CPU per request, ${markersP50Ms.toFixed(2)} ms p50 at ${String(CONNECTIONS)} connections; ${Math.round(get(a.edgeMarkers).reqPerSec).toString()} vs ${Math.round(get(a.edgeMemcached).reqPerSec).toString()} req/s`,
     );
     say(
       `keystonemiddleware auth work (wrapped − bare):       ${kmwAuthUs.toFixed(1)} µs in-process cache, ${kmwMemcachedAuthUs.toFixed(1)} µs memcached+ENCRYPT`,

@@ -27,6 +27,7 @@ export class EdgeMetrics {
   readonly cacheLookups: Counter<"tier" | "result">;
   readonly keystoneCalls: Histogram<"endpoint" | "outcome">;
   readonly memcachedErrors: Counter<"kind">;
+  readonly revocationMarkers: Counter<"event">;
   readonly cacheEvictions: Counter<"tier" | "reason">;
   readonly memcachedCalls: Histogram<"op" | "outcome">;
   readonly memcachedBreaker: Gauge<"server" | "state">;
@@ -141,6 +142,13 @@ export class EdgeMetrics {
       labelNames: ["kind"],
       registers,
     });
+    this.revocationMarkers = new Counter({
+      name: "keystone_edge_revocation_markers_total",
+      help: "Read-your-writes revocation markers in memcached (cache.revocation_markers): read and absent, read and found (a token revoked through an edge's Identity face, refused here), written (a revocation relayed by this edge's face).",
+      labelNames: ["event"],
+      registers,
+    });
+    for (const event of ["absent", "found", "written"]) this.revocationMarkers.inc({ event }, 0);
     this.cacheEvictions = new Counter({
       name: "keystone_edge_cache_evictions_total",
       help: "Entries dropped from a cache tier: capacity, expiration, purge.",

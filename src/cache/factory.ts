@@ -24,8 +24,11 @@ export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
     context_miss: ["context", "miss"],
     memcached_context_hit: ["memcached_context", "hit"],
     memcached_context_miss: ["memcached_context", "miss"],
-    revocation_marker_hit: ["revocation_marker", "hit"],
-    revocation_marker_miss: ["revocation_marker", "miss"],
+  };
+  const markers: Partial<Record<CacheEvent, string>> = {
+    revocation_marker_miss: "absent",
+    revocation_marker_found: "found",
+    revocation_marker_written: "written",
   };
   const evictions: Partial<Record<CacheEvent, string>> = {
     l1_eviction: "capacity",
@@ -50,6 +53,8 @@ export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
       if (eviction) metrics.cacheEvictions.inc({ tier: "l1", reason: eviction }, n);
       const failure = failures[event];
       if (failure) metrics.memcachedErrors.inc({ kind: failure }, n);
+      const marker = markers[event];
+      if (marker) metrics.revocationMarkers.inc({ event: marker }, n);
     },
     observeMemcached(op, outcome, seconds) {
       metrics.memcachedCalls.observe({ op, outcome }, seconds);

@@ -36,6 +36,10 @@ export type CacheEvent =
   | "revocation_marker_hit"
   /** memcached held no revocation marker for the token. */
   | "revocation_marker_miss"
+  /** A revocation marker authenticated: the token was revoked through an edge's face. */
+  | "revocation_marker_found"
+  /** A revocation marker was written (handed to memcached). */
+  | "revocation_marker_written"
   /** The in-process context tier answered a new token of a known user and scope. */
   | "context_hit"
   /** The in-process context tier held no fresh context for the token's user and scope. */

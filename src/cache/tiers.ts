@@ -214,7 +214,10 @@ export class TokenCache<V = undefined> {
       this.clock.nowMs(),
       isMarker,
     );
-    if (!("failure" in opened)) return true;
+    if (!("failure" in opened)) {
+      this.metrics.count("revocation_marker_found");
+      return true;
+    }
     this.countFailure(opened.failure);
     return false;
   }
@@ -230,6 +233,7 @@ export class TokenCache<V = undefined> {
       this.metrics.count("memcached_seal_error");
       return Promise.resolve();
     }
+    this.metrics.count("revocation_marker_written");
     // At least a second: memcached's TTL unit.
     return markers.set(keyed.revokedKey, sealed, Math.max(1, ttlMs / 1000)).catch(() => undefined);
   }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Owns: installing the Debian packages the integration harness needs (Keystone,
 # keystonemiddleware, PostgreSQL + psycopg2, uwsgi with the python3 plugin,
-# memcached, python-openstackclient as a real client of the Identity face, and
-# Chromium for the status page test, and Prometheus' promtool for the alert rules).
+# memcached, python-openstackclient as a real client of the Identity face, Tempest
+# (Keystone's own API tests, run through the face), Chromium for the status page test,
+# and Prometheus' promtool for the alert rules).
 # Idempotent: does nothing when everything is already installed.
 #
 # Usage: test/harness/install-deps.sh [--check]
@@ -24,6 +25,7 @@ PACKAGES=(
   postgresql
   python3-psycopg2
   python3-openstackclient
+  tempest
   chromium
   prometheus
 )

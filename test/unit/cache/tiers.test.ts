@@ -241,6 +241,8 @@ describe("TokenCache revocation markers", () => {
     expect(await two.cache.entry(TOKEN).revoked()).toBe(true);
     expect(await two.cache.entry(fakeToken(12)).revoked()).toBe(false);
     expect(store.gets).toBe(3);
+    expect(one.metrics.get("revocation_marker_written")).toBe(1);
+    expect(two.metrics.get("revocation_marker_found")).toBe(1);
     // Replayed after its time (memcached kept it longer than asked): refused.
     two.clock.advance(60_001);
     expect(await two.cache.entry(TOKEN).revoked()).toBe(false);
