@@ -18,7 +18,12 @@ import { systemClock, type Clock } from "../units.js";
 export { isKeystoneToken } from "../keystone/token-body.js";
 import { SealedContextStore, type ContextStore } from "./context-store.js";
 import { L1Cache, type L1Entry } from "./l1.js";
-import { MemcachedPool, type MemcachedOptions, type SharedStore } from "./memcached.js";
+import {
+  MemcachedPool,
+  type MemcachedOptions,
+  type SharedEntryKind,
+  type SharedStore,
+} from "./memcached.js";
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";
 import { open, seal } from "./sealed.js";
 import { CacheKeyer } from "./token-key.js";
@@ -199,27 +204,41 @@ export class TokenCache<V = undefined> {
   }
 
   private async markedRevoked(keyed: KeyedToken): Promise<boolean> {
-    const markers = this.markers;
-    if (markers === undefined) return false;
-    let bytes: Buffer | undefined;
-    try {
-      bytes = await markers.get(keyed.revokedKey, "revocation");
-    } catch {
-      return false; // SharedStore implementations never reject; be safe with any other
-    }
-    if (bytes === undefined) return false;
-    const opened = open(
-      this.keyer.sealingKey(keyed.token, keyed.revokedKey),
-      bytes,
-      this.clock.nowMs(),
+    if (this.markers === undefined) return false;
+    const found = await this.readSealed(
+      this.markers,
+      keyed,
+      keyed.revokedKey,
+      "revocation",
       isMarker,
     );
-    if (!("failure" in opened)) {
-      this.metrics.count("revocation_marker_found");
-      return true;
+    if (found !== undefined) this.metrics.count("revocation_marker_found");
+    return found !== undefined;
+  }
+
+  /**
+   * `key`'s value in `store`, opened with `keyed`'s token (sealed.ts) and accepted by
+   * `accept`; undefined on a miss, any store failure, or an entry that does not open
+   * (counted by reason).
+   */
+  private async readSealed<T>(
+    store: SharedStore,
+    keyed: KeyedToken,
+    key: string,
+    kind: SharedEntryKind,
+    accept: (value: unknown) => value is T,
+  ): Promise<{ readonly value: T; readonly expiresAtMs: number } | undefined> {
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await store.get(key, kind);
+    } catch {
+      return undefined; // SharedStore implementations never reject; be safe with any other
     }
+    if (bytes === undefined) return undefined;
+    const opened = open(this.keyer.sealingKey(keyed.token, key), bytes, this.clock.nowMs(), accept);
+    if (!("failure" in opened)) return opened;
     this.countFailure(opened.failure);
-    return false;
+    return undefined;
   }
 
   private markRevoked(keyed: KeyedToken, untilMs: number): Promise<void> {
@@ -334,25 +353,15 @@ export class TokenCache<V = undefined> {
   }
 
   private async fromShared(keyed: KeyedToken): Promise<Found<V> | undefined> {
-    const shared = this.shared;
-    if (shared === undefined) return undefined;
-    let bytes: Buffer | undefined;
-    try {
-      bytes = await shared.get(keyed.memcachedKey);
-    } catch {
-      return undefined; // SharedStore implementations never reject; be safe with any other
-    }
-    if (bytes === undefined) return undefined;
-    const opened = open(
-      this.keyer.sealingKey(keyed.token, keyed.memcachedKey),
-      bytes,
-      this.clock.nowMs(),
+    if (this.shared === undefined) return undefined;
+    const opened = await this.readSealed(
+      this.shared,
+      keyed,
+      keyed.memcachedKey,
+      "token",
       isKeystoneToken,
     );
-    if ("failure" in opened) {
-      this.countFailure(opened.failure);
-      return undefined;
-    }
+    if (opened === undefined) return undefined;
     const data = this.attach(opened.value);
     const until = this.l1.setPositive(keyed.l1Key, opened.value, data, opened.expiresAtMs);
     return {
