@@ -45,8 +45,8 @@ export interface CacheEntry {
   storeNegative(code: string, ttlMs?: number): void;
   /**
    * Whether a revocation marker for the token is in the shared tier (an edge of the region
-   * saw it revoked through its Identity face); false on any failure. Optional: without it,
-   * no markers.
+   * saw it revoked through its Identity face); false on any failure. Read only when the
+   * cache {@link ValidationCache.marksRevocations}.
    */
   revoked?(): Promise<boolean>;
   /** Leaves a revocation marker in the shared tier until `untilMs`; never rejects. */
@@ -289,12 +289,17 @@ export class ValidationPipeline {
    * read for it).
    */
   private async unlessMarked(entry: CacheEntry, verdict: Verdict): Promise<Verdict> {
-    if (verdict.kind !== "valid" || entry.revoked === undefined) return verdict;
-    if (!(await entry.revoked())) return verdict;
-    const untilMs = Date.parse(verdict.token.expires_at);
+    // Markers off (the cache's one flag, as validateNow reads it): no promise, no read.
+    if (verdict.kind !== "valid" || this.options.cache.marksRevocations !== true) return verdict;
+    if ((await entry.revoked?.()) !== true) return verdict;
+    this.rememberRevoked(entry, Date.parse(verdict.token.expires_at));
+    return REVOKED;
+  }
+
+  /** Refused in-process until `untilMs` (at least the usual negative life). */
+  private rememberRevoked(entry: CacheEntry, untilMs: number): void {
     const ttlMs = Number.isFinite(untilMs) ? untilMs - this.clock.nowMs() : 0;
     entry.storeNegative(REVOKED_CODE, Math.max(DEFAULT_NEGATIVE_TTL_MS, ttlMs));
-    return REVOKED;
   }
 
   /**
@@ -314,7 +319,7 @@ export class ValidationPipeline {
         ? nowMs + (this.options.tokenExpirationSeconds ?? 3_600) * 1000
         : decoded.expiresAtSeconds * 1000;
     const entry = this.options.cache.entry(token);
-    entry.storeNegative(REVOKED_CODE, Math.max(DEFAULT_NEGATIVE_TTL_MS, untilMs - nowMs));
+    this.rememberRevoked(entry, untilMs);
     await entry.markRevoked?.(untilMs).catch(() => undefined);
     return { auditId: decoded?.payload.auditIds[0], untilMs };
   }

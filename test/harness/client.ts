@@ -104,6 +104,26 @@ async function readBody(res: Response): Promise<unknown> {
 }
 
 /**
+ * The `auth` object of a password login as the admin user (`POST /v3/auth/tokens` takes
+ * `{ auth }`), scoped as `scope` asks (default: the admin project).
+ */
+export function adminPasswordAuth(
+  info: KeystoneInfo,
+  scope: TokenScope = { kind: "project", name: "admin", domainId: "default" },
+): Record<string, unknown> {
+  const scopePart = scopeBody(scope);
+  return {
+    identity: {
+      methods: ["password"],
+      password: {
+        user: { name: info.adminUsername, domain: { id: "default" }, password: info.adminPassword },
+      },
+    },
+    ...(scopePart === undefined ? {} : { scope: scopePart }),
+  };
+}
+
+/**
  * Issue a token for the admin user with password auth (`POST /v3/auth/tokens`).
  *
  * @param info  the harness Keystone (from `inject('keystone')` or a handle)
@@ -112,20 +132,7 @@ async function readBody(res: Response): Promise<unknown> {
  * @throws if Keystone does not answer 201 with a subject token
  */
 export async function issueToken(info: KeystoneInfo, scope: TokenScope): Promise<IssuedToken> {
-  const scopePart = scopeBody(scope);
-  const auth: Record<string, unknown> = {
-    identity: {
-      methods: ["password"],
-      password: {
-        user: {
-          name: info.adminUsername,
-          domain: { id: "default" },
-          password: info.adminPassword,
-        },
-      },
-    },
-  };
-  if (scopePart !== undefined) auth["scope"] = scopePart;
+  const auth = adminPasswordAuth(info, scope);
 
   const res = await fetch(`${info.url}/auth/tokens`, {
     method: "POST",

@@ -31,7 +31,7 @@ import { KeyRing, staticKeyRing } from "../../src/fernet/key-ring.js";
 import { TokenDecoder } from "../../src/token/decoder.js";
 import { randomAuditId } from "../../src/token/payload.js";
 import type { EpochMicros } from "../../src/units.js";
-import { keystoneManage, type KeystoneInfo } from "./client.js";
+import { adminPasswordAuth, keystoneManage, type KeystoneInfo } from "./client.js";
 import { startEchoUpstream, type EchoUpstream } from "./echo-upstream.js";
 import { startEdgeProcess, type EdgeProcess } from "./edge-process.js";
 import type { PasswordUser } from "./edge-config.js";
@@ -349,20 +349,7 @@ export async function startMultiRegion(options: MultiRegionOptions): Promise<Mul
       }
       return res.subject;
     };
-    const adminToken = (): Promise<string> =>
-      authenticate({
-        identity: {
-          methods: ["password"],
-          password: {
-            user: {
-              name: keystone.adminUsername,
-              domain: { id: "default" },
-              password: keystone.adminPassword,
-            },
-          },
-        },
-        scope: { project: { name: "admin", domain: { id: "default" } } },
-      });
+    const adminToken = (): Promise<string> => authenticate(adminPasswordAuth(keystone));
     let admin: { token: string; memberRole: string } | undefined;
     const createScope = async (tag: string): Promise<Scope> => {
       if (admin === undefined) {

@@ -15,7 +15,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 import type { RunningEdge } from "../../src/edge.js";
-import { issueToken } from "../harness/client.js";
+import { adminPasswordAuth, issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startMemcached, type MemcachedHandle } from "../harness/memcached.js";
@@ -175,21 +175,7 @@ describe("a slow Keystone behind the face", () => {
     const issued = await fetch(`${face(edge)}/auth/tokens`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-test-slow": "1" },
-      body: JSON.stringify({
-        auth: {
-          identity: {
-            methods: ["password"],
-            password: {
-              user: {
-                name: keystone.adminUsername,
-                domain: { id: "default" },
-                password: keystone.adminPassword,
-              },
-            },
-          },
-          scope: { project: { name: "admin", domain: { id: "default" } } },
-        },
-      }),
+      body: JSON.stringify({ auth: adminPasswordAuth(keystone) }),
     });
     const tookMs = performance.now() - started;
     expect(issued.status).toBe(201);

@@ -9,7 +9,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { RunningEdge } from "../../src/edge.js";
-import { issueToken } from "../harness/client.js";
+import { adminPasswordAuth, issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { accessRulesToken, createFixtures, type Fixtures } from "../harness/fixtures.js";
@@ -193,21 +193,7 @@ describe("the rest of the Identity API, relayed", () => {
     const res = await fetch(`${identityUrl}/auth/tokens`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({
-        auth: {
-          identity: {
-            methods: ["password"],
-            password: {
-              user: {
-                name: keystone.adminUsername,
-                domain: { id: "default" },
-                password: keystone.adminPassword,
-              },
-            },
-          },
-          scope: { project: { name: "admin", domain: { id: "default" } } },
-        },
-      }),
+      body: JSON.stringify({ auth: adminPasswordAuth(keystone) }),
     });
     const body = (await res.json()) as { token: { user: { name: string } } };
     expect(res.status).toBe(201);
