@@ -85,6 +85,8 @@
  *   (counted; so is a schedule more than 1 s behind);
  * - SOAK_FD_SLACK [5], SOAK_RSS_LIMIT_PCT [5], SOAK_RSS_JUDGED_FROM_S [600]  the verdict;
  * - SOAK_SEED [1]  the class sequence and new-scope order;
+ * - SOAK_NODE_ARGS [none]  flags for the edge's node, space-separated (e.g.
+ *   `--max-old-space-size=256` as a container limit would suggest, or `--trace-gc`);
  * - SOAK_OUT [none]  a file to write every sample and the summary to, as JSON.
  */
 import { execFileSync } from "node:child_process";
@@ -137,6 +139,7 @@ const RECOVERY_S = num("SOAK_RECOVERY_S", 20);
 const REVOCATION_MARGIN_S = num("SOAK_REVOCATION_MARGIN_S", 5);
 const SAMPLE_S = Math.max(1, num("SOAK_SAMPLE_S", 5));
 const PRINT_S = Math.max(SAMPLE_S, num("SOAK_PRINT_S", 30));
+const NODE_ARGS = (process.env.SOAK_NODE_ARGS ?? "").split(/\s+/).filter((a) => a !== "");
 const CONNECTIONS = Math.max(1, Math.floor(num("SOAK_CONNECTIONS", 32)));
 const MAX_IN_FLIGHT = Math.max(1, Math.floor(num("SOAK_MAX_IN_FLIGHT", 512)));
 const FD_SLACK = num("SOAK_FD_SLACK", 5);
@@ -439,6 +442,15 @@ async function scrape(adminUrl: string): Promise<Series[] | undefined> {
   }
 }
 
+/** V8's reserved bytes per heap space, from prom-client's default metrics, in MiB. */
+function heapSpaces(series: readonly Series[] | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of series ?? [])
+    if (s.name === "keystone_edge_nodejs_heap_space_size_total_bytes" && s.labels.space)
+      out[s.labels.space] = s.value / 2 ** 20;
+  return out;
+}
+
 function sum(
   series: readonly Series[] | undefined,
   name: string,
@@ -558,6 +570,8 @@ interface Sample {
   readonly heapTotalMiB: number;
   /** Memory outside the V8 heap that V8 knows of (Buffers, TLS and zlib state). */
   readonly externalMiB: number;
+  /** V8's reserved size of each heap space (new, old, code, large_object, …), MiB. */
+  readonly spacesMiB: Readonly<Record<string, number>>;
   readonly l1Entries: number;
   readonly contextEntries: number;
   readonly keystoneCalls: number;
@@ -575,7 +589,7 @@ async function main(): Promise<boolean> {
   if (!(mixTotal > 0)) throw new Error("SOAK_MIX: the weights add up to 0");
   ensureDebianDeps();
   say(
-    `bench:soak: ${String(DURATION_S)} s at ${String(RATE)} req/s (≈${String(Math.round(DURATION_S * RATE))} requests), warm-up ${fmt(WARMUP_S, 0)} s; mix ${CLASSES.map((c) => `${c} ${fmt((100 * MIX[c]) / mixTotal, 0)} %`).join(", ")}`,
+    `bench:soak: ${String(DURATION_S)} s at ${String(RATE)} req/s (≈${String(Math.round(DURATION_S * RATE))} requests), warm-up ${fmt(WARMUP_S, 0)} s; edge node flags: ${NODE_ARGS.length > 0 ? NODE_ARGS.join(" ") : "none"}; mix ${CLASSES.map((c) => `${c} ${fmt((100 * MIX[c]) / mixTotal, 0)} %`).join(", ")}`,
   );
   const tokenLifeS = Math.max(3600, Math.ceil(DURATION_S) + 1800);
   stage("starting Keystone (its cache on memcached; about 20 s)…");
@@ -669,6 +683,7 @@ async function main(): Promise<boolean> {
       keystone: { ...info, url: replica.url },
       upstream: echo.url,
       serviceUser: fixtures.serviceUser,
+      nodeArgs: NODE_ARGS,
       extraYaml: [
         "cache:",
         `  memcached_servers: ["${memcached.address}"]`,
@@ -1048,6 +1063,7 @@ async function main(): Promise<boolean> {
         heapUsedMiB: sum(metrics, "keystone_edge_nodejs_heap_size_used_bytes") / 2 ** 20,
         heapTotalMiB: sum(metrics, "keystone_edge_nodejs_heap_size_total_bytes") / 2 ** 20,
         externalMiB: sum(metrics, "keystone_edge_nodejs_external_memory_bytes") / 2 ** 20,
+        spacesMiB: heapSpaces(metrics),
         l1Entries: sum(metrics, "keystone_edge_cache_entries", (l) => l.tier === "l1"),
         contextEntries: sum(metrics, "keystone_edge_cache_entries", (l) => l.tier === "context"),
         keystoneCalls: sum(metrics, "keystone_edge_keystone_call_duration_seconds_count"),
@@ -1067,7 +1083,7 @@ async function main(): Promise<boolean> {
       if (sample.t - lastPrintT >= PRINT_S - 0.5 * SAMPLE_S) {
         lastPrintT = sample.t;
         say(
-          `  t=${pad(fmt(sample.t, 0), 5)} s  rss ${fmt(sample.rssMiB)} MiB  heap ${fmt(sample.heapUsedMiB)}/${fmt(sample.heapTotalMiB)} MiB  ext ${fmt(sample.externalMiB)} MiB  fds ${String(sample.fds.total)} (judged ${String(sample.fds.judged)})  cpu ${fmt(sample.cpuPct, 0)} % (machine ${fmt(sample.machinePct, 0)} %)  lag p99 ${fmt(sample.lagP99Ms)} ms  l1 ${String(sample.l1Entries)}  ctx ${String(sample.contextEntries)}  ks calls ${String(sample.keystoneCalls)}  ${fmt(sample.windowRps, 0)} req/s  p99 ${fmt(sample.windowP99Ms)} ms  in flight ${String(sample.inFlight)}`,
+          `  t=${pad(fmt(sample.t, 0), 5)} s  rss ${fmt(sample.rssMiB)} MiB  heap ${fmt(sample.heapUsedMiB)}/${fmt(sample.heapTotalMiB)} MiB  ext ${fmt(sample.externalMiB)} MiB (new ${fmt(sample.spacesMiB.new ?? Number.NaN)}, old ${fmt(sample.spacesMiB.old ?? Number.NaN)})  fds ${String(sample.fds.total)} (judged ${String(sample.fds.judged)})  cpu ${fmt(sample.cpuPct, 0)} % (machine ${fmt(sample.machinePct, 0)} %)  lag p99 ${fmt(sample.lagP99Ms)} ms  l1 ${String(sample.l1Entries)}  ctx ${String(sample.contextEntries)}  ks calls ${String(sample.keystoneCalls)}  ${fmt(sample.windowRps, 0)} req/s  p99 ${fmt(sample.windowP99Ms)} ms  in flight ${String(sample.inFlight)}`,
         );
       }
       return sample;
@@ -1269,6 +1285,15 @@ async function main(): Promise<boolean> {
     );
     say(
       `edge heap used: after warm-up ${fmt(heapWarm)} MiB, end ${fmt(heapEnd)} MiB (V8 heap reserved ${fmt(heapTotalWarm)} → ${fmt(heapTotalEnd)} MiB, external ${fmt(externalWarm)} → ${fmt(externalEnd)} MiB; the rest of RSS is native: code, malloc arenas, TLS); L1 entries (stale ones included) ${fmt(l1Warm, 0)} → ${fmt(l1End, 0)} (${fmt(l1Span > 0 ? (l1End - l1Warm) / l1Span : Number.NaN)}/s); contexts ${String(samples[0]?.contextEntries ?? "–")} → ${String(finalSample.contextEntries)}`,
+    );
+    const spaceNames = [...new Set(samples.flatMap((s) => Object.keys(s.spacesMiB)))];
+    say(
+      `V8 heap reserved per space, after warm-up → end (MiB): ${spaceNames
+        .map(
+          (n) =>
+            `${n} ${fmt(median(afterWarmUp.map((s) => s.spacesMiB[n] ?? Number.NaN)))} → ${fmt(median(atEnd.map((s) => s.spacesMiB[n] ?? Number.NaN)))}`,
+        )
+        .join(", ")}`,
     );
     say(
       `edge fds judged (all but inbound and the HTTP pools' live connections): after warm-up ${fmt(fdWarm, 0)}, end ${fmt(fdEnd, 0)}; all fds ${fmt(fdWarmTotal, 0)} → ${fmt(fdEndTotal, 0)}; at the end: ${describeFds(finalSample.fds)}; most seen: ${String(maxOf((s) => s.fds.upstream))} upstream, ${String(maxOf((s) => s.fds.keystone))} Keystone, ${String(maxOf((s) => s.fds.closeWait))} CLOSE_WAIT`,
