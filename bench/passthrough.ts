@@ -27,7 +27,7 @@ const server = createEdgeServer({
   forwarder,
   isIdentityHeader,
   authenticator: {
-    authenticate: () => Promise.resolve({ kind: "forward", headers, outcome: "bypass" }),
+    authenticate: () => Promise.resolve({ kind: "forward", headers, outcome: "valid" }),
   },
 });
 server.keepAliveTimeout = 60_000;

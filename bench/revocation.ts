@@ -18,7 +18,7 @@
  */
 import { arch, cpus, platform, release, totalmem } from "node:os";
 
-import type { KeystoneToken } from "../src/keystone/token-body.js";
+import type { KeystoneToken } from "../src/token/body.js";
 import { APPLY_SLICE_EVENTS } from "../src/keystone/revocation-feed.js";
 import {
   matches,

@@ -45,13 +45,8 @@ import { cacheMetricsFor } from "./cache/factory.js";
 import { RevocationList, concernsAnyContext } from "./revocation/events.js";
 import { ContextCache } from "./validation/context.js";
 import { TokenDecoder } from "./token/decoder.js";
-import {
-  DRILL_SCENARIOS,
-  FaultInjector,
-  type DrillState,
-  type Fault,
-  type MemcachedFault,
-} from "./drill/faults.js";
+import { DRILL_SCENARIOS, FaultInjector, type DrillState, type Fault } from "./drill/faults.js";
+import type { MemcachedFault } from "./cache/memcached.js";
 import { drillKeyView } from "./drill/key-view.js";
 import { EdgeAuthenticator } from "./validation/authenticator.js";
 import { ValidationPipeline, type ValidationCache } from "./validation/pipeline.js";

@@ -14,7 +14,7 @@
  * in memcached) at the end of its stale time, so that degraded mode on any node can still
  * use it.
  */
-import { isKeystoneToken, type KeystoneToken } from "../keystone/token-body.js";
+import { isKeystoneToken, type KeystoneToken } from "../token/body.js";
 import { systemClock, type Clock } from "../units.js";
 import type { SharedStore } from "./memcached.js";
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";

@@ -12,7 +12,7 @@
  */
 import { LRUCache } from "lru-cache";
 
-import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 import { systemClock, type Clock } from "../units.js";
 import { ExpirySweep } from "./expiry-sweep.js";
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";

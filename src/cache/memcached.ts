@@ -40,7 +40,6 @@
 import { Client as MemjsClient, Server as MemjsServer } from "memjs";
 import { performance } from "node:perf_hooks";
 
-import type { MemcachedFault } from "../drill/faults.js";
 import { silentLogger, type Logger } from "../log.js";
 import { systemClock, type Clock } from "../units.js";
 import {
@@ -60,6 +59,12 @@ export type { BreakerState } from "../breaker.js";
 
 /** Default deadline of one memcached call, ms. */
 export const DEFAULT_DEADLINE_MS = 50;
+
+/**
+ * What a call does, as a fault hook decides (drill/faults.ts sets it during a drill): go
+ * out, or fail at once as a refused connection does.
+ */
+export type MemcachedFault = "pass" | "unreachable";
 /** Default most calls outstanding per server. */
 export const DEFAULT_MAX_IN_FLIGHT = 1_000;
 /** Default largest value written, bytes (memcached's default item limit is 1 MiB, key included). */

@@ -12,10 +12,10 @@
  * one node's mistake spread. The token itself is never stored or logged.
  */
 import type { Config } from "../config/schema.js";
-import { isKeystoneToken, type KeystoneToken } from "../keystone/token-body.js";
+import { isKeystoneToken, type KeystoneToken } from "../token/body.js";
 import { silentLogger, type Logger } from "../log.js";
 import { systemClock, type Clock } from "../units.js";
-export { isKeystoneToken } from "../keystone/token-body.js";
+export { isKeystoneToken } from "../token/body.js";
 import { SealedContextStore, type ContextStore } from "./context-store.js";
 import { L1Cache, type L1Entry } from "./l1.js";
 import {

@@ -22,7 +22,7 @@
  * percent-decoded, then quoted again; a path the services behind could read differently
  * (dot segments, bad escapes, no UTF-8) is refused.
  */
-import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 import { compilePathPattern, type PathPattern, type PathPatternLimits } from "./path-pattern.js";
 
 /** One access rule as Keystone renders it. */

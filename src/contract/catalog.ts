@@ -6,7 +6,7 @@
  * `oslo_serialization.jsonutils.dumps` calls): `", "` and `": "` separators, `ensure_ascii`
  * escapes, Python `repr` floats, `NaN`/`Infinity` allowed, keys in insertion order.
  */
-import type { CatalogService } from "../keystone/token-body.js";
+import type { CatalogService } from "../token/body.js";
 
 /** A JSON value as JavaScript holds it after `JSON.parse`. */
 export type JsonValue =

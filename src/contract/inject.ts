@@ -16,7 +16,7 @@
  * Hot path: {@link prepareToken} builds a token's frozen pair lists once (a cache stores the
  * result); {@link injectHeaders} for a user token alone returns that frozen list itself.
  */
-import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 import { accessRestrictionOf, type AccessRestriction } from "./access-rules.js";
 import { serviceCatalogHeaderValue } from "./catalog.js";
 import { SYSTEM_SCOPE_HEADER } from "./strip.js";

@@ -15,6 +15,9 @@ import { randomUUID } from "node:crypto";
 
 import { silentLogger, type Logger } from "../log.js";
 import { systemClock, type Clock } from "../units.js";
+import type { MemcachedFault } from "../cache/memcached.js";
+import type { EndpointFault } from "../keystone/endpoint.js";
+import type { KeyRingFault } from "./key-view.js";
 
 /** The drills `keystone-edge drill` runs. */
 export const DRILL_SCENARIOS = [
@@ -49,12 +52,9 @@ export interface ActiveDrill {
 export type DrillState =
   { readonly kind: "idle" } | { readonly kind: "active"; readonly drill: ActiveDrill };
 
-/** What a Keystone endpoint does with a call: go out, or hang until its deadline. */
-export type EndpointFault = "pass" | "blackhole";
-/** What memcached does with a call: go out, or fail at once. */
-export type MemcachedFault = "pass" | "unreachable";
-/** What the edge sees of its key ring: all of it, or all but the primary key. */
-export type KeyRingFault = "pass" | "primary_hidden";
+/* The hooks the faults act through are owned by the modules they intercept:
+ * EndpointFault (keystone/endpoint.ts), MemcachedFault (cache/memcached.ts), KeyRingFault
+ * (drill/key-view.ts). */
 
 /** Why a drill could not start. */
 export type StartRefusal =

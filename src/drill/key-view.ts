@@ -11,7 +11,9 @@
  * ring, not per lookup: the lookup costs a clock read.
  */
 import type { KeyRing, KeyRingSource } from "../fernet/key-ring.js";
-import type { KeyRingFault } from "./faults.js";
+
+/** What the edge sees of its key ring: all of it, or all but the primary key. */
+export type KeyRingFault = "pass" | "primary_hidden";
 
 /** `keys` as the edge sees it under `fault` (the drill's fault injector, read per lookup). */
 export function drillKeyView(keys: KeyRingSource, fault: () => KeyRingFault): KeyRingSource {

@@ -14,7 +14,7 @@
  * roles already include the roles its roles imply (Keystone expands them into the token).
  * An operator who changed Keystone's policy must change this too: documented, not guessed.
  */
-import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 
 /** The Identity API operation: `validate` for GET, `check` for HEAD. */
 export type TokenApiAction = "validate" | "check";

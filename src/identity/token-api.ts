@@ -22,7 +22,7 @@
  * itself would be the one down). Tokens are never logged or echoed in error bodies.
  */
 import { retryAfterValue } from "../contract/responses.js";
-import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 import type { Verdict } from "../validation/pipeline.js";
 import { mayInspectToken, type TokenApiAction } from "./policy.js";
 

@@ -12,9 +12,13 @@ import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Pool, errors as undiciErrors } from "undici";
 
-import type { EndpointFault } from "../drill/faults.js";
-
 /** Options of {@link KeystoneEndpoint}. */
+/**
+ * What a call does, as a fault hook decides (drill/faults.ts sets it during a drill): go
+ * out, or hang until its deadline as a dead network path does.
+ */
+export type EndpointFault = "pass" | "blackhole";
+
 export interface KeystoneEndpointOptions {
   /** Identity v3 base URL, e.g. `https://keystone.example:5000/v3`. */
   readonly url: string;

@@ -14,7 +14,7 @@
 import { silentLogger, tokenHash, type Logger } from "../log.js";
 import type { KeystoneEndpoints } from "./endpoint-set.js";
 import type { ServiceToken } from "./service-token.js";
-import type { KeystoneToken } from "./token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 
 /** The access-rules version the edge enforces (keystonemiddleware's `ACCESS_RULES_SUPPORT`). */
 export const ACCESS_RULES_SUPPORT = "1";

@@ -25,45 +25,7 @@ import {
   type RefusalObserver,
 } from "./client-limits.js";
 import { RequestHeadReader } from "./request-head.js";
-
-/** What the authenticator decided for one request. */
-export type AuthDecision =
-  | {
-      readonly kind: "forward";
-      /** Identity headers to add, `[name, value]`. */
-      readonly headers: readonly (readonly [string, string])[];
-      /** For metrics and logs: how the user token was settled. */
-      readonly outcome: string;
-    }
-  | {
-      readonly kind: "respond";
-      readonly status: number;
-      readonly headers: readonly (readonly [string, string])[];
-      readonly body: string;
-      readonly outcome: string;
-    };
-
-/** What the authenticator sees of a request besides its tokens. */
-export interface RequestInfo {
-  /** The `Accept` header: error bodies follow it, as webob's do. */
-  readonly accept: string | undefined;
-  /** The method, e.g. `GET` (access rules name methods). */
-  readonly method: string;
-  /**
-   * The origin-form request target, e.g. `/v2.1/servers?all_tenants=1` (access rules name
-   * paths): exactly what the service receives.
-   */
-  readonly url: string;
-}
-
-/** Settles a request's tokens. Must not throw; a throw is answered 500. */
-export interface RequestAuthenticator {
-  authenticate(
-    userToken: string | undefined,
-    serviceToken: string | undefined,
-    request: RequestInfo,
-  ): Promise<AuthDecision>;
-}
+import type { AuthOutcome, RequestAuthenticator } from "../validation/decision.js";
 
 export interface EdgeServerOptions {
   readonly authenticator: RequestAuthenticator;
@@ -80,7 +42,7 @@ export interface EdgeServerOptions {
 }
 
 export interface RequestOutcome {
-  readonly auth: string;
+  readonly auth: AuthOutcome;
   readonly forward: ForwardOutcome["kind"] | "not_forwarded";
   readonly status: number;
   readonly durationMs: number;

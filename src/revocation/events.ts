@@ -29,7 +29,7 @@
  * - pruning by age and dropping at the cap pop the oldest events off a heap: O(k log n) for
  *   the k removed.
  */
-import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 import { MinHeap } from "../min-heap.js";
 
 /** One event, as the feed lists it; times as epoch microseconds. */

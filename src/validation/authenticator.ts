@@ -28,8 +28,8 @@ import {
   unauthorizedResponse,
 } from "../contract/responses.js";
 import { silentLogger, tokenHash, type Logger } from "../log.js";
-import type { KeystoneToken } from "../keystone/token-body.js";
-import type { AuthDecision, RequestAuthenticator, RequestInfo } from "../proxy/server.js";
+import type { KeystoneToken } from "../token/body.js";
+import type { AuthDecision, RequestAuthenticator, RequestInfo, TokenOutcome } from "./decision.js";
 import type { Verdict } from "./pipeline.js";
 
 export interface AuthenticatorOptions extends InjectOptions {
@@ -176,7 +176,7 @@ export class EdgeAuthenticator implements RequestAuthenticator {
       }
     }
     const result = injectHeaders(userState, this.state(service), this.options);
-    const outcome =
+    const outcome: TokenOutcome =
       userToken === undefined
         ? "no_token"
         : userState instanceof PreparedToken

@@ -26,7 +26,7 @@ import { LRUCache } from "lru-cache";
 import type { ContextStore, SharedContext } from "../cache/context-store.js";
 import { ExpirySweep } from "../cache/expiry-sweep.js";
 import { noopCacheMetrics, type CacheMetrics } from "../cache/metrics.js";
-import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 import type { Token } from "../token/decoder.js";
 import type { TokenPayload } from "../token/payload.js";
 import { keystoneTime } from "../token/render.js";

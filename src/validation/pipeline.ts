@@ -20,7 +20,7 @@
  */
 import { silentLogger, tokenHash, type Logger } from "../log.js";
 import type { DecodeResult, Token, TokenDecoder } from "../token/decoder.js";
-import type { KeystoneToken } from "../keystone/token-body.js";
+import type { KeystoneToken } from "../token/body.js";
 import type { KeystoneVerdict } from "../keystone/validate.js";
 import type { KeyLagState } from "../keystone/key-lag.js";
 import { DEFAULT_NEGATIVE_TTL_MS } from "../cache/l1.js";

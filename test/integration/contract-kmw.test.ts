@@ -12,7 +12,7 @@
  */
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { KeystoneToken } from "../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../src/token/body.js";
 import {
   INVALID,
   injectHeaders,

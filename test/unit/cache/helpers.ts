@@ -3,7 +3,7 @@
  * that records what it is told, and a memcached stand-in held in a Map.
  */
 import type { SharedStore } from "../../../src/cache/memcached.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import type { LogFields, Logger, LogLevel } from "../../../src/log.js";
 import type { Clock, EpochMillis } from "../../../src/units.js";
 

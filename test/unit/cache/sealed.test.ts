@@ -10,7 +10,7 @@ import {
 } from "../../../src/cache/sealed.js";
 import { isKeystoneToken } from "../../../src/cache/tiers.js";
 import { CacheKeyer } from "../../../src/cache/token-key.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import { T0_MS, fakeToken, tokenBody } from "./helpers.js";
 
 const keyer = new CacheKeyer("a memcache secret key of some length");

@@ -11,7 +11,7 @@ import {
   wsgiPath,
   type AccessRestriction,
 } from "../../../src/contract/access-rules.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import { runPythonJson } from "./python.js";
 
 const REFERENCE = fileURLToPath(

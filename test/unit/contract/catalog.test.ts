@@ -12,7 +12,7 @@ import {
   serviceCatalogHeaderValue,
   type JsonValue,
 } from "../../../src/contract/catalog.js";
-import type { CatalogService } from "../../../src/keystone/token-body.js";
+import type { CatalogService } from "../../../src/token/body.js";
 import { CATALOG } from "./fixtures.js";
 import { runPythonSnippet } from "./python.js";
 

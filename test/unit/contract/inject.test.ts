@@ -18,7 +18,7 @@ import {
   type InjectOptions,
   type TokenState,
 } from "../../../src/contract/inject.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import {
   APP_CRED,
   CATALOG,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import type { KeyRingFault } from "../../../src/drill/faults.js";
+import type { KeyRingFault } from "../../../src/drill/key-view.js";
 import { drillKeyView } from "../../../src/drill/key-view.js";
 import type { KeyRing } from "../../../src/fernet/key-ring.js";
 import { makeRing } from "../helpers.js";

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { isDiscoveryPath, rewriteDiscovery } from "../../../src/identity/discovery.js";
 import { mayInspectToken } from "../../../src/identity/policy.js";
 import { TokenApi, type TokenApiRequest } from "../../../src/identity/token-api.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import type { Verdict } from "../../../src/validation/pipeline.js";
 import { tokenBody } from "../cache/helpers.js";
 

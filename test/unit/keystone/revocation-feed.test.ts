@@ -16,7 +16,7 @@ import {
   type RevocationFeedOptions,
 } from "../../../src/keystone/revocation-feed.js";
 import { ServiceToken } from "../../../src/keystone/service-token.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import {
   isoToMicros,
   RevocationList,

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLIENT_LIMIT_DEFAULTS, type ClientLimits } from "../../../src/config/schema.js";
 import type { RefusalReason } from "../../../src/proxy/client-limits.js";
 import { Forwarder } from "../../../src/proxy/forward.js";
-import { createEdgeServer, type RequestAuthenticator } from "../../../src/proxy/server.js";
+import { createEdgeServer } from "../../../src/proxy/server.js";
+import type { RequestAuthenticator } from "../../../src/validation/decision.js";
 
 interface Seen {
   url: string;

@@ -6,12 +6,8 @@ import { createServer, request, type IncomingHttpHeaders, type Server } from "no
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Forwarder } from "../../../src/proxy/forward.js";
-import {
-  createEdgeServer,
-  type AuthDecision,
-  type RequestAuthenticator,
-  type RequestOutcome,
-} from "../../../src/proxy/server.js";
+import { createEdgeServer, type RequestOutcome } from "../../../src/proxy/server.js";
+import type { AuthDecision, RequestAuthenticator } from "../../../src/validation/decision.js";
 
 interface Seen {
   method: string;

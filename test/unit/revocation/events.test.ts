@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import {
   isoToMicros,
   matches,

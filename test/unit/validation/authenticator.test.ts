@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import { tokenBody } from "../cache/helpers.js";
-import type { AuthDecision } from "../../../src/proxy/server.js";
+import type { AuthDecision } from "../../../src/validation/decision.js";
 import {
   EdgeAuthenticator,
   type AuthenticatorOptions,

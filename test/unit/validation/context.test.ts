@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import { staticKeyRing } from "../../../src/fernet/key-ring.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import type { KeystoneVerdict } from "../../../src/keystone/validate.js";
 import {
   CONTEXT_CHANGE_MARGIN_MS,

@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest";
 import { KeyRing, type KeyRingSource } from "../../../src/fernet/key-ring.js";
 import type { KeyLagState } from "../../../src/keystone/key-lag.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import type { KeystoneVerdict } from "../../../src/keystone/validate.js";
 import { TokenDecoder } from "../../../src/token/decoder.js";
 import type { EpochMicros } from "../../../src/units.js";

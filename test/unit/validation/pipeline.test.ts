@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { staticKeyRing } from "../../../src/fernet/key-ring.js";
-import type { KeystoneToken } from "../../../src/keystone/token-body.js";
+import type { KeystoneToken } from "../../../src/token/body.js";
 import type { KeystoneVerdict } from "../../../src/keystone/validate.js";
 import { TokenDecoder } from "../../../src/token/decoder.js";
 import { fixedClock, type EpochMicros } from "../../../src/units.js";
