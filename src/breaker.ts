@@ -19,6 +19,9 @@ export const DEFAULT_FAILURE_THRESHOLD = 5;
 /** Default time the breaker stays open before a probe, ms. */
 export const DEFAULT_COOLDOWN_MS = 5_000;
 
+/** The breaker's state names, as metrics and `/status` label them. */
+export const BREAKER_STATE_KINDS = ["closed", "open", "half-open"] as const;
+
 /** Where the breaker stands. */
 export type BreakerState =
   | { readonly kind: "closed"; readonly failures: number }

@@ -45,7 +45,8 @@ import { cacheMetricsFor } from "./cache/factory.js";
 import { RevocationList, concernsAnyContext } from "./revocation/events.js";
 import { ContextCache } from "./validation/context.js";
 import { TokenDecoder } from "./token/decoder.js";
-import { DRILL_SCENARIOS, FaultInjector, type DrillState, type Fault } from "./drill/faults.js";
+import { FaultInjector, type DrillState, type Fault } from "./drill/faults.js";
+import { DRILL_SCENARIOS } from "./protocol/admin.js";
 import type { MemcachedFault } from "./cache/memcached.js";
 import { drillKeyView } from "./drill/key-view.js";
 import { EdgeAuthenticator } from "./validation/authenticator.js";
@@ -431,6 +432,7 @@ async function buildCore(
     keyLag: () => ({ state: lag.state(), lastCheck: lag.lastCheck() }),
     feed: () => feed.status(),
     feedPollIntervalMs: k.revocation_poll_interval_ms,
+    memcached: config.cache.memcached_servers.length > 0,
     drill: () => drills.current(),
   });
   status.start();

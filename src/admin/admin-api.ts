@@ -22,12 +22,22 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 
 import {
   describe as describeDrill,
-  isDrillScenario,
   type FaultInjector,
   type StartRefusal,
 } from "../drill/faults.js";
 import { silentLogger, type Logger } from "../log.js";
-import { DRILL_TIERS, type DrillTier, type Verdict } from "../validation/pipeline.js";
+import {
+  DRILL_TIERS,
+  isDrillScenario,
+  isDrillTier,
+  type AdminErrorBody,
+  type CacheFlushAnswer,
+  type DrillStartAnswer,
+  type DrillStopAnswer,
+  type DrillTier,
+  type ValidationAnswer,
+} from "../protocol/admin.js";
+import type { Verdict } from "../validation/pipeline.js";
 
 /** Options of {@link AdminApi}. */
 export interface AdminApiOptions {
@@ -49,7 +59,7 @@ const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8
 function json(
   res: ServerResponse,
   status: number,
-  body: unknown,
+  body: AdminErrorBody | CacheFlushAnswer | DrillStartAnswer | DrillStopAnswer | ValidationAnswer,
   extra: Record<string, string> = {},
 ): void {
   const text = JSON.stringify(body) + "\n";
@@ -67,7 +77,7 @@ function notFound(res: ServerResponse): void {
   json(res, 404, { code: "not_available", error: "not available on this edge" });
 }
 
-function refusalBody(refusal: StartRefusal): Record<string, unknown> {
+function refusalBody(refusal: StartRefusal): AdminErrorBody {
   switch (refusal.kind) {
     case "busy":
       return {
@@ -94,6 +104,18 @@ function refusalBody(refusal: StartRefusal): Record<string, unknown> {
         code: refusal.kind,
         error: "duration_seconds must be a number above 0 and at most 3600",
       };
+  }
+}
+
+/** A verdict as `/drill/validate` tells it: never the token's contents. */
+function answerOf(verdict: Verdict, latency_ms: number): ValidationAnswer {
+  switch (verdict.kind) {
+    case "valid":
+      return { result: "valid", source: verdict.source, latency_ms };
+    case "invalid":
+      return { result: "invalid", source: verdict.source, code: verdict.code, latency_ms };
+    case "unavailable":
+      return { result: "unavailable", reason: verdict.reason, latency_ms };
   }
 }
 
@@ -189,7 +211,7 @@ export class AdminApi {
     const validate = this.options.validate;
     if (validate === undefined) return notFound(res);
     const from = query.get("from") ?? "cache";
-    if (!(DRILL_TIERS as readonly string[]).includes(from)) {
+    if (!isDrillTier(from)) {
       json(res, 400, { code: "bad_tier", error: `from must be one of ${DRILL_TIERS.join(", ")}` });
       return;
     }
@@ -199,17 +221,10 @@ export class AdminApi {
       return;
     }
     const startedMs = performance.now();
-    validate(token, from as DrillTier).then(
+    validate(token, from).then(
       (verdict) => {
         const latency_ms = Math.round((performance.now() - startedMs) * 1000) / 1000;
-        json(res, 200, {
-          result: verdict.kind,
-          ...(verdict.kind === "unavailable"
-            ? { reason: verdict.reason }
-            : { source: verdict.source }),
-          ...(verdict.kind === "invalid" ? { code: verdict.code } : {}),
-          latency_ms,
-        });
+        json(res, 200, answerOf(verdict, latency_ms));
       },
       (error: unknown) => {
         this.logger.error("drill validation failed", { error: String(error) });

@@ -12,7 +12,7 @@ import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
 import type { AdminApi } from "./admin-api.js";
 import type { ReadinessCheck } from "./readiness.js";
-import type { EdgeStatus } from "./status.js";
+import type { EdgeStatus } from "../protocol/admin.js";
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from "./status-page.js";
 import { adminHostAllowed } from "./host-check.js";
 

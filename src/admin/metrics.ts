@@ -7,6 +7,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { HotCounter } from "./hot-counter.js";
+import { BREAKER_STATE_KINDS } from "../breaker.js";
 
 export type ValidationSource = "l1" | "local_reject" | "negative" | "memcached" | "keystone";
 export type CacheTier = "l1" | "memcached";
@@ -83,7 +84,7 @@ export class EdgeMetrics {
 
   /** Sets the breaker-state series of one Keystone endpoint (1 for its state, 0 for the others). */
   setKeystoneBreaker(endpoint: string, state: "closed" | "open" | "half-open"): void {
-    for (const s of ["closed", "open", "half-open"] as const) {
+    for (const s of BREAKER_STATE_KINDS) {
       this.keystoneBreaker.set({ endpoint, state: s }, s === state ? 1 : 0);
     }
   }

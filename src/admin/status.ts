@@ -10,76 +10,18 @@
  * ring and whether it lags the master's, the revocation feed and the lifecycle are read
  * live. No token, user or project is ever part of it.
  */
-import type { BreakerState } from "../breaker.js";
+import { BREAKER_STATE_KINDS, type BreakerState } from "../breaker.js";
 import { primaryKeyAgeSeconds, type KeyRepositoryStatus } from "../fernet/key-repository.js";
 import { feedLagSeconds, type FeedState } from "../keystone/revocation-feed.js";
 import type { KeyLagCheck, KeyLagState } from "../keystone/key-lag.js";
-import {
-  describe as describeDrill,
-  type DrillDescription,
-  type DrillState,
-} from "../drill/faults.js";
+import { describe as describeDrill, type DrillState } from "../drill/faults.js";
+import type { EdgeStatus, KeyLagStatus, MemcachedStatus } from "../protocol/admin.js";
 import { systemClock, type Clock } from "../units.js";
 import type { EdgeMetrics } from "./metrics.js";
 
 /** Windows the rates are given over, minutes. */
 export const STATUS_WINDOWS_MIN = [1, 5, 15] as const;
 const LONGEST_WINDOW_MIN = 15;
-
-/** The document `/status` answers. Snake case: it leaves the process. */
-export interface EdgeStatus {
-  readonly status: "ok" | "degraded" | "draining";
-  readonly uptime_seconds: number;
-  /** Per window (`1m`, `5m`, `15m`), per tier: hits / lookups, null without lookups. */
-  readonly hit_rates: Readonly<Record<string, Readonly<Record<string, number | null>>>>;
-  /** Per window: validations settled without a Keystone call / all validations. */
-  readonly keystone_offload: Readonly<Record<string, number | null>>;
-  readonly keystone: {
-    readonly degraded_mode: boolean;
-    readonly endpoints: readonly {
-      readonly endpoint: string;
-      readonly state: BreakerState["kind"];
-      readonly open_for_seconds?: number;
-    }[];
-  };
-  readonly keys: {
-    readonly healthy: boolean;
-    readonly count: number;
-    readonly primary_index: number;
-    readonly primary_age_seconds: number | null;
-    readonly last_reload: string;
-    /**
-     * Whether the ring decrypts what the master issues now (keystone/key-lag.ts). Always
-     * in this edge's answers; optional for readers of older edges' (the drill's client).
-     */
-    readonly lag?: KeyLagStatus;
-  };
-  readonly revocation_feed: {
-    readonly state: FeedState["kind"];
-    readonly lag_seconds: number | null;
-    readonly events: number;
-    /** How often the feed is polled: a revoked token is refused within about this. */
-    readonly poll_interval_seconds: number | null;
-  };
-  /** The drill under way (drill/faults.ts); null when none. */
-  readonly drill: DrillDescription | null;
-}
-
-/** The key lag part of `/status`. */
-export interface KeyLagStatus {
-  readonly state: KeyLagState["kind"];
-  /** When the state began (ISO 8601); null while unknown. */
-  readonly since: string | null;
-  /** When a token Keystone had just issued last decrypted locally; null: never. */
-  readonly last_agreed: string | null;
-  /** The last check; null before the first has finished. */
-  readonly last_check: {
-    readonly at: string;
-    readonly trigger: KeyLagCheck["trigger"];
-    readonly result: KeyLagCheck["result"];
-    readonly error?: string;
-  } | null;
-}
 
 /** Where the status reads the edge's parts. */
 export interface StatusSources {
@@ -94,6 +36,8 @@ export interface StatusSources {
     readonly lastCheck: KeyLagCheck | undefined;
   };
   readonly feed: () => FeedState;
+  /** Whether memcached is configured (its breakers and errors are read from the metrics). */
+  readonly memcached?: boolean;
   /** `keystone.revocation_poll_interval_ms`. Default: unknown (null in the status). */
   readonly feedPollIntervalMs?: number;
   /** The drill under way. Default: none ever. */
@@ -181,7 +125,11 @@ export class StatusReporter {
     const drill = this.sources.drill?.();
     const primaryAge = primaryKeyAgeSeconds(keys);
     const keysHealthy = keys.last_reload.result === "ok";
-    const lag = keyLagStatus(this.sources.keyLag?.());
+    const lag = {
+      ...keyLagStatus(this.sources.keyLag?.()),
+      fallbacks: await this.fallbacks(),
+    };
+    const memcached = this.sources.memcached === true ? await this.memcached() : null;
     const anyOpen = endpoints.some((e) => e.state !== "closed");
     return {
       status: this.sources.draining()
@@ -193,6 +141,7 @@ export class StatusReporter {
       hit_rates: hitRates,
       keystone_offload: offload,
       keystone: { degraded_mode: degradedMode, endpoints },
+      memcached,
       keys: {
         healthy: keysHealthy,
         count: keys.key_count,
@@ -211,6 +160,34 @@ export class StatusReporter {
             : this.sources.feedPollIntervalMs / 1000,
       },
       drill: drill?.kind === "active" ? describeDrill(drill.drill) : null,
+    };
+  }
+
+  /** memcached's breakers and failures, as `/metrics` shows them. */
+  private async memcached(): Promise<MemcachedStatus> {
+    const m = this.sources.metrics;
+    const servers: MemcachedStatus["servers"][number][] = [];
+    for (const v of (await m.memcachedBreaker.get()).values) {
+      const state = BREAKER_STATE_KINDS.find((k) => k === v.labels["state"]);
+      if (v.value === 1 && state !== undefined)
+        servers.push({ server: String(v.labels["server"]), state });
+    }
+    const errors = (await m.memcachedErrors.get()).values.reduce((n, v) => n + v.value, 0);
+    return { servers, errors };
+  }
+
+  /** The key lag fallbacks since start, by result. */
+  private async fallbacks(): Promise<NonNullable<KeyLagStatus["fallbacks"]>> {
+    const m = this.sources.metrics;
+    const by = (await m.keyLagFallbacks.get()).values;
+    const count = (result: string): number =>
+      by.filter((v) => v.labels["result"] === result).reduce((n, v) => n + v.value, 0);
+    const refused = (await m.keyLagFallbackRefusals.get()).values.reduce((n, v) => n + v.value, 0);
+    return {
+      valid: count("valid"),
+      invalid: count("invalid"),
+      unavailable: count("unavailable"),
+      refused,
     };
   }
 

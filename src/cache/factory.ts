@@ -9,8 +9,7 @@ import type { EdgeMetrics } from "../admin/metrics.js";
 import type { CacheFactory } from "../edge.js";
 import type { CacheEvent, CacheMetrics } from "./metrics.js";
 import { createTokenCache } from "./tiers.js";
-
-const BREAKER_STATES = ["closed", "open", "half-open"] as const;
+import { BREAKER_STATE_KINDS } from "../breaker.js";
 
 /** The cache tiers' metric events, as Prometheus series. */
 export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
@@ -60,7 +59,7 @@ export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {
       metrics.memcachedCalls.observe({ op, outcome }, seconds);
     },
     breakerChanged(server, state) {
-      for (const s of BREAKER_STATES)
+      for (const s of BREAKER_STATE_KINDS)
         metrics.memcachedBreaker.set({ server, state: s }, s === state ? 1 : 0);
     },
   };

@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 
 import { AdminClient } from "../drill/admin-client.js";
-import { DRILL_SCENARIOS, isDrillScenario, MAX_DRILL_SECONDS } from "../drill/faults.js";
+import { DRILL_SCENARIOS, isDrillScenario, MAX_DRILL_SECONDS } from "../protocol/admin.js";
 import { renderReport } from "../drill/report.js";
 import { runDrill } from "../drill/scenarios.js";
 import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";

@@ -1,7 +1,7 @@
 /**
  * The drill command's client of a running edge's admin listener.
  *
- * Owns: the HTTP calls a drill makes — `/status`, `/metrics`, and the admin API's drill
+ * Owns: the HTTP calls a drill makes — `/status` and the admin API's drill
  * routes behind the bearer secret — each with a deadline, turned into typed answers. A
  * refused secret, an unreachable edge or an answer that is not what an edge sends is a
  * {@link DrillError} with a stable code; tokens go only in `X-Auth-Token` headers and
@@ -10,22 +10,15 @@
 import { request } from "undici";
 
 import { DrillError } from "../errors.js";
-import type { EdgeStatus } from "../admin/status.js";
-import type { DrillDescription, DrillScenario } from "./faults.js";
-import type { DrillTier } from "../validation/pipeline.js";
-
-export type { DrillDescription } from "./faults.js";
-
-/** What `/drill/validate` answers: the verdict's kind, who settled it, how long it took. */
-export type ValidationAnswer =
-  | { readonly result: "valid"; readonly source: string; readonly latency_ms: number }
-  | {
-      readonly result: "invalid";
-      readonly source: string;
-      readonly code: string;
-      readonly latency_ms: number;
-    }
-  | { readonly result: "unavailable"; readonly reason: string; readonly latency_ms: number };
+import type {
+  DrillDescription,
+  DrillScenario,
+  DrillStartAnswer,
+  DrillStopAnswer,
+  DrillTier,
+  EdgeStatus,
+  ValidationAnswer,
+} from "../protocol/admin.js";
 
 /** What settled an answer: the tier of a valid one, the code of an invalid one, why none. */
 export function detailOf(answer: ValidationAnswer): string {
@@ -62,26 +55,6 @@ export class AdminClient {
     return this.call("GET", "/status", {}, [200]) as Promise<EdgeStatus>;
   }
 
-  /** The samples of metric `name` in `/metrics`: each one's label set (as text) and value. */
-  async samples(name: string): Promise<{ readonly labels: string; readonly value: number }[]> {
-    const text = await this.text("/metrics");
-    const found: { labels: string; value: number }[] = [];
-    for (const line of text.split("\n")) {
-      if (!line.startsWith(name)) continue;
-      const match = /^([a-z_:]+)(\{[^}]*\})? (\S+)$/.exec(line);
-      if (match?.[1] === name) found.push({ labels: match[2] ?? "", value: Number(match[3]) });
-    }
-    return found;
-  }
-
-  /** The sum of metric `name`'s samples whose labels include all of `labels`. */
-  async metric(name: string, labels: Readonly<Record<string, string>> = {}): Promise<number> {
-    const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-    return (await this.samples(name))
-      .filter((s) => wanted.every((w) => s.labels.includes(w)))
-      .reduce((sum, s) => sum + s.value, 0);
-  }
-
   async start(
     scenario: DrillScenario,
     durationSeconds: number,
@@ -89,9 +62,12 @@ export class AdminClient {
   ): Promise<DrillDescription> {
     const query = new URLSearchParams({ scenario, duration_seconds: String(durationSeconds) });
     if (endpoint !== undefined) query.set("endpoint", endpoint);
-    const body = (await this.call("POST", `/drill/start?${query.toString()}`, {}, [201])) as {
-      drill: DrillDescription;
-    };
+    const body = (await this.call(
+      "POST",
+      `/drill/start?${query.toString()}`,
+      {},
+      [201],
+    )) as DrillStartAnswer;
     return body.drill;
   }
 
@@ -101,7 +77,7 @@ export class AdminClient {
       `/drill/stop?${new URLSearchParams({ id }).toString()}`,
       {},
       [200],
-    )) as { stopped: DrillDescription | null };
+    )) as DrillStopAnswer;
     return body.stopped;
   }
 
@@ -112,15 +88,6 @@ export class AdminClient {
       { "x-auth-token": token },
       [200],
     ) as Promise<ValidationAnswer>;
-  }
-
-  private async text(path: string): Promise<string> {
-    const response = await this.send("GET", path, {});
-    const text = await response.body.text();
-    if (response.statusCode !== 200) {
-      throw new DrillError("admin_refused", `${path}: HTTP ${String(response.statusCode)}`);
-    }
-    return text;
   }
 
   private async call(

@@ -18,22 +18,13 @@ import { systemClock, type Clock } from "../units.js";
 import type { MemcachedFault } from "../cache/memcached.js";
 import type { EndpointFault } from "../keystone/endpoint.js";
 import type { KeyRingFault } from "./key-view.js";
+import {
+  MAX_DRILL_SECONDS,
+  type DrillDescription,
+  type DrillScenario,
+} from "../protocol/admin.js";
 
-/** The drills `keystone-edge drill` runs. */
-export const DRILL_SCENARIOS = [
-  "master-outage",
-  "keystone-outage",
-  "memcached-outage",
-  "key-rotation",
-  "revocation",
-  "key-lag",
-] as const;
-export type DrillScenario = (typeof DRILL_SCENARIOS)[number];
-
-/** Longest a drill may last, seconds: a forgotten one cannot outlive an hour. */
-export const MAX_DRILL_SECONDS = 3_600;
-
-/** What a drill injects. */
+/** What a drill injects (its kind is named in the admin contract: protocol/admin.ts). */
 export type Fault =
   | { readonly kind: "none" }
   | { readonly kind: "keystone_blackhole"; readonly endpoints: readonly string[] }
@@ -250,17 +241,6 @@ export class FaultInjector {
   }
 }
 
-/** A drill as the admin API, `/status` and log lines show it: snake case, times in ISO. */
-export interface DrillDescription {
-  readonly id: string;
-  readonly scenario: DrillScenario;
-  readonly fault: Fault["kind"];
-  /** The blackholed endpoints' names (`keystone_blackhole` only). */
-  readonly endpoints?: readonly string[];
-  readonly started_at: string;
-  readonly expires_at: string;
-}
-
 /** A drill as the admin API, `/status` and log lines show it. */
 export function describe(drill: ActiveDrill): DrillDescription {
   return {
@@ -271,9 +251,4 @@ export function describe(drill: ActiveDrill): DrillDescription {
     started_at: new Date(drill.startedAtMs).toISOString(),
     expires_at: new Date(drill.expiresAtMs).toISOString(),
   };
-}
-
-/** Whether `text` names a drill scenario. */
-export function isDrillScenario(text: string): text is DrillScenario {
-  return (DRILL_SCENARIOS as readonly string[]).includes(text);
 }

@@ -10,15 +10,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
 
-import type { EdgeStatus } from "../admin/status.js";
 import { DrillError } from "../errors.js";
-import {
-  detailOf,
-  type AdminClient,
-  type DrillDescription,
-  type ValidationAnswer,
-} from "./admin-client.js";
-import type { DrillScenario } from "./faults.js";
+import { detailOf, type AdminClient } from "./admin-client.js";
+import type {
+  DrillDescription,
+  DrillScenario,
+  EdgeStatus,
+  MemcachedStatus,
+  ValidationAnswer,
+} from "../protocol/admin.js";
 import { drive, Tally, type Shot } from "./traffic.js";
 
 /** One judged property of the region. */
@@ -343,7 +343,7 @@ async function keystoneOutage(options: DrillOptions, ctx: Context): Promise<Outc
 }
 
 async function memcachedOutage(options: DrillOptions, ctx: Context): Promise<Outcome> {
-  const errorsBefore = await options.client.metric("keystone_edge_memcached_errors_total");
+  const errorsBefore = memcachedOf(await options.client.status()).errors;
   const tally = new Tally();
   const untilMs = ctx.t0 + options.durationMs;
   const seen = { breakerOpened: false };
@@ -361,16 +361,13 @@ async function memcachedOutage(options: DrillOptions, ctx: Context): Promise<Out
     }),
     (async () => {
       while (performance.now() < untilMs && !options.signal.aborted) {
-        const open = await options.client.metric("keystone_edge_memcached_breaker_state", {
-          state: "open",
-        });
-        if (open > 0) seen.breakerOpened = true;
+        const { servers } = memcachedOf(await options.client.status());
+        if (servers.some((s) => s.state === "open")) seen.breakerOpened = true;
         await sleep(500);
       }
     })(),
   ]);
-  const errors =
-    (await options.client.metric("keystone_edge_memcached_errors_total")) - errorsBefore;
+  const errors = memcachedOf(await options.client.status()).errors - errorsBefore;
   return {
     checks: [
       noFailures(tally, "validations unaffected by memcached's absence"),
@@ -532,16 +529,27 @@ async function revocation(options: DrillOptions, ctx: Context): Promise<Outcome>
   };
 }
 
-const FALLBACK_RESULTS = ["valid", "invalid", "unavailable"] as const;
-
-/** `keystone_edge_key_lag_fallbacks_total` by result, and the budget refusals. */
-async function fallbackCounts(client: AdminClient): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const result of FALLBACK_RESULTS) {
-    counts[result] = await client.metric("keystone_edge_key_lag_fallbacks_total", { result });
+/** memcached's part of `/status`; an edge without one cannot run a memcached drill. */
+function memcachedOf(status: EdgeStatus): MemcachedStatus {
+  if (status.memcached === undefined || status.memcached === null) {
+    throw new DrillError(
+      "admin_refused",
+      "/status shows no memcached: none is configured, or this edge predates the memcached part of /status",
+    );
   }
-  counts["refused"] = await client.metric("keystone_edge_key_lag_fallback_refusals_total");
-  return counts;
+  return status.memcached;
+}
+
+/** The key lag fallbacks by result and the budget refusals, as `/status` counts them. */
+async function fallbackCounts(client: AdminClient): Promise<Record<string, number>> {
+  const fallbacks = (await client.status()).keys.lag?.fallbacks;
+  if (fallbacks === undefined) {
+    throw new DrillError(
+      "admin_refused",
+      "/status has no key lag fallbacks: this edge predates the key-lag drill",
+    );
+  }
+  return { ...fallbacks };
 }
 
 /**
@@ -676,8 +684,8 @@ async function recover(
       ready = async () => {
         // The breaker probes on a call: a re-validation writes to memcached.
         await options.client.validate(token, "keystone");
-        const states = await options.client.samples("keystone_edge_memcached_breaker_state");
-        return states.every((s) => s.value === 0 || s.labels.includes('state="closed"'));
+        const { servers } = memcachedOf(await options.client.status());
+        return servers.every((s) => s.state === "closed");
       };
       break;
     }
@@ -687,10 +695,11 @@ async function recover(
       ready = async () => {
         // The release re-checks the ring at once (as a sync's reload does).
         if ((await options.client.status()).keys.lag?.state !== "in_sync") return false;
-        const before = await options.client.metric("keystone_edge_key_lag_fallbacks_total");
+        const total = async () =>
+          Object.values(await fallbackCounts(options.client)).reduce((a, b) => a + b, 0);
+        const before = await total();
         const answer = await options.client.validate(token, "unseen");
-        const after = await options.client.metric("keystone_edge_key_lag_fallbacks_total");
-        return answer.result === "valid" && after === before;
+        return answer.result === "valid" && (await total()) === before;
       };
       break;
     }

@@ -5,8 +5,8 @@
  * tallying them — per result, per tier that settled them, latencies, and the answers that
  * were not what the region should give. Which answer is expected is the scenario's call.
  */
-import type { DrillTier } from "../validation/pipeline.js";
-import { detailOf, type AdminClient, type ValidationAnswer } from "./admin-client.js";
+import type { DrillTier, ValidationAnswer } from "../protocol/admin.js";
+import { detailOf, type AdminClient } from "./admin-client.js";
 
 /** One validation to make. */
 export interface Shot {

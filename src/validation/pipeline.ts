@@ -28,6 +28,7 @@ import { systemClock, type Clock } from "../units.js";
 import { answerFromContext, contextKey, type ContextCache } from "./context.js";
 import { FallbackBudget } from "./fallback-budget.js";
 import { SingleFlight } from "./single-flight.js";
+import type { DrillTier } from "../protocol/admin.js";
 
 /** What the caches answer for a token. */
 export type CachedVerdict =
@@ -88,17 +89,6 @@ export interface KeyLagView {
 
 /** How a token no local key decrypts fared while the ring was behind. */
 export type FallbackResult = "valid" | "invalid" | "unavailable" | "refused";
-
-/** Where a drill's validation starts (see {@link ValidationPipeline.validateFrom}). */
-export const DRILL_TIERS = [
-  "cache",
-  "decrypt",
-  "unseen",
-  "shared",
-  "keystone",
-  "keystone_only",
-] as const;
-export type DrillTier = (typeof DRILL_TIERS)[number];
 
 /** Who settled a token. */
 export type Verdict =

@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
-import type { EdgeStatus } from "../../src/admin/status.js";
+import type { EdgeStatus } from "../../src/protocol/admin.js";
 import type { RunningEdge } from "../../src/edge.js";
 import { generateFernetKeyText } from "../../src/fernet/envelope.js";
 import { runCli } from "../harness/cli.js";

@@ -6,7 +6,7 @@
  */
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { EdgeStatus } from "../../src/admin/status.js";
+import type { EdgeStatus } from "../../src/protocol/admin.js";
 import type { RunningEdge } from "../../src/edge.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";

@@ -25,9 +25,14 @@ const keys: KeyRepositoryStatus = {
   watching: "events+poll",
 };
 
-function reporter(lag: { state: KeyLagState; lastCheck: KeyLagCheck | undefined }) {
+function reporter(
+  lag: { state: KeyLagState; lastCheck: KeyLagCheck | undefined },
+  metrics = new EdgeMetrics(new Registry()),
+  memcached = false,
+) {
   return new StatusReporter({
-    metrics: new EdgeMetrics(new Registry()),
+    metrics,
+    memcached,
     endpoints: () => [],
     degradedMode: () => false,
     draining: () => false,
@@ -51,6 +56,7 @@ describe("status: the key lag", () => {
       since: iso(T0_MS - 30_000),
       last_agreed: iso(T0_MS - 90_000),
       last_check: { at: iso(T0_MS - 1_000), trigger: "undecryptable", result: "behind" },
+      fallbacks: { valid: 0, invalid: 0, unavailable: 0, refused: 0 },
     });
   });
 
@@ -75,7 +81,20 @@ describe("status: the key lag", () => {
       since: null,
       last_agreed: null,
       last_check: { at: iso(T0_MS), trigger: "start", result: "failed", error: "HTTP 503" },
+      fallbacks: { valid: 0, invalid: 0, unavailable: 0, refused: 0 },
     });
+  });
+
+  it("counts the fallbacks to Keystone by result, and the refusals, as /metrics does", async () => {
+    const metrics = new EdgeMetrics(new Registry());
+    metrics.keyLagFallbacks.inc({ result: "valid" }, 4);
+    metrics.keyLagFallbacks.inc({ result: "unavailable" });
+    metrics.keyLagFallbackRefusals.inc(2);
+    const s = await reporter(
+      { state: { kind: "unknown" }, lastCheck: undefined },
+      metrics,
+    ).snapshot();
+    expect(s.keys.lag?.fallbacks).toEqual({ valid: 4, invalid: 0, unavailable: 1, refused: 2 });
   });
 
   it("without a monitor: unknown, never checked", () => {
@@ -160,3 +179,28 @@ async function renderPage(
     [...elements].map(([id, e]) => [id, { text: e.textContent, className: e.className }]),
   );
 }
+
+describe("status: memcached", () => {
+  const lag = { state: { kind: "unknown" } as const, lastCheck: undefined };
+
+  it("null when no memcached is configured", async () => {
+    expect((await reporter(lag).snapshot()).memcached).toBeNull();
+  });
+
+  it("each server's breaker state and the failures since start, as /metrics shows them", async () => {
+    const metrics = new EdgeMetrics(new Registry());
+    metrics.memcachedBreaker.set({ server: "10.0.0.1:11211", state: "closed" }, 1);
+    metrics.memcachedBreaker.set({ server: "10.0.0.2:11211", state: "closed" }, 0);
+    metrics.memcachedBreaker.set({ server: "10.0.0.2:11211", state: "open" }, 1);
+    metrics.memcachedErrors.inc({ kind: "timeout" }, 3);
+    metrics.memcachedErrors.inc({ kind: "error" }, 2);
+    const s = await reporter(lag, metrics, true).snapshot();
+    expect(s.memcached).toEqual({
+      servers: [
+        { server: "10.0.0.1:11211", state: "closed" },
+        { server: "10.0.0.2:11211", state: "open" },
+      ],
+      errors: 5,
+    });
+  });
+});

@@ -2,17 +2,16 @@
  * The drills' verdicts against a fake edge: each check passes when the region behaves and
  * fails when it does not (the integration suite runs them against the real thing).
  */
-import { describe, expect, it } from "vitest";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
 
-import type { EdgeStatus } from "../../../src/admin/status.js";
-import type {
-  AdminClient,
-  DrillDescription,
-  ValidationAnswer,
-} from "../../../src/drill/admin-client.js";
-import type { DrillScenario } from "../../../src/drill/faults.js";
+import type { EdgeStatus } from "../../../src/protocol/admin.js";
+import type { AdminClient } from "../../../src/drill/admin-client.js";
+import type { DrillDescription, ValidationAnswer } from "../../../src/protocol/admin.js";
+import type { DrillScenario } from "../../../src/protocol/admin.js";
 import { runDrill, type DrillReport } from "../../../src/drill/scenarios.js";
-import type { DrillTier } from "../../../src/validation/pipeline.js";
+import type { DrillTier } from "../../../src/protocol/admin.js";
 import { DrillError } from "../../../src/errors.js";
 
 type Breaker = "closed" | "open" | "half-open";
@@ -23,8 +22,10 @@ class FakeEdge {
   primaryIndex = 3;
   degraded = false;
   lag: "unknown" | "in_sync" | "behind" = "in_sync";
-  /** Counters by name and label values (`name` or `name|value`), as `/metrics` would sum them. */
-  counters: Record<string, number> = {};
+  /** Key lag fallbacks since start, as `/status` counts them. */
+  fallbacks = { valid: 0, invalid: 0, unavailable: 0, refused: 0 };
+  /** memcached's breakers and failures; null: none configured. */
+  memcached: { servers: Record<string, Breaker>; errors: number } | null = null;
   drill: DrillDescription | null = null;
   started = 0;
   stopped = 0;
@@ -41,24 +42,19 @@ class FakeEdge {
   client(): AdminClient {
     const client = {
       status: () => Promise.resolve(this.status()),
-      metric: (name: string, labels: Record<string, string> = {}) => {
-        const key = [name, ...Object.values(labels)].join("|");
-        return Promise.resolve(
-          Object.entries(this.counters)
-            .filter(([k]) => k === key || (Object.keys(labels).length === 0 && k.startsWith(name)))
-            .reduce((sum, [, v]) => sum + v, 0),
-        );
-      },
       start: (scenario: DrillScenario, _seconds: number, endpoint?: string) => {
         this.started++;
         this.drill = {
           id: "d1",
           scenario,
-          fault: scenario.endsWith("outage")
-            ? "keystone_blackhole"
-            : scenario === "key-lag"
-              ? "primary_key_hidden"
-              : "none",
+          fault:
+            scenario === "memcached-outage"
+              ? "memcached_outage"
+              : scenario.endsWith("outage")
+                ? "keystone_blackhole"
+                : scenario === "key-lag"
+                  ? "primary_key_hidden"
+                  : "none",
           ...(scenario === "master-outage" ? { endpoints: [endpoint ?? "regional"] } : {}),
           started_at: "2026-11-29T00:00:00.000Z",
           expires_at: "2026-11-29T00:01:00.000Z",
@@ -98,6 +94,16 @@ class FakeEdge {
         degraded_mode: this.degraded,
         endpoints: Object.entries(this.breakers).map(([endpoint, state]) => ({ endpoint, state })),
       },
+      memcached:
+        this.memcached === null
+          ? null
+          : {
+              servers: Object.entries(this.memcached.servers).map(([server, state]) => ({
+                server,
+                state,
+              })),
+              errors: this.memcached.errors,
+            },
       keys: {
         healthy: true,
         count: 3,
@@ -109,6 +115,7 @@ class FakeEdge {
           since: this.lag === "unknown" ? null : "2026-11-29T00:00:00.000Z",
           last_agreed: null,
           last_check: null,
+          fallbacks: { ...this.fallbacks },
         },
       },
       revocation_feed: { state: "fresh", lag_seconds: 1, events: 0, poll_interval_seconds: 0.2 },
@@ -144,8 +151,6 @@ function opensOnDrill(edge: FakeEdge): void {
   };
 }
 
-const FALLBACKS = "keystone_edge_key_lag_fallbacks_total";
-
 /**
  * A region as the key-lag drill should find it: the first token no local key decrypts
  * makes the edge find its ring behind; while behind, such tokens go to Keystone (counted);
@@ -160,11 +165,10 @@ function lagging(fallback: "valid" | "refused" | "none" = "valid"): FakeEdge {
     edge.lag = "behind";
     if (fallback === "none") return { result: "valid", source: "context", latency_ms: 1 };
     if (fallback === "refused") {
-      edge.counters["keystone_edge_key_lag_fallback_refusals_total"] =
-        (edge.counters["keystone_edge_key_lag_fallback_refusals_total"] ?? 0) + 1;
+      edge.fallbacks.refused++;
       return { result: "invalid", source: "local_reject", code: "bad_signature", latency_ms: 1 };
     }
-    edge.counters[`${FALLBACKS}|valid`] = (edge.counters[`${FALLBACKS}|valid`] ?? 0) + 1;
+    edge.fallbacks.valid++;
     return { result: "valid", source: "keystone", latency_ms: 1 };
   };
   edge.onStop = (e) => {
@@ -345,4 +349,135 @@ describe("drill verdicts", () => {
     await expect(run(edge, "master-outage")).rejects.toMatchObject({ code: "no_known_tokens" });
     expect(edge.started).toBe(0);
   });
+
+  it("memcached-outage passes when validations carry on, the failures are counted and the breaker opens, then closes after the release", async () => {
+    const edge = withMemcached();
+    const report = await run(edge, "memcached-outage");
+    expect(failed(report), JSON.stringify(report.checks)).toEqual([]);
+    expect(report.passed).toBe(true);
+    expect(edge.stopped).toBe(1);
+  });
+
+  it("memcached-outage fails each check the region misses: failures not contained, validations failing, no recovery", async () => {
+    const uncontained = withMemcached();
+    uncontained.onStatus = () => undefined;
+    expect(failed(await run(uncontained, "memcached-outage"))).toEqual([
+      "memcached failures contained",
+    ]);
+
+    const failing = withMemcached();
+    failing.answer = (_t, from) =>
+      from === "shared"
+        ? { result: "unavailable", reason: "memcached", latency_ms: 1 }
+        : { result: "valid", source: "keystone", latency_ms: 1 };
+    expect(failed(await run(failing, "memcached-outage"))).toEqual([
+      "validations unaffected by memcached's absence",
+    ]);
+
+    const stuck = withMemcached();
+    stuck.onStop = () => undefined;
+    expect(failed(await run(stuck, "memcached-outage"))).toEqual(["recovered after release"]);
+  });
+
+  it("memcached-outage against an edge whose status shows no memcached: a typed error, the fault released", async () => {
+    const edge = new FakeEdge();
+    await expect(run(edge, "memcached-outage")).rejects.toMatchObject({ code: "admin_refused" });
+    expect(edge.stopped).toBe(1);
+  });
+
+  it("revocation passes when the edge refuses the revoked token within the poll interval and others stay valid", async () => {
+    const keystone = await fakeKeystone(204);
+    const edge = revoking(keystone, true);
+    const report = await run(edge, "revocation", {
+      revoke: { token: "victim", keystoneUrl: keystone.url },
+    });
+    expect(failed(report), JSON.stringify(report.checks)).toEqual([]);
+    expect(keystone.deleted).toEqual(["victim"]);
+    expect(report.figures["refusal"]).toBe("revoked");
+  });
+
+  it("revocation fails when the edge keeps accepting the revoked token, or when bystanders are refused", async () => {
+    const keystone = await fakeKeystone(204);
+    const blind = revoking(keystone, false);
+    expect(
+      failed(
+        await run(blind, "revocation", { revoke: { token: "victim", keystoneUrl: keystone.url } }),
+      ),
+    ).toEqual(["revoked token refused in time"]);
+
+    const keystone2 = await fakeKeystone(204);
+    const collateral = revoking(keystone2, true);
+    const answer = collateral.answer;
+    collateral.answer = (token, from) =>
+      token !== "victim" && keystone2.deleted.length > 0
+        ? { result: "invalid", source: "revocation", code: "revoked", latency_ms: 1 }
+        : answer(token, from);
+    expect(
+      failed(
+        await run(collateral, "revocation", {
+          revoke: { token: "victim", keystoneUrl: keystone2.url },
+        }),
+      ),
+    ).toEqual(["other tokens unaffected"]);
+  });
+
+  it("revocation cannot run when Keystone refuses the revocation: a typed error", async () => {
+    const keystone = await fakeKeystone(404);
+    const edge = revoking(keystone, true);
+    await expect(
+      run(edge, "revocation", { revoke: { token: "victim", keystoneUrl: keystone.url } }),
+    ).rejects.toMatchObject({ code: "keystone_refused" });
+    expect(edge.stopped).toBe(1);
+  });
 });
+
+/** An edge with one memcached server whose breaker opens under the drill and closes after it. */
+function withMemcached(): FakeEdge {
+  const edge = new FakeEdge();
+  const server = "127.0.0.1:11211";
+  edge.memcached = { servers: { [server]: "closed" }, errors: 0 };
+  edge.onStatus = (e) => {
+    if (e.memcached === null) return;
+    e.memcached.errors += 3;
+    e.memcached.servers[server] = "open";
+  };
+  edge.onStop = (e) => {
+    if (e.memcached !== null) e.memcached.servers[server] = "closed";
+  };
+  return edge;
+}
+
+const servers: Server[] = [];
+afterEach(async () => {
+  await Promise.all(
+    servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+  );
+});
+
+/** Keystone's `DELETE /v3/auth/tokens`, answering `status` and remembering what it revoked. */
+async function fakeKeystone(status: number): Promise<{ url: string; deleted: string[] }> {
+  const deleted: string[] = [];
+  const server = createServer((req, res) => {
+    const subject = req.headers["x-subject-token"];
+    if (req.method === "DELETE" && req.url === "/v3/auth/tokens" && typeof subject === "string") {
+      if (status === 204) deleted.push(subject);
+      res.writeHead(status).end();
+    } else {
+      res.writeHead(400).end();
+    }
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${String(port)}/v3`, deleted };
+}
+
+/** An edge that refuses the revoked token once Keystone revoked it (when it `notices`). */
+function revoking(keystone: { deleted: string[] }, notices: boolean): FakeEdge {
+  const edge = new FakeEdge();
+  edge.answer = (token) =>
+    notices && keystone.deleted.includes(token)
+      ? { result: "invalid", source: "revocation", code: "revoked", latency_ms: 1 }
+      : { result: "valid", source: "l1", latency_ms: 1 };
+  return edge;
+}
