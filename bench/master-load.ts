@@ -26,7 +26,7 @@
  */
 import { readKeyRepository } from "../src/fernet/key-repository.js";
 import { staticKeyRing } from "../src/fernet/key-ring.js";
-import type { RunningEdge } from "../src/edge.js";
+import type { RunningEdge } from "../src/edge/running-edge.js";
 import { TokenDecoder } from "../src/token/decoder.js";
 import { randomAuditId } from "../src/token/payload.js";
 import type { EpochMicros } from "../src/units.js";

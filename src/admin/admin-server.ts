@@ -8,7 +8,7 @@
  * readiness.ts says which are which), so a load balancer stops sending traffic to an
  * edge that cannot validate, and an operator sees why one is limping.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type RequestListener, type Server } from "node:http";
 import type { Registry } from "prom-client";
 import type { AdminApi } from "./admin-api.js";
 import type { ReadinessCheck } from "./readiness.js";
@@ -18,7 +18,8 @@ import { adminHostAllowed } from "./host-check.js";
 
 export type { ReadinessCheck } from "./readiness.js";
 
-export function createAdminServer(options: {
+/** What the admin listener answers from. */
+export interface AdminHandlerOptions {
   registry: Registry;
   readiness: readonly ReadinessCheck[];
   /** `GET /status` (JSON) and the status page at `/`; none when absent. */
@@ -32,82 +33,91 @@ export function createAdminServer(options: {
   allowedHosts?: readonly string[];
   /** Called once per request refused for its `Host`. */
   onHostRefused?: () => void;
-}): Server {
+}
+
+/** The admin listener: {@link createAdminHandler} on a listener of its own. */
+export function createAdminServer(options: AdminHandlerOptions): Server {
+  return createAdminListener(createAdminHandler(options));
+}
+
+/** A listener for the admin handler: short head deadline, no client limits beyond it. */
+export function createAdminListener(handler: RequestListener): Server {
+  return createServer({ headersTimeout: 10_000, connectionsCheckingInterval: 1_000 }, handler);
+}
+
+/** The admin routes as a request handler, for a listener that outlives it (reloads). */
+export function createAdminHandler(options: AdminHandlerOptions): RequestListener {
   const allowedHosts = new Set(options.allowedHosts ?? []);
-  const server = createServer(
-    { headersTimeout: 10_000, connectionsCheckingInterval: 1_000 },
-    (req, res) => {
-      if (!adminHostAllowed(req.headers.host, allowedHosts)) {
-        options.onHostRefused?.();
-        res.writeHead(421, { "content-type": "application/json", connection: "close" }).end(
-          JSON.stringify({
-            code: "host_not_allowed",
-            error: "this listener answers only to an IP address, localhost or admin_allowed_hosts",
-          }) + "\n",
-        );
-        return;
-      }
-      const path = (req.url ?? "/").split("?")[0] ?? "/";
-      if (options.api?.handles(path) === true) {
-        options.api.answer(req, res, path);
-        return;
-      }
-      if (req.method !== "GET" && req.method !== "HEAD") {
-        res.writeHead(405, { allow: "GET, HEAD" }).end();
-        return;
-      }
-      if (path === "/metrics") {
-        options.registry.metrics().then(
-          (text) => {
-            res.writeHead(200, { "content-type": options.registry.contentType }).end(text);
-          },
-          () => {
-            res.writeHead(500).end();
-          },
-        );
-        return;
-      }
-      const status = options.status;
-      if (status !== undefined && path === "/status") {
-        status().then(
-          (doc) => {
-            res
-              .writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
-              .end(JSON.stringify(doc) + "\n");
-          },
-          () => {
-            res.writeHead(500).end();
-          },
-        );
-        return;
-      }
-      if (status !== undefined && (path === "/" || path === "/status.js")) {
-        const page = path === "/";
-        res
-          .writeHead(200, {
-            "content-type": page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
-            "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'",
-            "x-content-type-options": "nosniff",
-            "cache-control": "no-store",
-          })
-          .end(page ? STATUS_PAGE_HTML : STATUS_PAGE_SCRIPT);
-        return;
-      }
-      if (path === "/healthz") {
-        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
-        return;
-      }
-      if (path === "/readyz") {
-        const checks = options.readiness.map((c) => ({ name: c.name, ...c.check() }));
-        const ready = checks.every((c) => c.ok);
-        const degraded = checks.some((c) => c.degraded === true);
-        res
-          .writeHead(ready ? 200 : 503, { "content-type": "application/json" })
-          .end(JSON.stringify({ ready, degraded, checks }) + "\n");
-        return;
-      }
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-    },
-  );
-  return server;
+  return (req, res) => {
+    if (!adminHostAllowed(req.headers.host, allowedHosts)) {
+      options.onHostRefused?.();
+      res.writeHead(421, { "content-type": "application/json", connection: "close" }).end(
+        JSON.stringify({
+          code: "host_not_allowed",
+          error: "this listener answers only to an IP address, localhost or admin_allowed_hosts",
+        }) + "\n",
+      );
+      return;
+    }
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    if (options.api?.handles(path) === true) {
+      options.api.answer(req, res, path);
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD" }).end();
+      return;
+    }
+    if (path === "/metrics") {
+      options.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": options.registry.contentType }).end(text);
+        },
+        () => {
+          res.writeHead(500).end();
+        },
+      );
+      return;
+    }
+    const status = options.status;
+    if (status !== undefined && path === "/status") {
+      status().then(
+        (doc) => {
+          res
+            .writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
+            .end(JSON.stringify(doc) + "\n");
+        },
+        () => {
+          res.writeHead(500).end();
+        },
+      );
+      return;
+    }
+    if (status !== undefined && (path === "/" || path === "/status.js")) {
+      const page = path === "/";
+      res
+        .writeHead(200, {
+          "content-type": page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
+          "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'",
+          "x-content-type-options": "nosniff",
+          "cache-control": "no-store",
+        })
+        .end(page ? STATUS_PAGE_HTML : STATUS_PAGE_SCRIPT);
+      return;
+    }
+    if (path === "/healthz") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      return;
+    }
+    if (path === "/readyz") {
+      const checks = options.readiness.map((c) => ({ name: c.name, ...c.check() }));
+      const ready = checks.every((c) => c.ok);
+      const degraded = checks.some((c) => c.degraded === true);
+      res
+        .writeHead(ready ? 200 : 503, { "content-type": "application/json" })
+        .end(JSON.stringify({ ready, degraded, checks }) + "\n");
+      return;
+    }
+    res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+  };
 }

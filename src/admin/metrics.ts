@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { HotCounter } from "./hot-counter.js";
-import { BREAKER_STATE_KINDS } from "../breaker.js";
+import { BREAKER_STATE_KINDS, type BreakerState } from "../breaker.js";
 
 export type ValidationSource = "l1" | "local_reject" | "negative" | "memcached" | "keystone";
 export type CacheTier = "l1" | "memcached";
@@ -20,6 +20,58 @@ function sampled(read: () => number | undefined): (this: Gauge) => void {
     else this.set(value);
   };
 }
+
+/**
+ * The state the gauges of {@link EdgeMetrics.currentView} read, once per scrape and never per
+ * request: each answer is the configuration in force at that moment.
+ */
+export interface MetricsView {
+  /** Entries per cache tier held in this process (`l1`, `context`). */
+  entries(): Readonly<Record<string, number>>;
+  /** Seconds since the revocation feed last answered; undefined before it ever did. */
+  feedLagSeconds(): number | undefined;
+  /** When the revocation feed last answered, Unix seconds; undefined before it ever did. */
+  feedLastSuccessSeconds(): number | undefined;
+  /** Revocation events held. */
+  revocationEvents(): number | undefined;
+  /** The key repository; undefined: none loaded yet. */
+  keyRepository():
+    | {
+        readonly healthy: boolean;
+        readonly keys: number;
+        readonly lastSuccessSeconds: number;
+        /** Age of the primary key's file, seconds. */
+        readonly primaryAgeSeconds: number | undefined;
+      }
+    | undefined;
+  /** Whether the key ring is known to be behind the master's (keystone/key-lag.ts). */
+  keysBehind(): boolean;
+  /** When a fresh Keystone token last decrypted locally, Unix seconds; undefined: never. */
+  keysAgreedAtSeconds(): number | undefined;
+  /** Whether known users are being served from stale contexts with no Keystone answering. */
+  degradedMode(): boolean;
+  /** Each Keystone endpoint's breaker state. */
+  keystoneBreakers(): readonly {
+    readonly endpoint: string;
+    readonly state: BreakerState["kind"];
+  }[];
+  /** Keystone endpoints reached without verified TLS, and why. */
+  insecureEndpoints(): readonly { readonly endpoint: string; readonly reason: string }[];
+}
+
+/** Nothing known yet: no series from the state gauges. */
+const EMPTY_VIEW: MetricsView = {
+  entries: () => ({}),
+  feedLagSeconds: () => undefined,
+  feedLastSuccessSeconds: () => undefined,
+  revocationEvents: () => undefined,
+  keyRepository: () => undefined,
+  keysBehind: () => false,
+  keysAgreedAtSeconds: () => undefined,
+  degradedMode: () => false,
+  keystoneBreakers: () => [],
+  insecureEndpoints: () => [],
+};
 
 export class EdgeMetrics {
   readonly registry: Registry;
@@ -57,37 +109,15 @@ export class EdgeMetrics {
   readonly keyLagFallbackRefusals: Counter;
 
   /**
-   * What the scrape-time gauges read, set by the composition root (defaults: nothing
-   * known). Each runs once per scrape, never per request.
+   * Where the state gauges read at scrape time: the configuration in force, whichever that
+   * is now (the composition root sets it once; a reload changes what it reads, not it). A
+   * configuration replaced by a reload therefore exports nothing of its own. Default:
+   * nothing known (no series).
    */
-  readonly sources: {
-    /** Entries per cache tier held in this process (`l1`, `context`). */
-    entries: () => Readonly<Record<string, number>>;
-    /** Seconds since the revocation feed last answered; undefined before it ever did. */
-    feedLagSeconds: () => number | undefined;
-    /** Age of the primary Fernet key's file, seconds. */
-    primaryKeyAgeSeconds: () => number | undefined;
-    /** Whether the key ring is known to be behind the master's (keystone/key-lag.ts). */
-    keysBehind: () => boolean;
-    /** When a fresh Keystone token last decrypted locally, Unix seconds; undefined: never. */
-    keysAgreedAtSeconds: () => number | undefined;
-  } = {
-    entries: () => ({}),
-    feedLagSeconds: () => undefined,
-    primaryKeyAgeSeconds: () => undefined,
-    keysBehind: () => false,
-    keysAgreedAtSeconds: () => undefined,
-  };
+  currentView: () => MetricsView = () => EMPTY_VIEW;
   readonly keyRepositoryKeys: Gauge;
   readonly keyRepositoryReloadFailures: Counter;
   readonly keyRepositoryLastSuccess: Gauge;
-
-  /** Sets the breaker-state series of one Keystone endpoint (1 for its state, 0 for the others). */
-  setKeystoneBreaker(endpoint: string, state: "closed" | "open" | "half-open"): void {
-    for (const s of BREAKER_STATE_KINDS) {
-      this.keystoneBreaker.set({ endpoint, state: s }, s === state ? 1 : 0);
-    }
-  }
 
   // Per-request counts go through plain numbers, folded in at scrape (see hot-counter.ts).
   private readonly hotRequests = new HotCounter("outcome", "status_class");
@@ -98,6 +128,8 @@ export class EdgeMetrics {
   constructor(registry?: Registry) {
     this.registry = registry ?? new Registry();
     if (!registry) collectDefaultMetrics({ register: this.registry, prefix: "keystone_edge_" });
+    // Read through `this`: the view may be replaced after the gauges are built.
+    const view = (): MetricsView => this.currentView();
     const registers = [this.registry];
     const { hotRequests, hotValidations, hotLookups } = this;
     this.requests = new Counter({
@@ -167,11 +199,15 @@ export class EdgeMetrics {
       name: "keystone_edge_degraded_mode",
       help: "1 while no Keystone answers and known users and scopes are served from stale contexts.",
       registers,
+      collect() {
+        this.set(view().degradedMode() ? 1 : 0);
+      },
     });
     this.revocationEventsHeld = new Gauge({
       name: "keystone_edge_revocation_events",
       help: "Keystone revocation events held (checked on every cached validation).",
       registers,
+      collect: sampled(() => view().revocationEvents()),
     });
     this.revocationEventsApplied = new Counter({
       name: "keystone_edge_revocation_events_applied_total",
@@ -187,8 +223,8 @@ export class EdgeMetrics {
       name: "keystone_edge_revocation_feed_last_success_timestamp_seconds",
       help: "When the revocation feed last answered (Unix time); time() minus this is its lag.",
       registers,
+      collect: sampled(() => view().feedLastSuccessSeconds()),
     });
-    const sources = this.sources;
     this.upstreamErrors = new Counter({
       name: "keystone_edge_upstream_errors_total",
       help: "Requests the local service did not answer, by kind: upstream_refused, upstream_timeout, upstream_error, client_aborted.",
@@ -201,20 +237,21 @@ export class EdgeMetrics {
       labelNames: ["tier"],
       registers,
       collect() {
-        for (const [tier, n] of Object.entries(sources.entries())) this.set({ tier }, n);
+        this.reset();
+        for (const [tier, n] of Object.entries(view().entries())) this.set({ tier }, n);
       },
     });
     this.revocationFeedLag = new Gauge({
       name: "keystone_edge_revocation_feed_lag_seconds",
       help: "Seconds since the revocation feed last answered (absent before it ever did).",
       registers,
-      collect: sampled(() => sources.feedLagSeconds()),
+      collect: sampled(() => view().feedLagSeconds()),
     });
     this.keyPrimaryAge = new Gauge({
       name: "keystone_edge_key_primary_age_seconds",
       help: "Age of the primary Fernet key (its file's modification time): rotation is overdue when it only grows.",
       registers,
-      collect: sampled(() => sources.primaryKeyAgeSeconds()),
+      collect: sampled(() => view().keyRepository()?.primaryAgeSeconds),
     });
     this.identityRequests = new Counter({
       name: "keystone_edge_identity_requests_total",
@@ -245,11 +282,16 @@ export class EdgeMetrics {
       name: "keystone_edge_key_repository_healthy",
       help: "1 while the Fernet key repository reads cleanly; 0 while re-reads fail and the last good key ring is kept (alert on it).",
       registers,
+      collect: sampled(() => {
+        const keys = view().keyRepository();
+        return keys === undefined ? undefined : keys.healthy ? 1 : 0;
+      }),
     });
     this.keyRepositoryKeys = new Gauge({
       name: "keystone_edge_key_repository_keys",
       help: "Fernet keys in the key ring in use.",
       registers,
+      collect: sampled(() => view().keyRepository()?.keys),
     });
     this.keyRepositoryReloadFailures = new Counter({
       name: "keystone_edge_key_repository_reload_failures_total",
@@ -260,20 +302,21 @@ export class EdgeMetrics {
       name: "keystone_edge_key_repository_last_success_timestamp_seconds",
       help: "When the key repository was last read cleanly (Unix time).",
       registers,
+      collect: sampled(() => view().keyRepository()?.lastSuccessSeconds),
     });
     this.keyRepositoryBehind = new Gauge({
       name: "keystone_edge_key_repository_behind",
       help: "1 while the key ring is known to lag the master's (a token Keystone issues now does not decrypt here; such tokens are asked of Keystone within the fallback budget); 0 otherwise.",
       registers,
       collect() {
-        this.set(sources.keysBehind() ? 1 : 0);
+        this.set(view().keysBehind() ? 1 : 0);
       },
     });
     this.keyRepositoryAgreed = new Gauge({
       name: "keystone_edge_key_repository_agreed_timestamp_seconds",
       help: "When a token Keystone had just issued last decrypted with the local key ring (Unix time; absent before it ever did).",
       registers,
-      collect: sampled(() => sources.keysAgreedAtSeconds()),
+      collect: sampled(() => view().keysAgreedAtSeconds()),
     });
     this.keyLagChecks = new Counter({
       name: "keystone_edge_key_lag_checks_total",
@@ -304,6 +347,13 @@ export class EdgeMetrics {
       help: "1 for the current state of each Keystone endpoint's circuit breaker (closed, open, half-open).",
       labelNames: ["endpoint", "state"],
       registers,
+      collect() {
+        this.reset();
+        for (const { endpoint, state } of view().keystoneBreakers()) {
+          for (const s of BREAKER_STATE_KINDS)
+            this.set({ endpoint, state: s }, s === state ? 1 : 0);
+        }
+      },
     });
     this.drillActive = new Gauge({
       name: "keystone_edge_drill_active",
@@ -322,6 +372,12 @@ export class EdgeMetrics {
       help: "1 for each Keystone endpoint reached without verified TLS, by reason (plain_http, tls_unverified): tokens cross the network readable or to an unproven peer.",
       labelNames: ["endpoint", "reason"],
       registers,
+      collect() {
+        this.reset();
+        for (const { endpoint, reason } of view().insecureEndpoints()) {
+          this.set({ endpoint, reason }, 1);
+        }
+      },
     });
     this.memcachedBreaker = new Gauge({
       name: "keystone_edge_memcached_breaker_state",

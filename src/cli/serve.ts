@@ -8,9 +8,9 @@
  * everything and exit 0. A configuration or key repository that cannot be
  * used stops start-up with exit 2 and a message naming the option or file.
  */
-import { createCacheFactory } from "../cache/factory.js";
+import { createCacheFactory } from "../edge/cache-factory.js";
 import { loadConfig } from "../config/load.js";
-import { startEdge, type RunningEdge } from "../edge.js";
+import { startEdge, type RunningEdge } from "../edge/running-edge.js";
 import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
 import { jsonLogger, type LogLevel } from "../log.js";
 import { parseCommandArgs, type Command } from "./command.js";

@@ -18,11 +18,7 @@ import { systemClock, type Clock } from "../units.js";
 import type { MemcachedFault } from "../cache/memcached.js";
 import type { EndpointFault } from "../keystone/endpoint.js";
 import type { KeyRingFault } from "./key-view.js";
-import {
-  MAX_DRILL_SECONDS,
-  type DrillDescription,
-  type DrillScenario,
-} from "../protocol/admin.js";
+import { MAX_DRILL_SECONDS, type DrillDescription, type DrillScenario } from "../protocol/admin.js";
 
 /** What a drill injects (its kind is named in the admin contract: protocol/admin.ts). */
 export type Fault =

@@ -236,6 +236,8 @@ type ReloadState =
       readonly kind: "failing";
       readonly atMs: number;
       readonly sinceMs: number;
+      /** When the repository last read cleanly (epoch ms). */
+      readonly lastOkMs: number;
       readonly error: KeyRepositoryError;
     };
 
@@ -366,6 +368,11 @@ export class KeyRepository implements KeyRingSource {
       return Promise.resolve(undefined);
     }
     return this.reload();
+  }
+
+  /** When the repository last read cleanly (epoch ms), now or before the failing re-reads. */
+  lastSuccessMs(): number {
+    return this.state.kind === "ok" ? this.state.atMs : this.state.lastOkMs;
   }
 
   status(): KeyRepositoryStatus {
@@ -513,6 +520,7 @@ export class KeyRepository implements KeyRingSource {
             );
       this.failures++;
       const sinceMs = this.state.kind === "failing" ? this.state.sinceMs : atMs;
+      const lastOkMs = this.state.kind === "failing" ? this.state.lastOkMs : this.state.atMs;
       if (this.state.kind === "ok") {
         this.safeLog("warn", "key repository reload failed; keeping the last good key ring", {
           directory,
@@ -521,7 +529,7 @@ export class KeyRepository implements KeyRingSource {
           keys_kept: this.ring.size,
         });
       }
-      this.state = { kind: "failing", atMs, sinceMs, error: failure };
+      this.state = { kind: "failing", atMs, sinceMs, lastOkMs, error: failure };
       outcome = { kind: "failed", atMs, error: failure };
       this.schedule(this.options.retryMs ?? 1_000);
     }

@@ -14,9 +14,9 @@
  */
 import { randomUUID } from "node:crypto";
 import {
-  createServer,
   STATUS_CODES,
   type IncomingMessage,
+  type RequestListener,
   type Server,
   type ServerResponse,
 } from "node:http";
@@ -25,10 +25,8 @@ import { CLIENT_LIMIT_DEFAULTS, type ClientLimits } from "../config/schema.js";
 import { silentLogger, type Logger } from "../log.js";
 import {
   admitRequest,
-  applyListenerLimits,
+  createLimitedListener,
   guardBody,
-  guardListener,
-  listenerOptions,
   type RefusalObserver,
 } from "../proxy/client-limits.js";
 import { isDiscoveryPath, rewriteDiscovery } from "./discovery.js";
@@ -74,7 +72,17 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The Identity listener: {@link createIdentityHandler} behind the client limits. */
 export function createIdentityServer(options: IdentityServerOptions): Server {
+  return createLimitedListener(
+    options.limits ?? CLIENT_LIMIT_DEFAULTS,
+    createIdentityHandler(options),
+    (reason) => options.onRefusal?.(reason),
+  );
+}
+
+/** Routing one Identity request, for a listener that outlives it (a reload builds anew). */
+export function createIdentityHandler(options: IdentityServerOptions): RequestListener {
   const logger = options.logger ?? silentLogger;
   const limits = options.limits ?? CLIENT_LIMIT_DEFAULTS;
   const refused: RefusalObserver = (reason) => options.onRefusal?.(reason);
@@ -157,7 +165,7 @@ export function createIdentityServer(options: IdentityServerOptions): Server {
     options.onRequest?.("relay", statusOf(result));
   };
 
-  const server = createServer(listenerOptions(limits), (req, res) => {
+  return (req, res) => {
     handle(req, res).catch((error: unknown) => {
       logger.error("Identity request failed unexpectedly", {
         method: req.method,
@@ -165,10 +173,7 @@ export function createIdentityServer(options: IdentityServerOptions): Server {
       });
       sendError(res, 500, "Internal Server Error", "An unexpected error prevented the request.");
     });
-  });
-  applyListenerLimits(server, limits);
-  guardListener(server, refused);
-  return server;
+  };
 }
 
 function statusTitle(status: number): string {

@@ -10,7 +10,13 @@
  * connection, which aborts its upstream request). One event loop serves the region: every
  * check here costs in proportion to the head's own bytes, which are bounded.
  */
-import type { IncomingMessage, Server, ServerOptions } from "node:http";
+import {
+  createServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerOptions,
+} from "node:http";
 import type { Duplex } from "node:stream";
 import type { ClientLimits } from "../config/schema.js";
 import { readRequestTarget } from "./request-target.js";
@@ -74,6 +80,22 @@ export function listenerOptions(limits: ClientLimits): ServerOptions {
     connectionsCheckingInterval: 1_000,
     requireHostHeader: true,
   };
+}
+
+/**
+ * A listener with the client limits and the connection-level defences
+ * ({@link guardListener}), passing each request to `handler`. The limits can be changed
+ * later ({@link applyListenerLimits}); the handler is the caller's to make indirect.
+ */
+export function createLimitedListener(
+  limits: ClientLimits,
+  handler: RequestListener,
+  observe: RefusalObserver,
+): Server {
+  const server = createServer(listenerOptions(limits), handler);
+  applyListenerLimits(server, limits);
+  guardListener(server, observe);
+  return server;
 }
 
 /**

@@ -10,17 +10,15 @@
  * knows nothing about tokens beyond where they travel; a request can never crash the
  * process: any unexpected error is a 500 and a log line.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from "node:http";
 import { wireHeaderValue } from "../contract/wire.js";
 import { silentLogger, type Logger } from "../log.js";
 import type { ForwardOutcome, Forwarder } from "./forward.js";
 import { CLIENT_LIMIT_DEFAULTS, type ClientLimits } from "../config/schema.js";
 import {
   admitRequest,
-  applyListenerLimits,
+  createLimitedListener,
   guardBody,
-  guardListener,
-  listenerOptions,
   refusalBody,
   type RefusalObserver,
 } from "./client-limits.js";
@@ -68,7 +66,20 @@ function wireHeaders(pairs: readonly (readonly [string, string])[]): readonly st
   return flat;
 }
 
+/** The listener in front of the service: {@link createEdgeHandler} behind the client limits. */
 export function createEdgeServer(options: EdgeServerOptions): Server {
+  return createLimitedListener(
+    options.limits ?? CLIENT_LIMIT_DEFAULTS,
+    createEdgeHandler(options),
+    (reason) => options.onRefusal?.(reason),
+  );
+}
+
+/**
+ * The per-request sequence as a request handler, for a listener that outlives it (a
+ * reload builds a new one; the listener calls the one in force).
+ */
+export function createEdgeHandler(options: EdgeServerOptions): RequestListener {
   const logger = options.logger ?? silentLogger;
   const heads = new RequestHeadReader(options.isIdentityHeader);
   const limits = options.limits ?? CLIENT_LIMIT_DEFAULTS;
@@ -139,7 +150,7 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
       done(outcome.kind, sent ?? ("status" in outcome ? outcome.status : 499));
     });
   };
-  const server = createServer(listenerOptions(limits), (req, res) => {
+  return (req, res) => {
     handle(req, res).catch((error: unknown) => {
       logger.error("request failed unexpectedly", {
         error: error instanceof Error ? error.message : String(error),
@@ -155,8 +166,5 @@ export function createEdgeServer(options: EdgeServerOptions): Server {
         res.destroy();
       }
     });
-  });
-  applyListenerLimits(server, limits);
-  guardListener(server, refused);
-  return server;
+  };
 }

@@ -3,9 +3,9 @@
  * validated as `serve` validates it, the production cache tiers, the service token
  * obtained before the first request — and its URL.
  */
-import { createCacheFactory } from "../../src/cache/factory.js";
+import { createCacheFactory } from "../../src/edge/cache-factory.js";
 import { validateConfig } from "../../src/config/load.js";
-import { startEdge, type RunningEdge } from "../../src/edge.js";
+import { startEdge, type RunningEdge } from "../../src/edge/running-edge.js";
 
 /** Starts an edge from `document` (see edge-config.ts); resolves once it holds a service token. */
 export async function startTestEdge(

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { IDENTITY_HEADERS } from "../../src/contract/strip.js";
-import type { RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge/running-edge.js";
 import { readKeyRepository } from "../../src/fernet/key-repository.js";
 import { staticKeyRing } from "../../src/fernet/key-ring.js";
 import { TokenDecoder } from "../../src/token/decoder.js";

@@ -7,7 +7,7 @@
  * restarting the edge.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge/running-edge.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { startTestEdge } from "../harness/test-edge.js";

@@ -26,7 +26,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 import type { EdgeStatus } from "../../src/protocol/admin.js";
-import type { RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge/running-edge.js";
 import { generateFernetKeyText } from "../../src/fernet/envelope.js";
 import { runCli } from "../harness/cli.js";
 import { issueToken } from "../harness/client.js";

@@ -6,7 +6,7 @@
  */
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge/running-edge.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { edgeConfigDocument } from "../harness/edge-config.js";
 import { accessRulesToken, createFixtures, type Fixtures } from "../harness/fixtures.js";

@@ -5,7 +5,7 @@
  */
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge/running-edge.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";

@@ -4,7 +4,7 @@
  * once each kind has been seen, and no token appears in it.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge/running-edge.js";
 import { generateFernetKeyText, parseFernetKey } from "../../src/fernet/envelope.js";
 import { readKeyRepository } from "../../src/fernet/key-repository.js";
 import { KeyRing, staticKeyRing } from "../../src/fernet/key-ring.js";

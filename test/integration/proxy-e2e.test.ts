@@ -5,7 +5,7 @@
  * must be the same.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { RunningEdge } from "../../src/edge.js";
+import type { RunningEdge } from "../../src/edge/running-edge.js";
 import { readKeyRepository } from "../../src/fernet/key-repository.js";
 import { staticKeyRing } from "../../src/fernet/key-ring.js";
 import { TokenDecoder } from "../../src/token/decoder.js";

@@ -3,13 +3,37 @@
  *
  * Owns: choosing and wiring the cache tiers for `serve` — the in-process tier always,
  * memcached (sealed, keyed by `memcache_secret_key`) when `memcached_servers` is set — and
- * translating the tiers' events into the edge's Prometheus metrics.
+ * translating the tiers' events into the edge's Prometheus metrics. The factory is a
+ * dependency of the running edge so that tests can hand it caches of their own.
  */
 import type { EdgeMetrics } from "../admin/metrics.js";
-import type { CacheFactory } from "../edge.js";
-import type { CacheEvent, CacheMetrics } from "./metrics.js";
-import { createTokenCache } from "./tiers.js";
 import { BREAKER_STATE_KINDS } from "../breaker.js";
+import type { ContextStore } from "../cache/context-store.js";
+import type { MemcachedFault } from "../cache/memcached.js";
+import type { CacheEvent, CacheMetrics } from "../cache/metrics.js";
+import { createTokenCache } from "../cache/tiers.js";
+import type { Config } from "../config/schema.js";
+import type { Logger } from "../log.js";
+import type { ValidationCache } from "../validation/pipeline.js";
+
+/** A cache implementation for the pipeline, with a way to let go of its connections. */
+export type CacheFactory = (
+  config: Readonly<Config>,
+  metrics: EdgeMetrics,
+  logger: Logger,
+  hooks?: {
+    /** A drill's memcached fault, asked before every memcached call. */
+    readonly memcachedFault?: () => MemcachedFault;
+  },
+) => ValidationCache & {
+  close(): Promise<void> | void;
+  /** Where per-scope contexts are shared between nodes (memcached); none by default. */
+  contextStore?(): ContextStore | undefined;
+  /** Entries held in process (for `keystone_edge_cache_entries`). */
+  readonly size?: number;
+  /** Drops the in-process entries (admin API); returns how many there were. */
+  clear?(): number;
+};
 
 /** The cache tiers' metric events, as Prometheus series. */
 export function cacheMetricsFor(metrics: EdgeMetrics): CacheMetrics {

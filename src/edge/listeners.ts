@@ -1,0 +1,128 @@
+/**
+ * The running edge's listeners: the proxy (`listen`), the admin listener (`admin_listen`)
+ * and the Identity face (`identity_listen`, optional).
+ *
+ * Owns: opening them once, for the life of the process, each calling the handler of the
+ * configuration in force through one indirection (a reload changes what `current()`
+ * returns, never the listeners' own wiring); the client limits on the proxy and Identity
+ * listeners, re-applied on reload to connections accepted from then on; and the orderly
+ * close: the proxy stops accepting and finishes requests in flight within a grace period,
+ * the others close last.
+ */
+import type { RequestListener, Server } from "node:http";
+import type { AddressInfo } from "node:net";
+
+import { createAdminListener } from "../admin/admin-server.js";
+import type { EdgeMetrics } from "../admin/metrics.js";
+import { parseListenAddress, type Config } from "../config/schema.js";
+import { applyListenerLimits, createLimitedListener } from "../proxy/client-limits.js";
+
+/** One configuration's request handlers. */
+export interface Handlers {
+  readonly proxy: RequestListener;
+  readonly admin: RequestListener;
+  /** Present exactly when `identity_listen` is set. */
+  readonly identity: RequestListener | undefined;
+}
+
+/** A host and port a listener is bound to (the OS's port when the config said 0). */
+export interface BoundAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+function listen(server: Server, hostPort: string): Promise<BoundAddress> {
+  const parsed = parseListenAddress(hostPort);
+  if (!parsed) throw new Error(`invalid listen address ${hostPort}`);
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(parsed.port, parsed.host, () => {
+      server.off("error", reject);
+      const a = server.address() as AddressInfo;
+      resolve({ host: a.address, port: a.port });
+    });
+  });
+}
+
+export class Listeners {
+  private constructor(
+    private readonly proxy: Server,
+    private readonly admin: Server,
+    private readonly identity: Server | undefined,
+    readonly address: BoundAddress,
+    readonly adminAddress: BoundAddress,
+    readonly identityAddress: BoundAddress | undefined,
+  ) {}
+
+  /**
+   * Opens the listeners of `config`, each passing its requests to `current()`'s handler.
+   * Closes the ones already open when one cannot listen (a taken port).
+   */
+  static async open(
+    config: Readonly<Config>,
+    current: () => Handlers,
+    metrics: EdgeMetrics,
+  ): Promise<Listeners> {
+    const proxy = createLimitedListener(
+      config.client,
+      (req, res) => {
+        current().proxy(req, res);
+      },
+      (reason) => {
+        metrics.clientRefusals.inc({ listener: "proxy", reason });
+      },
+    );
+    const admin = createAdminListener((req, res) => {
+      current().admin(req, res);
+    });
+    const identity =
+      config.identity_listen === undefined
+        ? undefined
+        : createLimitedListener(
+            config.client,
+            (req, res) => {
+              // Present for every core: identity_listen cannot change on reload.
+              current().identity?.(req, res);
+            },
+            (reason) => {
+              metrics.clientRefusals.inc({ listener: "identity", reason });
+            },
+          );
+    const opened: Server[] = [];
+    try {
+      const address = await listen(proxy, config.listen);
+      opened.push(proxy);
+      const adminAddress = await listen(admin, config.admin_listen);
+      opened.push(admin);
+      const identityAddress =
+        identity === undefined || config.identity_listen === undefined
+          ? undefined
+          : await listen(identity, config.identity_listen);
+      return new Listeners(proxy, admin, identity, address, adminAddress, identityAddress);
+    } catch (error) {
+      for (const server of opened) server.close();
+      throw error;
+    }
+  }
+
+  /** The client limits of a reloaded configuration, for connections accepted from now on. */
+  applyLimits(config: Readonly<Config>): void {
+    applyListenerLimits(this.proxy, config.client);
+    if (this.identity !== undefined) applyListenerLimits(this.identity, config.client);
+  }
+
+  /**
+   * Stops accepting, gives requests in flight on the proxy up to `graceMs`, then cuts what
+   * is left and closes the Identity and admin listeners.
+   */
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.proxy.close(() => resolve()));
+    this.proxy.closeIdleConnections();
+    await Promise.race([closed, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    this.proxy.closeAllConnections();
+    this.admin.closeAllConnections();
+    this.admin.close();
+    this.identity?.closeAllConnections();
+    this.identity?.close();
+  }
+}
