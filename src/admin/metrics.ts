@@ -188,6 +188,10 @@ export class EdgeMetrics {
       labelNames: ["tier", "reason"],
       registers,
     });
+    // Present from the start (an alert on a rate needs the series before the first event).
+    for (const reason of ["capacity", "expiration", "purge"]) {
+      this.cacheEvictions.inc({ tier: "l1", reason }, 0);
+    }
     this.memcachedCalls = new Histogram({
       name: "keystone_edge_memcached_call_duration_seconds",
       help: "memcached calls that went out on the network, by operation and outcome.",

@@ -301,12 +301,12 @@ describe("keystone-edge drill", () => {
     const { edge: plain } = await startTestEdge({ ...document, admin_secret: SECRET });
     try {
       const url = `http://127.0.0.1:${String(plain.adminAddress.port)}`;
-      const { status: exit, report } = await drill(
-        "keystone-outage",
-        ["--duration", "2s", "--concurrency", "2"],
-        url,
-      );
-      expect(exit).toBe(5);
+      const {
+        status: exit,
+        report,
+        err,
+      } = await drill("keystone-outage", ["--duration", "2s", "--concurrency", "2"], url);
+      expect(exit, err).toBe(5);
       expect(report.passed).toBe(false);
       expect(failed(report)).toEqual(
         expect.arrayContaining(["known users and scopes served with no Keystone"]),
