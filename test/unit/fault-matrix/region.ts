@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { DEFAULT_AUTH_METHODS } from "../../../src/token/methods.js";
 import { createCacheFactory } from "../../../src/edge/cache-factory.js";
 import { validateConfig } from "../../../src/config/load.js";
+import type { Config } from "../../../src/config/schema.js";
 import { startEdge, type RunningEdge } from "../../../src/edge/running-edge.js";
 import { generateFernetKeyText } from "../../../src/fernet/envelope.js";
 import { readKeyRepository } from "../../../src/fernet/key-repository.js";
@@ -43,6 +44,8 @@ export interface Answer {
 
 export interface Region {
   readonly edge: RunningEdge;
+  /** The configuration the edge started with (for reloads). */
+  readonly config: Readonly<Config>;
   /** The proxy, `http://127.0.0.1:<port>`. */
   readonly url: string;
   readonly adminUrl: string;
@@ -147,6 +150,7 @@ export async function startRegion(options: RegionOptions): Promise<Region> {
 
   return {
     edge,
+    config,
     url,
     adminUrl,
     keystone,
