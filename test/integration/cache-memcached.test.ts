@@ -17,7 +17,7 @@ import { CountingCacheMetrics } from "../../src/cache/metrics.js";
 import { TokenCache } from "../../src/cache/tiers.js";
 import { CacheKeyer } from "../../src/cache/token-key.js";
 import { startMemcached, type MemcachedHandle } from "../harness/memcached.js";
-import { ManualClock, RecordingLogger, fakeToken, tokenBody } from "../unit/cache/helpers.js";
+import { ManualClock, RecordingLogger, fakeToken, tokenBody } from "../harness/doubles.js";
 
 const SECRET = "integration memcache secret key";
 const HOUR_MS = 3_600_000;

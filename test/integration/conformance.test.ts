@@ -16,7 +16,7 @@ import { staticKeyRing } from "../../src/fernet/key-ring.js";
 import { TokenDecoder } from "../../src/token/decoder.js";
 import { renderKeystoneFields } from "../../src/token/render.js";
 import { debianPythonEnv } from "../harness/client.js";
-import { loadVectors, ringOf, type VectorFile } from "../unit/vectors.js";
+import { loadVectors, ringOf, type VectorFile } from "../harness/vectors.js";
 
 const MINT = fileURLToPath(new URL("../harness/mint_vectors.py", import.meta.url));
 

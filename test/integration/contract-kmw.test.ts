@@ -21,8 +21,13 @@ import {
 } from "../../src/contract/inject.js";
 import { serviceUnavailableResponse, unauthorizedResponse } from "../../src/contract/responses.js";
 import { issueToken } from "../harness/client.js";
-import { APP_CRED_RULES, SERVICE_TOKENS, USER_TOKENS, PROJECT } from "../unit/contract/fixtures.js";
-import { runKmw, type KmwCase, type KmwResult } from "../unit/contract/python.js";
+import {
+  APP_CRED_RULES,
+  SERVICE_TOKENS,
+  USER_TOKENS,
+  PROJECT,
+} from "../harness/contract-fixtures.js";
+import { runKmw, type KmwCase, type KmwResult } from "../harness/kmw-python.js";
 
 const keystone = inject("keystone");
 const URI = "https://keystone.example/v3";

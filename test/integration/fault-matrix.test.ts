@@ -22,7 +22,7 @@ import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.j
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { api, createFixtures } from "../harness/fixtures.js";
 import { startTcpRelay, type TcpRelay } from "../harness/tcp-relay.js";
-import { RecordingLogger } from "../unit/cache/helpers.js";
+import { RecordingLogger } from "../harness/doubles.js";
 
 const keystone = inject("keystone");
 let echo: EchoUpstream;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import { CircuitBreaker, type BreakerState } from "../../src/breaker.js";
-import { ManualClock, T0_MS } from "./cache/helpers.js";
+import { ManualClock, T0_MS } from "../harness/doubles.js";
 
 function setup(failureThreshold = 3, cooldownMs = 1_000) {
   const clock = new ManualClock();

@@ -6,7 +6,7 @@ import { DEFAULT_AUTH_METHODS } from "../../src/token/methods.js";
 import { keystoneTime, renderKeystoneFields } from "../../src/token/render.js";
 import { fixedClock, type EpochMicros } from "../../src/units.js";
 import { makeRing } from "./helpers.js";
-import { loadVectors, ringOf } from "./vectors.js";
+import { loadVectors, ringOf } from "../harness/vectors.js";
 
 const fixture = fileURLToPath(new URL("../fixtures/keystone-vectors.json", import.meta.url));
 

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { AdminApi } from "../../../src/admin/admin-api.js";
 import { createAdminServer } from "../../../src/admin/admin-server.js";
 import { validateConfig } from "../../../src/config/load.js";
-import { RecordingLogger } from "../cache/helpers.js";
+import { RecordingLogger } from "../../harness/doubles.js";
 
 const SECRET = "an admin secret of some length";
 const servers: Server[] = [];

@@ -9,7 +9,7 @@ import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from "../../../src/admin/status-
 import { keyLagStatus, StatusReporter } from "../../../src/admin/status.js";
 import type { KeyRepositoryStatus } from "../../../src/fernet/key-repository.js";
 import type { KeyLagCheck, KeyLagState } from "../../../src/keystone/key-lag.js";
-import { ManualClock, T0_MS } from "../cache/helpers.js";
+import { ManualClock, T0_MS } from "../../harness/doubles.js";
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 
 import { L1Cache, type L1Entry } from "../../../src/cache/l1.js";
 import { CountingCacheMetrics } from "../../../src/cache/metrics.js";
-import { ManualClock, T0_MS, tokenBody } from "./helpers.js";
+import { ManualClock, T0_MS, tokenBody } from "../../harness/doubles.js";
 import { waitUntil } from "../helpers.js";
 
 function setup(

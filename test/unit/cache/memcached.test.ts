@@ -11,7 +11,7 @@ import {
   type MemcachedSocketOptions,
 } from "../../../src/cache/memcached.js";
 import { CountingCacheMetrics } from "../../../src/cache/metrics.js";
-import { ManualClock, RecordingLogger, T0_MS } from "./helpers.js";
+import { ManualClock, RecordingLogger, T0_MS } from "../../harness/doubles.js";
 
 type Mode = "ok" | "reject" | "hang" | "throw";
 

@@ -11,7 +11,7 @@ import {
 import { isKeystoneToken } from "../../../src/cache/tiers.js";
 import { CacheKeyer } from "../../../src/cache/token-key.js";
 import type { KeystoneToken } from "../../../src/token/body.js";
-import { T0_MS, fakeToken, tokenBody } from "./helpers.js";
+import { T0_MS, fakeToken, tokenBody } from "../../harness/doubles.js";
 
 const keyer = new CacheKeyer("a memcache secret key of some length");
 const otherKeyer = new CacheKeyer("another memcache secret key entirely");

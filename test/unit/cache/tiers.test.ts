@@ -7,7 +7,14 @@ import { TokenCache, createTokenCache, isKeystoneToken } from "../../../src/cach
 import { CacheKeyer } from "../../../src/cache/token-key.js";
 import type { Config } from "../../../src/config/schema.js";
 import type { ValidationCache } from "../../../src/validation/pipeline.js";
-import { MapStore, ManualClock, RecordingLogger, T0_MS, fakeToken, tokenBody } from "./helpers.js";
+import {
+  MapStore,
+  ManualClock,
+  RecordingLogger,
+  T0_MS,
+  fakeToken,
+  tokenBody,
+} from "../../harness/doubles.js";
 
 const SECRET = "the memcache secret key, shared by all edges";
 const HOUR_MS = 3_600_000;

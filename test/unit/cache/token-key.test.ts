@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
 import { CacheKeyer, MEMCACHED_KEY_PREFIX } from "../../../src/cache/token-key.js";
-import { fakeToken } from "./helpers.js";
+import { fakeToken } from "../../harness/doubles.js";
 
 const SECRET = "correct horse battery staple";
 const keyer = new CacheKeyer(SECRET);

@@ -12,7 +12,7 @@ import {
   type AccessRestriction,
 } from "../../../src/contract/access-rules.js";
 import type { KeystoneToken } from "../../../src/token/body.js";
-import { runPythonJson } from "./python.js";
+import { runPythonJson } from "../../harness/kmw-python.js";
 
 const REFERENCE = fileURLToPath(
   new URL("../../harness/access_rules_reference.py", import.meta.url),

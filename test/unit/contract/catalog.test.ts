@@ -13,8 +13,8 @@ import {
   type JsonValue,
 } from "../../../src/contract/catalog.js";
 import type { CatalogService } from "../../../src/token/body.js";
-import { CATALOG } from "./fixtures.js";
-import { runPythonSnippet } from "./python.js";
+import { CATALOG } from "../../harness/contract-fixtures.js";
+import { runPythonSnippet } from "../../harness/kmw-python.js";
 
 /** json.dumps(json.loads(text)) for each text. */
 const DUMPS_PY = `

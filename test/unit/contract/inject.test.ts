@@ -35,7 +35,7 @@ import {
   SYSTEM,
   TRUST,
   UNSCOPED,
-} from "./fixtures.js";
+} from "../../harness/contract-fixtures.js";
 
 const DEFAULTS: InjectOptions = {
   includeServiceCatalog: true,

@@ -16,7 +16,7 @@ import fc from "fast-check";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { compilePathPattern, kmwRegexSource } from "../../../src/contract/path-pattern.js";
-import { runPythonJson } from "./python.js";
+import { runPythonJson } from "../../harness/kmw-python.js";
 
 const REFERENCE = fileURLToPath(
   new URL("../../harness/access_rules_reference.py", import.meta.url),

@@ -12,8 +12,8 @@ import {
   wwwAuthenticateHeader,
   type ContractResponse,
 } from "../../../src/contract/responses.js";
-import { PROJECT, SERVICE_NO_ROLE } from "./fixtures.js";
-import { runKmw, runPythonSnippet, type KmwCase } from "./python.js";
+import { PROJECT, SERVICE_NO_ROLE } from "../../harness/contract-fixtures.js";
+import { runKmw, runPythonSnippet, type KmwCase } from "../../harness/kmw-python.js";
 
 const URI = "https://keystone.example:5000/v3";
 

@@ -10,7 +10,7 @@ import {
   SYSTEM_SCOPE_HEADER,
   isIdentityHeader,
 } from "../../../src/contract/strip.js";
-import { KMW_HEADERS, runPythonJson } from "./python.js";
+import { KMW_HEADERS, runPythonJson } from "../../harness/kmw-python.js";
 
 describe("identity header set", () => {
   it("is keystonemiddleware's _all_auth_headers(), in its order and casing", async () => {

@@ -21,7 +21,7 @@ import { randomAuditId } from "../../../src/token/payload.js";
 import type { EpochMicros } from "../../../src/units.js";
 import { startEchoUpstream, type EchoUpstream } from "../../harness/echo-upstream.js";
 import { startFakeKeystone, type FakeKeystone } from "../../harness/fake-keystone.js";
-import { RecordingLogger } from "../cache/helpers.js";
+import { RecordingLogger } from "../../harness/doubles.js";
 import { keyFromText, waitUntil } from "../helpers.js";
 
 const hex32 = (n: number): string => n.toString(16).padStart(32, "0");

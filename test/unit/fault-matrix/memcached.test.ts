@@ -18,7 +18,7 @@ import {
   type FakeMemcached,
   type FakeMemcachedMode,
 } from "../../harness/fake-memcached.js";
-import { fakeToken, tokenBody } from "../cache/helpers.js";
+import { fakeToken, tokenBody } from "../../harness/doubles.js";
 import { waitUntil } from "../helpers.js";
 import { startRegion, type Region } from "./region.js";
 

@@ -21,7 +21,7 @@ import { TokenDecoder } from "../../../src/token/decoder.js";
 import { randomAuditId } from "../../../src/token/payload.js";
 import type { EpochMicros } from "../../../src/units.js";
 import { startFakeKeystone, type FakeKeystone } from "../../harness/fake-keystone.js";
-import { RecordingLogger } from "../cache/helpers.js";
+import { RecordingLogger } from "../../harness/doubles.js";
 import { keyFromText } from "../helpers.js";
 
 export interface ReadyReport {

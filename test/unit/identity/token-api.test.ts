@@ -5,7 +5,7 @@ import { mayInspectToken } from "../../../src/identity/policy.js";
 import { TokenApi, type TokenApiRequest } from "../../../src/identity/token-api.js";
 import type { KeystoneToken } from "../../../src/token/body.js";
 import type { Verdict } from "../../../src/validation/pipeline.js";
-import { tokenBody } from "../cache/helpers.js";
+import { tokenBody } from "../../harness/doubles.js";
 
 function body(user: string, roles: string[], extra: Record<string, unknown> = {}): KeystoneToken {
   return tokenBody(user, {

@@ -12,7 +12,7 @@ import { EndpointProber } from "../../../src/keystone/endpoint-probe.js";
 import { KeystoneEndpoints } from "../../../src/keystone/endpoint-set.js";
 import { ServiceToken } from "../../../src/keystone/service-token.js";
 import { KeystoneValidator } from "../../../src/keystone/validate.js";
-import { ManualClock } from "../cache/helpers.js";
+import { ManualClock } from "../../harness/doubles.js";
 
 type Mode = "up" | "error" | "hang" | "not_found";
 

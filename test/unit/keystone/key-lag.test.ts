@@ -19,7 +19,7 @@ import {
 import type { ServiceTokenState } from "../../../src/keystone/service-token.js";
 import { TokenDecoder } from "../../../src/token/decoder.js";
 import type { EpochMicros } from "../../../src/units.js";
-import { ManualClock, RecordingLogger, T0_MS } from "../cache/helpers.js";
+import { ManualClock, RecordingLogger, T0_MS } from "../../harness/doubles.js";
 import { keyFromText, makeRing, waitUntil } from "../helpers.js";
 
 /** The master rotated twice: key 3 is its primary; the region holds 0, 1, 2. */

@@ -23,7 +23,7 @@ import {
   type RevocationEvent,
 } from "../../../src/revocation/events.js";
 import { retentionSeconds } from "../../../src/revocation/retention.js";
-import { ManualClock, RecordingLogger, T0_MS, tokenBody } from "../cache/helpers.js";
+import { ManualClock, RecordingLogger, T0_MS, tokenBody } from "../../harness/doubles.js";
 
 interface FakeFeed {
   /** Events Keystone holds, as it lists them. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import type { KeystoneToken } from "../../../src/token/body.js";
-import { tokenBody } from "../cache/helpers.js";
+import { tokenBody } from "../../harness/doubles.js";
 import type { AuthDecision } from "../../../src/validation/decision.js";
 import {
   EdgeAuthenticator,

@@ -11,7 +11,7 @@ import {
 } from "../../../src/revocation/events.js";
 import { SealedContextStore } from "../../../src/cache/context-store.js";
 import { CountingCacheMetrics } from "../../../src/cache/metrics.js";
-import { ManualClock } from "../cache/helpers.js";
+import { ManualClock } from "../../harness/doubles.js";
 import { CacheKeyer } from "../../../src/cache/token-key.js";
 import { TokenDecoder } from "../../../src/token/decoder.js";
 import type { TokenPayload } from "../../../src/token/payload.js";
@@ -28,7 +28,7 @@ import {
   type CachedVerdict,
   type ValidationCache,
 } from "../../../src/validation/pipeline.js";
-import { MapStore, tokenBody } from "../cache/helpers.js";
+import { MapStore, tokenBody } from "../../harness/doubles.js";
 import { makeRing } from "../helpers.js";
 
 const NOW_MS = 1_900_000_000_000;

@@ -22,7 +22,7 @@ import {
   type PipelineOptions,
   type ValidationCache,
 } from "../../../src/validation/pipeline.js";
-import { ManualClock, T0_MS, tokenBody } from "../cache/helpers.js";
+import { ManualClock, T0_MS, tokenBody } from "../../harness/doubles.js";
 import { keyFromText, makeRing, waitUntil } from "../helpers.js";
 
 /** The master rotated twice: its primary is key 3; the region holds 0, 1, 2. */

@@ -17,7 +17,7 @@ import {
   type CachedVerdict,
   type ValidationCache,
 } from "../../../src/validation/pipeline.js";
-import { tokenBody } from "../cache/helpers.js";
+import { tokenBody } from "../../harness/doubles.js";
 import { makeRing } from "../helpers.js";
 
 const NOW_MS = 1_900_000_000_000;

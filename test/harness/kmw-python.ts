@@ -5,10 +5,10 @@
  */
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { debianPythonEnv } from "../../harness/client.js";
+import { debianPythonEnv } from "./client.js";
 
 /** Path of the keystonemiddleware reference harness. */
-export const KMW_HEADERS = fileURLToPath(new URL("../../harness/kmw_headers.py", import.meta.url));
+export const KMW_HEADERS = fileURLToPath(new URL("./kmw_headers.py", import.meta.url));
 
 /** Run `/usr/bin/python3 <args>` with `input` as JSON on stdin; parse stdout as JSON. */
 export function runPythonJson(args: readonly string[], input: unknown): Promise<unknown> {

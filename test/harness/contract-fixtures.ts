@@ -4,7 +4,7 @@
  * application credentials, federation, OAuth1, service tokens, and catalogs with several
  * services, interfaces and regions, edge-case regions and non-ASCII / astral names.
  */
-import type { CatalogService, KeystoneToken } from "../../../src/token/body.js";
+import type { CatalogService, KeystoneToken } from "../../src/token/body.js";
 
 const EXPIRES = "2099-01-01T00:00:00.000000Z";
 const ISSUED = "2024-05-01T12:00:00.000000Z";

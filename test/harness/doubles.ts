@@ -2,10 +2,10 @@
  * Shared helpers of the cache tests: a clock moved by hand, a Keystone token body, a logger
  * that records what it is told, and a memcached stand-in held in a Map.
  */
-import type { SharedStore } from "../../../src/cache/memcached.js";
-import type { KeystoneToken } from "../../../src/token/body.js";
-import type { LogFields, Logger, LogLevel } from "../../../src/log.js";
-import type { Clock, EpochMillis } from "../../../src/units.js";
+import type { SharedStore } from "../../src/cache/memcached.js";
+import type { KeystoneToken } from "../../src/token/body.js";
+import type { LogFields, Logger, LogLevel } from "../../src/log.js";
+import type { Clock, EpochMillis } from "../../src/units.js";
 
 /** 2030-03-17T17:46:40Z. */
 export const T0_MS = 1_900_000_000_000;
