@@ -5,8 +5,6 @@
  * and the injectable clock every piece of TTL or expiry logic reads instead of `Date.now()`.
  */
 
-/** Whole or fractional seconds since the Unix epoch (UTC). */
-export type EpochSeconds = number & { readonly __unit: "epoch-seconds" };
 /** Integer microseconds since the Unix epoch (UTC); exact below 2^53 (year 2255). */
 export type EpochMicros = number & { readonly __unit: "epoch-micros" };
 /** Milliseconds since the Unix epoch, as `Date.now()` returns. */

@@ -9,9 +9,6 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { HotCounter } from "./hot-counter.js";
 import { BREAKER_STATE_KINDS, type BreakerState } from "../breaker.js";
 
-export type ValidationSource = "l1" | "local_reject" | "negative" | "memcached" | "keystone";
-export type CacheTier = "l1" | "memcached";
-
 /** A scrape-time gauge's `collect`: `read`'s value, or no sample while it has none. */
 function sampled(read: () => number | undefined): (this: Gauge) => void {
   return function (this: Gauge) {

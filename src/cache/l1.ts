@@ -17,10 +17,8 @@ import { systemClock, type Clock } from "../units.js";
 import { ExpirySweep } from "./expiry-sweep.js";
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";
 
-/** Default `lru_max_entries`. */
-export const DEFAULT_L1_MAX_ENTRIES = 100_000;
-/** Default `token_cache_time`, seconds. */
-export const DEFAULT_TOKEN_CACHE_TIME_SECONDS = 300;
+import { DEFAULT_L1_MAX_ENTRIES, DEFAULT_TOKEN_CACHE_TIME_SECONDS } from "../config/defaults.js";
+
 /** Default life of a negative entry, ms. */
 export const DEFAULT_NEGATIVE_TTL_MS = 10_000;
 

@@ -27,6 +27,7 @@ import {
 import { noopCacheMetrics, type CacheMetrics } from "./metrics.js";
 import { open, seal } from "./sealed.js";
 import { CacheKeyer } from "./token-key.js";
+import { DEFAULT_TOKEN_CACHE_TIME_SECONDS } from "../config/defaults.js";
 
 /** A validated token found in a cache tier. */
 export interface Found<V> {
@@ -42,11 +43,13 @@ export interface Found<V> {
 export type Lookup<V> =
   Found<V> | { readonly source: "negative"; readonly code: string } | { readonly source: "miss" };
 
-/** The synchronous L1 answer, shaped as the validation pipeline's `CachedVerdict`. */
-/** One token's entries (see {@link TokenCache.entry}); the pipeline's `CacheEntry`. */
-export interface TokenCacheEntry {
+/**
+ * One token's place in the cache tiers (see {@link TokenCache.entry}): its keys are
+ * derived once, when the entry is made. The validation pipeline reads the tiers through it.
+ */
+export interface CacheEntry {
   /** L1; `quiet`: a second look already counted (no hit or miss counted). */
-  peek(quiet?: boolean): PeekResult | undefined;
+  peek(quiet?: boolean): CachedVerdict | undefined;
   /** memcached; a good entry is promoted to L1 here, so callers need not store it again. */
   fetch(): Promise<KeystoneToken | undefined>;
   storePositive(value: KeystoneToken, expiresAtMs: number): void;
@@ -66,7 +69,8 @@ export interface TokenCacheEntry {
   markRevoked(untilMs: number): Promise<void>;
 }
 
-export type PeekResult =
+/** What the in-process tier answers for a token, synchronously. */
+export type CachedVerdict =
   | { readonly kind: "positive"; readonly token: KeystoneToken }
   | { readonly kind: "negative"; readonly code: string };
 
@@ -156,7 +160,7 @@ export class TokenCache<V = undefined> {
     this.clock = options.clock ?? systemClock;
     this.metrics = options.metrics ?? noopCacheMetrics;
     this.logger = options.logger ?? silentLogger;
-    const tokenCacheTimeSeconds = options.tokenCacheTimeSeconds ?? 300;
+    const tokenCacheTimeSeconds = options.tokenCacheTimeSeconds ?? DEFAULT_TOKEN_CACHE_TIME_SECONDS;
     this.l1 = new L1Cache<V>({
       tokenCacheTimeSeconds,
       clock: this.clock,
@@ -182,7 +186,7 @@ export class TokenCache<V = undefined> {
    * One token's entries, its keys derived once for every step that follows (the memcached
    * key only if a step needs it): the validation pipeline's view of the cache.
    */
-  entry(token: string): TokenCacheEntry {
+  entry(token: string): CacheEntry {
     const keyed = this.keyed(token);
     return {
       peek: (quiet) => this.peekKey(keyed.l1Key, quiet === true),
@@ -258,7 +262,7 @@ export class TokenCache<V = undefined> {
   }
 
   /** L1 only, synchronously: the hot path (one SHA-256, one LRU read). */
-  peek(token: string): PeekResult | undefined {
+  peek(token: string): CachedVerdict | undefined {
     return this.peekKey(this.keyer.l1Key(token));
   }
 
@@ -266,7 +270,7 @@ export class TokenCache<V = undefined> {
     return new KeyedToken(token, this.keyer.l1Key(token), this.keyer);
   }
 
-  private peekKey(l1Key: string, quiet = false): PeekResult | undefined {
+  private peekKey(l1Key: string, quiet = false): CachedVerdict | undefined {
     const entry = this.l1.get(l1Key, !quiet);
     if (entry === undefined) return undefined;
     return entry.kind === "positive"

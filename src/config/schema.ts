@@ -14,6 +14,12 @@
  */
 import { z } from "zod";
 import { DEFAULT_AUTH_METHODS } from "../token/methods.js";
+import {
+  DEFAULT_L1_MAX_ENTRIES,
+  DEFAULT_REVOCATION_POLL_INTERVAL_MS,
+  DEFAULT_STALE_IF_ERROR_SECONDS,
+  DEFAULT_TOKEN_CACHE_TIME_SECONDS,
+} from "./defaults.js";
 
 /** `host:port`, `[v6]:port`; port 0 asks the OS for a free one (tests). */
 const listenAddress = z
@@ -388,7 +394,7 @@ export const configSchema = z.strictObject({
         .int()
         .min(100)
         .max(3_600_000)
-        .default(10_000)
+        .default(DEFAULT_REVOCATION_POLL_INTERVAL_MS)
         .describe(
           "How often Keystone's revocation feed (`GET /v3/OS-REVOKE/events`) is polled: a revoked token is refused within this, cached or not (keystonemiddleware: up to `token_cache_time`).",
         ),
@@ -483,14 +489,14 @@ export const configSchema = z.strictObject({
         .int()
         .min(0)
         .max(86_400)
-        .default(300)
+        .default(DEFAULT_TOKEN_CACHE_TIME_SECONDS)
         .meta({ unit: "s", description: "Longest a validated token is cached." }),
       lru_max_entries: z
         .number()
         .int()
         .min(1)
         .max(10_000_000)
-        .default(100_000)
+        .default(DEFAULT_L1_MAX_ENTRIES)
         .meta({ unit: "entries", description: "Size of the in-process cache." }),
       context_cache_time: z.number().int().min(0).max(86_400).optional().meta({
         unit: "s",
@@ -498,11 +504,17 @@ export const configSchema = z.strictObject({
           "How long a user + scope context answers new tokens of that user and scope with no Keystone call; 0 turns the context cache off.",
         absent: "`token_cache_time`",
       }),
-      stale_if_error: z.number().int().min(0).max(86_400).default(900).meta({
-        unit: "s",
-        description:
-          "Degraded mode: while no Keystone endpoint answers, a token that decrypts, has not expired and is not revoked is served when its user + scope context is known, up to this many seconds past `context_cache_time`; the rest get 503. The default rides out a quarter of an hour of master outage. 0 turns it off.",
-      }),
+      stale_if_error: z
+        .number()
+        .int()
+        .min(0)
+        .max(86_400)
+        .default(DEFAULT_STALE_IF_ERROR_SECONDS)
+        .meta({
+          unit: "s",
+          description:
+            "Degraded mode: while no Keystone endpoint answers, a token that decrypts, has not expired and is not revoked is served when its user + scope context is known, up to this many seconds past `context_cache_time`; the rest get 503. The default rides out a quarter of an hour of master outage. 0 turns it off.",
+        }),
       revocation_markers: z.boolean().default(true).meta({
         description:
           "Read-your-writes revocation across the region (with `memcached_servers`): a token revoked through an edge's Identity face (`DELETE /v3/auth/tokens`) leaves a sealed marker in memcached, and every edge looks for it before it calls a token valid — one small memcached read per validation, the in-process cache's hits included. Off: only the edge that relayed the revocation refuses the token at once; the others do within `keystone.revocation_poll_interval_ms`.",
@@ -513,9 +525,9 @@ export const configSchema = z.strictObject({
     )
     .default({
       memcached_servers: [],
-      token_cache_time: 300,
-      lru_max_entries: 100_000,
-      stale_if_error: 900,
+      token_cache_time: DEFAULT_TOKEN_CACHE_TIME_SECONDS,
+      lru_max_entries: DEFAULT_L1_MAX_ENTRIES,
+      stale_if_error: DEFAULT_STALE_IF_ERROR_SECONDS,
       revocation_markers: true,
     })
     .refine((c) => c.memcached_servers.length === 0 || c.memcache_secret_key !== undefined, {

@@ -29,8 +29,7 @@ import { systemClock, type Clock } from "../units.js";
 import type { KeystoneEndpoints } from "./endpoint-set.js";
 import type { ServiceToken } from "./service-token.js";
 
-/** Default time between polls, ms. */
-export const DEFAULT_REVOCATION_POLL_INTERVAL_MS = 10_000;
+import { DEFAULT_REVOCATION_POLL_INTERVAL_MS } from "../config/defaults.js";
 
 /**
  * Events parsed and applied in one go before the feed yields to the event loop (a few ms

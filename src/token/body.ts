@@ -64,11 +64,6 @@ export interface KeystoneToken {
   readonly [key: string]: unknown;
 }
 
-/** The whole response body. */
-export interface KeystoneTokenResponse {
-  readonly token: KeystoneToken;
-}
-
 /** A light shape check of an authenticated entry: what the header contract relies on. */
 export function isKeystoneToken(value: unknown): value is KeystoneToken {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return false;

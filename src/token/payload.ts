@@ -110,9 +110,6 @@ export type TokenPayload =
   | ApplicationCredentialPayload
   | OAuth2CredentialPayload;
 
-export type PayloadKind = TokenPayload["kind"];
-export type PayloadVersion = TokenPayload["version"];
-
 /** Highest payload version this build understands. */
 export const MAX_PAYLOAD_VERSION = 10;
 

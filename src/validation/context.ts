@@ -31,6 +31,7 @@ import type { Token } from "../token/decoder.js";
 import type { TokenPayload } from "../token/payload.js";
 import { keystoneTime } from "../token/render.js";
 import { systemClock, type Clock } from "../units.js";
+import { DEFAULT_L1_MAX_ENTRIES } from "../config/defaults.js";
 
 /** Everything that changes Keystone's answer for a token with this payload; undefined: never cached. */
 export function contextKey(p: TokenPayload): string | undefined {
@@ -125,7 +126,7 @@ export class ContextCache {
     this.clock = options.clock ?? systemClock;
     this.ttlMs = options.contextCacheTimeSeconds * 1000;
     this.staleMs = (options.staleIfErrorSeconds ?? 0) * 1000;
-    this.lru = new LRUCache({ max: options.maxEntries ?? 100_000 });
+    this.lru = new LRUCache({ max: options.maxEntries ?? DEFAULT_L1_MAX_ENTRIES });
     this.shared = options.shared;
     this.superseded = options.superseded ?? (() => false);
     this.metrics = options.metrics ?? noopCacheMetrics;

@@ -24,35 +24,14 @@ import type { KeystoneToken } from "../token/body.js";
 import type { KeystoneVerdict } from "../keystone/validate.js";
 import type { KeyLagState } from "../keystone/key-lag.js";
 import { DEFAULT_NEGATIVE_TTL_MS } from "../cache/l1.js";
+import type { CacheEntry, CachedVerdict } from "../cache/tiers.js";
+
+export type { CacheEntry, CachedVerdict } from "../cache/tiers.js";
 import { systemClock, type Clock } from "../units.js";
 import { answerFromContext, contextKey, type ContextCache } from "./context.js";
 import { FallbackBudget } from "./fallback-budget.js";
 import { SingleFlight } from "./single-flight.js";
 import type { DrillTier } from "../protocol/admin.js";
-
-/** What the caches answer for a token. */
-export type CachedVerdict =
-  | { readonly kind: "positive"; readonly token: KeystoneToken }
-  | { readonly kind: "negative"; readonly code: string };
-
-/** One token's place in the cache tiers; its keys are derived once, on `entry()`. */
-export interface CacheEntry {
-  /** The in-process tier: synchronous, no I/O. `quiet`: a second look, not counted again. */
-  peek(quiet?: boolean): CachedVerdict | undefined;
-  /** The shared tier (memcached); any failure is a miss; a hit is promoted in-process. */
-  fetch(): Promise<KeystoneToken | undefined>;
-  storePositive(value: KeystoneToken, expiresAtMs: number): void;
-  /** In-process, for the tier's usual negative life, or `ttlMs` when given. */
-  storeNegative(code: string, ttlMs?: number): void;
-  /**
-   * Whether a revocation marker for the token is in the shared tier (an edge of the region
-   * saw it revoked through its Identity face); false on any failure. Read only when the
-   * cache {@link ValidationCache.marksRevocations}.
-   */
-  revoked?(): Promise<boolean>;
-  /** Leaves a revocation marker in the shared tier until `untilMs`; never rejects. */
-  markRevoked?(untilMs: number): Promise<void>;
-}
 
 /** The cache tiers, as the pipeline uses them. */
 export interface ValidationCache {
@@ -281,7 +260,7 @@ export class ValidationPipeline {
   private async unlessMarked(entry: CacheEntry, verdict: Verdict): Promise<Verdict> {
     // Markers off (the cache's one flag, as validateNow reads it): no promise, no read.
     if (verdict.kind !== "valid" || this.options.cache.marksRevocations !== true) return verdict;
-    if ((await entry.revoked?.()) !== true) return verdict;
+    if (!(await entry.revoked())) return verdict;
     this.rememberRevoked(entry, Date.parse(verdict.token.expires_at));
     return REVOKED;
   }
@@ -310,7 +289,7 @@ export class ValidationPipeline {
         : decoded.expiresAtSeconds * 1000;
     const entry = this.options.cache.entry(token);
     this.rememberRevoked(entry, untilMs);
-    await entry.markRevoked?.(untilMs).catch(() => undefined);
+    await entry.markRevoked(untilMs).catch(() => undefined);
     return { auditId: decoded?.payload.auditIds[0], untilMs };
   }
 

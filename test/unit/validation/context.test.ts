@@ -73,6 +73,9 @@ class MapCache implements ValidationCache {
   }
   entry(token: string): CacheEntry {
     return {
+      // No revocation markers here (validation/revocation-markers.test.ts has them).
+      revoked: () => Promise.resolve(false),
+      markRevoked: () => Promise.resolve(),
       peek: () => this.l1.get(token),
       fetch: () => Promise.resolve(undefined),
       storePositive: (value) => {

@@ -71,6 +71,9 @@ class FakeCache implements ValidationCache {
   }
   entry(token: string): CacheEntry {
     return {
+      // No revocation markers here (validation/revocation-markers.test.ts has them).
+      revoked: () => Promise.resolve(false),
+      markRevoked: () => Promise.resolve(),
       peek: () => this.l1.get(token)?.verdict,
       fetch: () => {
         this.fetches++;

@@ -44,6 +44,9 @@ class FakeCache implements ValidationCache {
   entry(token: string): CacheEntry {
     this.entries++;
     return {
+      // No revocation markers here (validation/revocation-markers.test.ts has them).
+      revoked: () => Promise.resolve(false),
+      markRevoked: () => Promise.resolve(),
       peek: () => this.l1.get(token),
       fetch: () => {
         // As the real tiers do: a shared hit is promoted in-process by fetch itself.

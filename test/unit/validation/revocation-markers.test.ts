@@ -67,6 +67,7 @@ class EdgeCache implements ValidationCache {
         this.l1.set(t, { kind: "negative", code });
         this.negativeTtls.set(t, ttlMs);
       },
+      // As the real tiers do: without markers, never marked and nothing written.
       ...(this.marksRevocations
         ? {
             revoked: () => {
@@ -78,7 +79,7 @@ class EdgeCache implements ValidationCache {
               return Promise.resolve();
             },
           }
-        : {}),
+        : { revoked: () => Promise.resolve(false), markRevoked: () => Promise.resolve() }),
     };
   }
 }
