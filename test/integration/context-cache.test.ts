@@ -20,6 +20,7 @@ import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { api, createFixtures, type Fixtures } from "../harness/fixtures.js";
 import { kmwPasswordConf, startKeystonemiddleware, type KmwHandle } from "../harness/kmw.js";
 import { startMemcached } from "../harness/memcached.js";
+import { waitUntil } from "../harness/wait.js";
 
 const keystone = inject("keystone");
 const PAIRS = 20;
@@ -182,12 +183,8 @@ async function memcachedStores(of: RunningEdge): Promise<number> {
     .reduce((n, v) => n + v.value, 0);
 }
 
-async function until(check: () => Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function until(check: () => Promise<boolean>, ms = 5_000): Promise<void> {
+  return waitUntil(check, ms);
 }
 
 describe("contexts shared through memcached", () => {

@@ -12,6 +12,7 @@ import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.j
 import { startTestEdge } from "../harness/test-edge.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startKeystoneReplica, type KeystoneReplica } from "../harness/keystone-replica.js";
+import { waitUntil } from "../harness/wait.js";
 
 const keystone = inject("keystone");
 let replica: KeystoneReplica;
@@ -81,12 +82,9 @@ async function freshRequest(): Promise<number> {
   return res.status;
 }
 
-async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Polls `check` every 100 ms until it holds; fails after `ms` naming `what`. */
+function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
+  return waitUntil(check, ms, what, 100);
 }
 
 describe("failover between two real Keystones", () => {

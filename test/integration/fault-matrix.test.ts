@@ -23,6 +23,7 @@ import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { api, createFixtures } from "../harness/fixtures.js";
 import { startTcpRelay, type TcpRelay } from "../harness/tcp-relay.js";
 import { RecordingLogger } from "../harness/doubles.js";
+import { waitUntil } from "../harness/wait.js";
 
 const keystone = inject("keystone");
 let echo: EchoUpstream;
@@ -52,12 +53,9 @@ async function through(url: string, token: string): Promise<Answer> {
   };
 }
 
-async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** Polls `check` every 200 ms until it holds; fails after `ms` naming `what`. */
+function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
+  return waitUntil(check, ms, what, 200);
 }
 
 const adminToken = async (): Promise<string> =>

@@ -31,6 +31,7 @@ import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.j
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startKeystoneReplica, type KeystoneReplica } from "../harness/keystone-replica.js";
 import { startTestEdge } from "../harness/test-edge.js";
+import { waitUntil } from "../harness/wait.js";
 
 const keystone = inject("keystone");
 const ROTATIONS = 5;
@@ -137,12 +138,9 @@ async function healthy(): Promise<number> {
   return (await edge.metrics.keyRepositoryHealthy.get()).values[0]?.value ?? -1;
 }
 
-async function until(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Polls `check` every 100 ms until it holds; fails after `ms` naming `what`. */
+function until(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  return waitUntil(check, ms, what, 100);
 }
 
 describe("Fernet keys under load", () => {

@@ -27,6 +27,7 @@ import {
   type Region,
   type Scope,
 } from "../harness/multi-region.js";
+import { waitUntil } from "../harness/wait.js";
 
 const keystone = inject("keystone");
 const POLL_MS = 1_000;
@@ -59,13 +60,9 @@ afterAll(async () => {
   await topology?.close();
 });
 
-async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${String(ms)} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Polls `check` every 100 ms until it holds; fails after `ms` naming `what`. */
+function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
+  return waitUntil(check, ms, what, 100);
 }
 
 /** What `work` came to, and the validation calls `region`'s edge made to the master meanwhile. */

@@ -14,6 +14,7 @@ import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { startKeystone, type KeystoneHandle } from "../harness/keystone.js";
 import { startMemcached, type MemcachedHandle } from "../harness/memcached.js";
+import { waitUntil } from "../harness/wait.js";
 
 const SECRET = "a-shared-secret-of-at-least-16";
 let keystone: KeystoneHandle;
@@ -85,7 +86,19 @@ describe("memcached, shared between edges", () => {
     });
     expect(await status(a.url, token)).toBe(200);
     expect(await counter(a.edge, "validations", { source: "keystone", result: "valid" })).toBe(1);
-    await new Promise((r) => setTimeout(r, 100)); // the write to memcached is asynchronous
+    // The write to memcached is asynchronous: wait for it (contexts are off: one entry).
+    await waitUntil(
+      async () =>
+        (await a.edge.metrics.memcachedCalls.get()).values.some(
+          (v) =>
+            v.metricName === "keystone_edge_memcached_call_duration_seconds_count" &&
+            v.labels.op === "set" &&
+            v.labels.outcome === "stored" &&
+            v.value >= 1,
+        ),
+      5_000,
+      "edge a's memcached write",
+    );
     expect(await status(b.url, token)).toBe(200);
     expect(await counter(b.edge, "validations", { source: "memcached", result: "valid" })).toBe(1);
     expect(await counter(b.edge, "validations", { source: "keystone" })).toBe(0);

@@ -39,15 +39,4 @@ export async function makeRepository(
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** Polls `check` until it returns true, or fails after `timeoutMs`. */
-export async function waitUntil(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 5_000,
-  what = "condition",
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export { waitUntil } from "../harness/wait.js";
