@@ -39,7 +39,7 @@ export function layerRules() {
           "error",
           {
             patterns: forbidden.map((other) => ({
-              regex: `^\\.\\./${other}/`,
+              regex: `^(\\.\\./)+${other}/`,
               message: `layers: ${folder}/ (layer ${String(level)}) may not import ${other}/ (layer ${String(levelOf.get(other))}); see docs/architecture.md, "Layers"`,
             })),
           },

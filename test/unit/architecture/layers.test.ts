@@ -70,6 +70,9 @@ describe("layers", () => {
     // Same layer: neither way.
     expect(await messages("cache", "../keystone/endpoint.js")).toHaveLength(1);
     expect(await messages("validation", "../proxy/server.js")).toHaveLength(1);
+    // From a subfolder too.
+    expect(await messages("cache/deep", "../../admin/metrics.js")).toHaveLength(1);
+    expect(await messages("cache/deep", "../l1.js")).toEqual([]);
     expect(await messages("validation", "../cache/l1.js")).toEqual([]);
     expect(await messages("edge", "../admin/metrics.js")).toEqual([]);
   }, 60_000);
