@@ -1,9 +1,12 @@
 /**
- * The Prometheus metrics of the request path (first cut; the operations issue completes it).
+ * The edge's Prometheus metrics: the request path, the tiers, the background loops.
  *
  * Owns: every metric's name, help and label set, registered on a registry that is passed
  * in (never prom-client's global one). Labels are bounded enums and configured endpoint
  * hosts: no token, user, project or raw path ever becomes a label.
+ *
+ * Size: one file on purpose — every series the edge exports is declared here, next to its
+ * help text, so that docs/metrics.md and the registry are checked against one place.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { HotCounter } from "./hot-counter.js";

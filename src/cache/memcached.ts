@@ -36,6 +36,9 @@
  *   background while the breaker is open. With no username in the server string, it falls
  *   back to `MEMCACHIER_USERNAME`/`MEMCACHE_USERNAME` (and passwords) from the environment
  *   for SASL.
+ *
+ * Size: the memjs wrapper — deadline, breaker, overload cap, fault hook — and the pool
+ * that hashes keys to its servers; the pool is a dozen lines over the server.
  */
 import { Client as MemjsClient, Server as MemjsServer } from "memjs";
 import { performance } from "node:perf_hooks";

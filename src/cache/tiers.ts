@@ -10,6 +10,9 @@
  * for `min(token_cache_time, expires_at − now)`; a rejection only in L1 (`negativeTtlMs`),
  * since every node rejects garbage locally for free and a shared negative entry would let
  * one node's mistake spread. The token itself is never stored or logged.
+ *
+ * Size: L1 → memcached with sealing, promotion, markers and counting is one read/write
+ * path; split, the keyed-token handle would be passed between files for no reader's gain.
  */
 import type { Config } from "../config/schema.js";
 import { isKeystoneToken, type KeystoneToken } from "../token/body.js";

@@ -21,6 +21,9 @@
  * An option without a description, or optional without a default and without `absent`,
  * is an error: the reference cannot be written without saying what it means. Tables are
  * aligned as prettier aligns them, so the written file passes `prettier --check`.
+ *
+ * Size: walking the schema and writing the reference (Markdown and comments) is one
+ * generator.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { z } from "zod";

@@ -10,6 +10,9 @@
  * status, for rotation automation: rotate again only when every region passes. Prints
  * fingerprints only, never the token or a key; the token is not revoked (a revocation
  * event would reach every edge's feed), it expires by itself.
+ *
+ * Size: the command's checks, its Keystone calls and its report read as one procedure; the
+ * pieces have no other user.
  */
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";

@@ -11,6 +11,8 @@
  * what leaving it out means in `absent`; `format` (`host:port`, `path`) and `unit` (`s`;
  * `ms` is read from a `_ms` name) sharpen the type shown. Metadata never changes what
  * validates.
+ *
+ * Size: every option in one schema on purpose: one place to read what can be configured.
  */
 import { z } from "zod";
 import { DEFAULT_AUTH_METHODS } from "../token/methods.js";

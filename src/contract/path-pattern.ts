@@ -28,6 +28,9 @@
  * Beyond ASCII, `\d`, `\w` and `\b` follow Node's Unicode tables where CPython 3.11 uses
  * Unicode 14: they differ only on code points assigned since. Request paths are ASCII
  * (webob re-quotes them, see access-rules.ts), so this never decides an access check.
+ *
+ * Size: the parser, the NFA and its lazily built DFA share the compiled pattern's private
+ * representation (to be split along those lines).
  */
 
 /** Longest pattern compiled, in UTF-16 code units (Keystone accepts 225); longer ones match nothing. */

@@ -5,6 +5,9 @@
  * (fs events, plus polling for file systems and volume mounts that send none), swapping in
  * a new ring atomically, and keeping the last good ring when a read is bad, empty or catches
  * a rotation half done. This is a background loop: the request path only calls `current()`.
+ *
+ * Size: one background loop and its state (load, watch, poll, retry, last good ring); its
+ * parts only make sense together.
  */
 import { watch as fsWatch, type FSWatcher } from "node:fs";
 import { readdir, readFile, realpath, stat } from "node:fs/promises";

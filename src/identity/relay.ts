@@ -40,6 +40,9 @@
  *   and the bytes are given back when the request is done, in every path: answered,
  *   refused, failed, the client gone mid-body (at once) or while Keystone works (when its
  *   call settles, within the deadline).
+ *
+ * Size: one relay — pools, admission, the byte budget and streaming share the state of a
+ * request in flight.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";

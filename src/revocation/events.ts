@@ -28,6 +28,9 @@
  *   object until the list changes (`generation`): a cache hit costs one WeakMap read.
  * - pruning by age and dropping at the cap pop the oldest events off a heap: O(k log n) for
  *   the k removed.
+ *
+ * Size: Keystone's matching rules, the index by most selective field and incremental
+ * application share one representation of an event (to be split along those lines).
  */
 import type { KeystoneToken } from "../token/body.js";
 import { MinHeap } from "../min-heap.js";

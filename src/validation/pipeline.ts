@@ -17,6 +17,9 @@
  * within a budget (validation/fallback-budget.ts); Keystone's 404 is remembered for
  * `token_cache_time`, so a replayed forgery costs at most one call. `malformed` never costs
  * a call.
+ *
+ * Size: the tier order is the product's core rule and reads best in one place, top to
+ * bottom.
  */
 import { silentLogger, tokenHash, type Logger } from "../log.js";
 import type { DecodeResult, Token, TokenDecoder } from "../token/decoder.js";
