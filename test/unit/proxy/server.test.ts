@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Forwarder } from "../../../src/proxy/forward.js";
 import { createEdgeServer, type RequestOutcome } from "../../../src/proxy/server.js";
 import type { AuthDecision, RequestAuthenticator } from "../../../src/validation/decision.js";
+import { waitUntil } from "../../harness/wait.js";
 
 interface Seen {
   method: string;
@@ -281,15 +282,10 @@ describe("edge server", () => {
       const req = request({ host: "127.0.0.1", port: e.port, path: "/slow" });
       req.on("error", () => undefined);
       req.end();
-      const deadline = Date.now() + 3_000;
-      while (seen.length === 0 && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 10));
+      await waitUntil(() => seen.length > 0, 3_000, "the service to see the request");
       req.destroy();
-      while (!seen[0]?.aborted && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 10));
-      expect(seen[0]?.aborted).toBe(true);
-      while (e.outcomes.length === 0 && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 10));
+      await waitUntil(() => seen[0]?.aborted === true, 3_000, "the service's request aborted");
+      await waitUntil(() => e.outcomes.length > 0, 3_000, "the request's outcome");
       expect(e.outcomes[0]).toMatchObject({ forward: "client_aborted" });
     } finally {
       await e.close();

@@ -12,6 +12,7 @@ import {
 } from "../../../src/validation/pipeline.js";
 import { tokenBody } from "../../harness/doubles.js";
 import { makeRing } from "../helpers.js";
+import { waitUntil } from "../../harness/wait.js";
 
 const NOW_MS = 1_900_000_000_000;
 const { ring } = makeRing([0, 1]);
@@ -114,7 +115,7 @@ describe("ValidationPipeline", () => {
     const s = setup(() => new Promise((r) => (release = r)));
     const token = mint("u1");
     const pending = Array.from({ length: 100 }, () => s.pipeline.validate(token));
-    await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => s.calls() === 1, 5_000, "the one Keystone call");
     release({ kind: "valid", token: body("u1"), endpoint: "k" });
     const verdicts = await Promise.all(pending);
     expect(s.calls()).toBe(1);
@@ -252,7 +253,7 @@ describe("ValidationPipeline", () => {
       const s = setup(() => new Promise((r) => (release = r)));
       const old = mint("u1", -60);
       const pending = Array.from({ length: 10 }, () => s.pipeline.validateAllowingExpired(old));
-      await new Promise((r) => setTimeout(r, 10));
+      await waitUntil(() => s.calls() === 1, 5_000, "the one Keystone call");
       release({ kind: "valid", token: body("someone-else"), endpoint: "k" });
       const verdicts = await Promise.all(pending);
       expect(s.calls()).toBe(1);
