@@ -2,8 +2,7 @@
  * The in-process cache tier (L1), on lru-cache.
  *
  * Owns: what this process remembers about tokens, by the L1 key of token-key.ts (never the
- * token): validated tokens with whatever the caller precomputed from them (a positive entry
- * lives `min(token_cache_time, expires_at − now)`), and recent rejections (a negative entry
+ * token): validated tokens (a positive entry lives `min(token_cache_time, expires_at − now)`), and recent rejections (a negative entry
  * lives `negativeTtlMs`). Bounded by `lru_max_entries`, least recently used out first.
  * Reads the injected clock (lru-cache's `perf`), so tests advance time without sleeping.
  * Expired entries are swept out unread (expiry-sweep.ts), so memory follows the traffic of
@@ -22,11 +21,10 @@ import { DEFAULT_L1_MAX_ENTRIES, DEFAULT_TOKEN_CACHE_TIME_SECONDS } from "../con
 /** Default life of a negative entry, ms. */
 export const DEFAULT_NEGATIVE_TTL_MS = 10_000;
 
-/** A token Keystone (or local decoding) accepted, with the caller's precomputed `data`. */
-export interface PositiveEntry<V> {
+/** A token Keystone (or local decoding) accepted. */
+export interface PositiveEntry {
   readonly kind: "positive";
   readonly value: KeystoneToken;
-  readonly data: V;
   /** The entry is served while `now < expiresAtMs`. */
   readonly expiresAtMs: number;
 }
@@ -39,7 +37,7 @@ export interface NegativeEntry {
 }
 
 /** One L1 entry. */
-export type L1Entry<V> = PositiveEntry<V> | NegativeEntry;
+export type L1Entry = PositiveEntry | NegativeEntry;
 
 /** Options of {@link L1Cache}. */
 export interface L1Options {
@@ -63,9 +61,9 @@ export interface L1Options {
   readonly sweepIntervalMs?: number;
 }
 
-/** The in-process tier. `V` is what the caller precomputes from a positive entry. */
-export class L1Cache<V> {
-  private readonly lru: LRUCache<string, L1Entry<V>>;
+/** The in-process tier. */
+export class L1Cache {
+  private readonly lru: LRUCache<string, L1Entry>;
   private readonly clock: Clock;
   private readonly metrics: CacheMetrics;
   private readonly positiveTtlMs: number;
@@ -85,7 +83,7 @@ export class L1Cache<V> {
     this.negativeTtlMs = nonNegative(options.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS);
     const clock = this.clock;
     const metrics = this.metrics;
-    this.lru = new LRUCache<string, L1Entry<V>>({
+    this.lru = new LRUCache<string, L1Entry>({
       max: maxEntries,
       // lru-cache's clock: ours, so a fake clock drives expiry in tests.
       perf: { now: () => clock.nowMs() },
@@ -130,7 +128,7 @@ export class L1Cache<V> {
    * The live entry under `key`, or undefined. Counts a hit, negative hit or miss, unless
    * `count` is false (a second look within one lookup, already counted).
    */
-  get(key: string, count = true): L1Entry<V> | undefined {
+  get(key: string, count = true): L1Entry | undefined {
     const entry = this.lru.get(key);
     if (entry === undefined) {
       if (count) this.metrics.count("l1_miss");
@@ -152,7 +150,7 @@ export class L1Cache<V> {
    * Remembers a validated token until `min(now + token_cache_time, expiresAtMs)`.
    * @returns the entry's expiry, or undefined when there is no time left to cache it.
    */
-  setPositive(key: string, value: KeystoneToken, data: V, expiresAtMs: number): number | undefined {
+  setPositive(key: string, value: KeystoneToken, expiresAtMs: number): number | undefined {
     const now = this.clock.nowMs();
     const until = Math.min(now + this.positiveTtlMs, expiresAtMs);
     if (!(until > now)) {
@@ -160,11 +158,7 @@ export class L1Cache<V> {
       this.lru.delete(key);
       return undefined;
     }
-    this.lru.set(
-      key,
-      { kind: "positive", value, data, expiresAtMs: until },
-      { ttl: ttl(until - now) },
-    );
+    this.lru.set(key, { kind: "positive", value, expiresAtMs: until }, { ttl: ttl(until - now) });
     this.expiries.track(key, until);
     return until;
   }
@@ -190,7 +184,7 @@ export class L1Cache<V> {
    * Drops every live entry `predicate` selects (e.g. the tokens a revocation event matches).
    * @returns how many were dropped.
    */
-  purge(predicate: (entry: L1Entry<V>) => boolean): number {
+  purge(predicate: (entry: L1Entry) => boolean): number {
     const doomed: string[] = [];
     for (const [key, entry] of this.lru.entries()) {
       if (predicate(entry)) doomed.push(key);

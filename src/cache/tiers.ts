@@ -18,7 +18,6 @@ import type { Config } from "../config/schema.js";
 import { isKeystoneToken, type KeystoneToken } from "../token/body.js";
 import { silentLogger, type Logger } from "../log.js";
 import { systemClock, type Clock } from "../units.js";
-export { isKeystoneToken } from "../token/body.js";
 import { SealedContextStore, type ContextStore } from "./context-store.js";
 import { L1Cache, type L1Entry } from "./l1.js";
 import {
@@ -32,20 +31,6 @@ import { open, seal } from "./sealed.js";
 import { CacheKeyer } from "./token-key.js";
 import { DEFAULT_TOKEN_CACHE_TIME_SECONDS } from "../config/defaults.js";
 
-/** A validated token found in a cache tier. */
-export interface Found<V> {
-  readonly source: "l1" | "memcached";
-  readonly value: KeystoneToken;
-  /** What `attach` computed from `value`. */
-  readonly data: V;
-  /** The cached answer is good until then (epoch ms). */
-  readonly expiresAtMs: number;
-}
-
-/** What the caches know about a token, and which tier knew it. */
-export type Lookup<V> =
-  Found<V> | { readonly source: "negative"; readonly code: string } | { readonly source: "miss" };
-
 /**
  * One token's place in the cache tiers (see {@link TokenCache.entry}): its keys are
  * derived once, when the entry is made. The validation pipeline reads the tiers through it.
@@ -55,7 +40,12 @@ export interface CacheEntry {
   peek(quiet?: boolean): CachedVerdict | undefined;
   /** memcached; a good entry is promoted to L1 here, so callers need not store it again. */
   fetch(): Promise<KeystoneToken | undefined>;
-  storePositive(value: KeystoneToken, expiresAtMs: number): void;
+  /**
+   * In L1 and memcached until `min(now + token_cache_time, expiresAtMs)`. The memcached
+   * write is not waited for on the request path: the promise settles when it is done or
+   * abandoned, and never rejects.
+   */
+  storePositive(value: KeystoneToken, expiresAtMs: number): Promise<void>;
   /** In L1 for `negativeTtlMs`, or `ttlMs` when given. */
   storeNegative(code: string, ttlMs?: number): void;
   /**
@@ -77,7 +67,8 @@ export type CachedVerdict =
   | { readonly kind: "positive"; readonly token: KeystoneToken }
   | { readonly kind: "negative"; readonly code: string };
 
-interface TokenCacheBaseOptions {
+/** Options of {@link TokenCache}. */
+export interface TokenCacheOptions {
   /** Derives the keys; its secret must be `memcache_secret_key` when memcached is shared. */
   readonly keyer: CacheKeyer;
   /** The shared tier (a {@link MemcachedPool}). Default: none, L1 only. */
@@ -100,18 +91,6 @@ interface TokenCacheBaseOptions {
    */
   readonly revocationMarkers?: boolean;
 }
-
-/**
- * Options of {@link TokenCache}. `attach` precomputes per-token data kept with a positive L1
- * entry (e.g. rendered headers); it is optional only when `V` admits `undefined`. It runs
- * on every positive store and memcached promotion, and must not throw.
- */
-export type TokenCacheOptions<V> = TokenCacheBaseOptions &
-  (undefined extends V
-    ? { readonly attach?: (value: KeystoneToken) => V }
-    : { readonly attach: (value: KeystoneToken) => V });
-
-const MISS: Lookup<never> = Object.freeze({ source: "miss" });
 
 /** A token with its L1 key; the memcached key is derived on first use (an L1 hit never needs it). */
 class KeyedToken {
@@ -143,20 +122,19 @@ function isMarker(value: unknown): value is RevocationMarker {
 const AUTH_WARNING_INTERVAL_MS = 60_000;
 
 /** The token cache of the request path. */
-export class TokenCache<V = undefined> {
+export class TokenCache {
   private readonly keyer: CacheKeyer;
   private readonly shared: SharedStore | undefined;
   /** The shared tier, when revocation markers are on. */
   private readonly markers: SharedStore | undefined;
-  private readonly l1: L1Cache<V>;
-  private readonly attach: (value: KeystoneToken) => V;
+  private readonly l1: L1Cache;
   private readonly clock: Clock;
   private readonly metrics: CacheMetrics;
   private readonly logger: Logger;
   private lastAuthWarningMs = -Infinity;
   private authFailuresSinceWarning = 0;
 
-  constructor(options: TokenCacheOptions<V>) {
+  constructor(options: TokenCacheOptions) {
     this.keyer = options.keyer;
     this.shared = options.shared;
     this.markers = options.revocationMarkers === true ? options.shared : undefined;
@@ -164,25 +142,13 @@ export class TokenCache<V = undefined> {
     this.metrics = options.metrics ?? noopCacheMetrics;
     this.logger = options.logger ?? silentLogger;
     const tokenCacheTimeSeconds = options.tokenCacheTimeSeconds ?? DEFAULT_TOKEN_CACHE_TIME_SECONDS;
-    this.l1 = new L1Cache<V>({
+    this.l1 = new L1Cache({
       tokenCacheTimeSeconds,
       clock: this.clock,
       metrics: this.metrics,
       ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}),
       ...(options.negativeTtlMs !== undefined ? { negativeTtlMs: options.negativeTtlMs } : {}),
     });
-    // TypeScript cannot narrow the conditional option type for a generic V; the type above
-    // makes `attach` required whenever `undefined` is not a V.
-    const attach = (options as { readonly attach?: (value: KeystoneToken) => V }).attach;
-    this.attach = attach ?? (() => undefined as V);
-  }
-
-  /** L1, then memcached (promoting a good entry to L1). Never rejects for memcached's sake. */
-  async lookup(token: string): Promise<Lookup<V>> {
-    const keyed = this.keyed(token);
-    const entry = this.l1.get(keyed.l1Key);
-    if (entry !== undefined) return fromL1(entry);
-    return (await this.fromShared(keyed)) ?? MISS;
   }
 
   /**
@@ -193,10 +159,8 @@ export class TokenCache<V = undefined> {
     const keyed = this.keyed(token);
     return {
       peek: (quiet) => this.peekKey(keyed.l1Key, quiet === true),
-      fetch: async () => (await this.fromShared(keyed))?.value,
-      storePositive: (value, expiresAtMs) => {
-        void this.storeWith(keyed, value, expiresAtMs);
-      },
+      fetch: () => this.fromShared(keyed),
+      storePositive: (value, expiresAtMs) => this.storeWith(keyed, value, expiresAtMs),
       storeNegative: (code, ttlMs) => {
         this.l1.setNegative(keyed.l1Key, code, ttlMs);
       },
@@ -281,23 +245,13 @@ export class TokenCache<V = undefined> {
       : { kind: "negative", code: entry.code };
   }
 
-  /** memcached only, promoting a good entry to L1. */
-  async fetch(token: string): Promise<KeystoneToken | undefined> {
-    const found = await this.fromShared(this.keyed(token));
-    return found?.value;
-  }
-
   /**
    * Caches a validated token in L1 and memcached until `min(now + token_cache_time,
    * expiresAtMs)`. The memcached write is fire-and-forget: the returned promise settles
-   * when it is done or abandoned and never rejects; callers need not await it.
+   * when it is done or abandoned and never rejects.
    */
-  storePositive(token: string, value: KeystoneToken, expiresAtMs: number): Promise<void> {
-    return this.storeWith(this.keyed(token), value, expiresAtMs);
-  }
-
   private storeWith(keyed: KeyedToken, value: KeystoneToken, expiresAtMs: number): Promise<void> {
-    const until = this.l1.setPositive(keyed.l1Key, value, this.attach(value), expiresAtMs);
+    const until = this.l1.setPositive(keyed.l1Key, value, expiresAtMs);
     const shared = this.shared;
     if (until === undefined || shared === undefined) return Promise.resolve();
     const ttlMs = until - this.clock.nowMs();
@@ -313,18 +267,13 @@ export class TokenCache<V = undefined> {
     return shared.set(keyed.memcachedKey, sealed, ttlMs / 1000).catch(() => undefined);
   }
 
-  /** Remembers a rejection (`not_found`, `malformed`, …) in L1 for `negativeTtlMs`. */
-  storeNegative(token: string, code: string): void {
-    this.l1.setNegative(this.keyer.l1Key(token), code);
-  }
-
   /**
    * Drops the L1 entries `predicate` selects (revocation). memcached entries cannot be
    * enumerated: they run out with their TTL, so a revocation check must also run on
    * memcached hits.
    * @returns how many were dropped.
    */
-  purge(predicate: (entry: L1Entry<V>) => boolean): number {
+  purge(predicate: (entry: L1Entry) => boolean): number {
     return this.l1.purge(predicate);
   }
 
@@ -359,7 +308,8 @@ export class TokenCache<V = undefined> {
     this.shared?.close();
   }
 
-  private async fromShared(keyed: KeyedToken): Promise<Found<V> | undefined> {
+  /** memcached, promoting a good entry to L1. */
+  private async fromShared(keyed: KeyedToken): Promise<KeystoneToken | undefined> {
     if (this.shared === undefined) return undefined;
     const opened = await this.readSealed(
       this.shared,
@@ -369,14 +319,8 @@ export class TokenCache<V = undefined> {
       isKeystoneToken,
     );
     if (opened === undefined) return undefined;
-    const data = this.attach(opened.value);
-    const until = this.l1.setPositive(keyed.l1Key, opened.value, data, opened.expiresAtMs);
-    return {
-      source: "memcached",
-      value: opened.value,
-      data,
-      expiresAtMs: until ?? opened.expiresAtMs,
-    };
+    this.l1.setPositive(keyed.l1Key, opened.value, opened.expiresAtMs);
+    return opened.value;
   }
 
   private countFailure(failure: "auth" | "expired" | "malformed"): void {
@@ -409,7 +353,7 @@ export class TokenCache<V = undefined> {
 }
 
 /** Options of {@link createTokenCache} beyond the configuration. */
-export type CreateTokenCacheOptions<V> = Omit<TokenCacheOptions<V>, "keyer" | "shared"> & {
+export type CreateTokenCacheOptions = Omit<TokenCacheOptions, "keyer" | "shared"> & {
   /** memcached tuning (deadline, breaker…); `clock`, `logger`, `metrics` default to ours. */
   readonly memcached?: MemcachedOptions;
 };
@@ -419,10 +363,10 @@ export type CreateTokenCacheOptions<V> = Omit<TokenCacheOptions<V>, "keyer" | "s
  * `memcache_secret_key`) when `memcached_servers` is set, else L1 only with a random
  * per-process secret.
  */
-export function createTokenCache<V = undefined>(
+export function createTokenCache(
   cache: Config["cache"],
-  options: CreateTokenCacheOptions<V>,
-): TokenCache<V> {
+  options: CreateTokenCacheOptions,
+): TokenCache {
   const { memcached, ...rest } = options;
   const useMemcached = cache.memcached_servers.length > 0;
   const secret = cache.memcache_secret_key;
@@ -436,21 +380,14 @@ export function createTokenCache<V = undefined>(
         ...memcached,
       })
     : undefined;
-  const full = {
+  return new TokenCache({
     ...rest,
     keyer,
     shared,
     tokenCacheTimeSeconds: cache.token_cache_time,
     maxEntries: cache.lru_max_entries,
     revocationMarkers: cache.revocation_markers,
-  } as TokenCacheOptions<V>;
-  return new TokenCache<V>(full);
-}
-
-function fromL1<V>(entry: L1Entry<V>): Lookup<V> {
-  return entry.kind === "positive"
-    ? { source: "l1", value: entry.value, data: entry.data, expiresAtMs: entry.expiresAtMs }
-    : { source: "negative", code: entry.code };
+  });
 }
 
 function withDefined<T extends Record<string, unknown>>(

@@ -372,7 +372,7 @@ export class ValidationPipeline {
       if (answer !== undefined) {
         const verdict = this.unlessRevoked(answer, "context");
         if (verdict.kind === "valid")
-          cache.storePositive(answer, this.positiveUntilMs(expiresAtMs));
+          void cache.storePositive(answer, this.positiveUntilMs(expiresAtMs));
         return verdict;
       }
     }
@@ -443,7 +443,7 @@ export class ValidationPipeline {
       case "valid": {
         const expiresAtMs = Date.parse(answer.token.expires_at);
         if (Number.isFinite(expiresAtMs)) {
-          cache.storePositive(answer.token, this.positiveUntilMs(expiresAtMs));
+          void cache.storePositive(answer.token, this.positiveUntilMs(expiresAtMs));
         }
         return { kind: "valid", token: answer.token, source: "keystone" };
       }
@@ -562,7 +562,7 @@ export class ValidationPipeline {
           });
           return { kind: "unavailable", reason: "inconsistent_answer" };
         }
-        store?.cache.storePositive(answer.token, this.positiveUntilMs(store.expiresAtMs));
+        void store?.cache.storePositive(answer.token, this.positiveUntilMs(store.expiresAtMs));
         return { kind: "valid", token: answer.token, source: "keystone" };
       }
       case "invalid":

@@ -89,18 +89,18 @@ describe("memcached tier, real memcached", () => {
     const a = edge();
     const b = edge();
     const token = fakeToken(1);
-    await a.cache.storePositive(token, tokenBody("u1"), Date.now() + HOUR_MS);
+    await a.cache.entry(token).storePositive(tokenBody("u1"), Date.now() + HOUR_MS);
     expect(a.metrics.get("memcached_set")).toBe(1);
-    const found = await b.cache.lookup(token);
-    expect(found).toMatchObject({ source: "memcached", value: tokenBody("u1") });
-    expect((await b.cache.lookup(token)).source).toBe("l1");
+    expect(b.cache.peek(token)).toBeUndefined();
+    expect(await b.cache.entry(token).fetch()).toEqual(tokenBody("u1"));
+    expect(b.cache.peek(token)).toEqual({ kind: "positive", token: tokenBody("u1") });
     expect(b.metrics.get("memcached_hit")).toBe(1);
     // a third edge with another secret does not even find the key
     const c = new TokenCache({
       keyer: new CacheKeyer("some other secret, other keys"),
       shared: new MemcachedPool([mc.address]),
     });
-    expect(await c.lookup(token)).toEqual({ source: "miss" });
+    expect(await c.entry(token).fetch()).toBeUndefined();
     for (const e of [a.cache, b.cache, c]) e.close();
   });
 
@@ -109,29 +109,29 @@ describe("memcached tier, real memcached", () => {
     const reader = edge();
     const token = fakeToken(2);
     const key = new CacheKeyer(SECRET).keys(token).memcachedKey;
-    await writer.cache.storePositive(token, tokenBody("u2"), Date.now() + HOUR_MS);
+    await writer.cache.entry(token).storePositive(tokenBody("u2"), Date.now() + HOUR_MS);
 
     // Someone with memcached access but not the secret: a plain memjs client.
     const raw = MemjsClient.create(mc.address, { retries: 1, logger: { log: () => undefined } });
     try {
       await raw.set(key, Buffer.from(JSON.stringify(tokenBody("admin"))), { expires: 300 });
-      expect(await reader.cache.lookup(token)).toEqual({ source: "miss" });
+      expect(await reader.cache.entry(token).fetch()).toBeUndefined();
 
       // flip one bit of the genuine entry
-      await writer.cache.storePositive(token, tokenBody("u2"), Date.now() + HOUR_MS);
+      await writer.cache.entry(token).storePositive(tokenBody("u2"), Date.now() + HOUR_MS);
       const genuine = (await raw.get(key)).value ?? Buffer.alloc(0);
       const flipped = Buffer.from(genuine);
       flipped[flipped.length - 20] = (flipped[flipped.length - 20] ?? 0) ^ 1;
       await raw.set(key, flipped, { expires: 300 });
-      expect(await reader.cache.lookup(token)).toEqual({ source: "miss" });
+      expect(await reader.cache.entry(token).fetch()).toBeUndefined();
 
       // copy another token's genuine entry under this token's key
       const other = fakeToken(3);
-      await writer.cache.storePositive(other, tokenBody("admin"), Date.now() + HOUR_MS);
+      await writer.cache.entry(other).storePositive(tokenBody("admin"), Date.now() + HOUR_MS);
       const otherKey = new CacheKeyer(SECRET).keys(other).memcachedKey;
       const stolen = (await raw.get(otherKey)).value ?? Buffer.alloc(0);
       await raw.set(key, stolen, { expires: 300 });
-      expect(await reader.cache.lookup(token)).toEqual({ source: "miss" });
+      expect(await reader.cache.entry(token).fetch()).toBeUndefined();
     } finally {
       raw.close();
     }
@@ -148,7 +148,7 @@ describe("memcached tier, real memcached", () => {
     const server = pool.servers[0];
     if (server === undefined) throw new Error("no server");
     const token = fakeToken(4);
-    await cache.storePositive(token, tokenBody("u4"), Date.now() + HOUR_MS);
+    await cache.entry(token).storePositive(tokenBody("u4"), Date.now() + HOUR_MS);
     expect(await server.get(new CacheKeyer(SECRET).keys(token).memcachedKey)).toBeDefined();
 
     await mc.stop();
@@ -183,10 +183,10 @@ describe("memcached tier, real memcached", () => {
     // back: the next probe closes it and hits resume
     await mc.start();
     clock.advance(5_000);
-    await cache.storePositive(token, tokenBody("u4"), Date.now() + HOUR_MS); // the probe
+    await cache.entry(token).storePositive(tokenBody("u4"), Date.now() + HOUR_MS); // the probe
     expect(server.state()).toEqual({ kind: "closed", failures: 0 });
     const fresh = edge();
-    expect(await fresh.cache.lookup(token)).toMatchObject({ source: "memcached" });
+    expect(await fresh.cache.entry(token).fetch()).toEqual(tokenBody("u4"));
     expect(logger.at("info").map((l) => l.message)).toEqual([
       "memcached available again: circuit closed",
     ]);

@@ -10,7 +10,7 @@ function setup(
 ) {
   const clock = new ManualClock();
   const metrics = new CountingCacheMetrics();
-  const l1 = new L1Cache<{ headers: string }>({ clock, metrics, ...options });
+  const l1 = new L1Cache({ clock, metrics, ...options });
   return { clock, metrics, l1 };
 }
 
@@ -19,17 +19,17 @@ const HOUR_MS = 3_600_000;
 describe("L1Cache positive entries", () => {
   it("live min(token_cache_time, expires_at − now): token_cache_time when expiry is far", () => {
     const { clock, l1 } = setup({ tokenCacheTimeSeconds: 300 });
-    const until = l1.setPositive("k", tokenBody(), { headers: "h" }, T0_MS + HOUR_MS);
+    const until = l1.setPositive("k", tokenBody(), T0_MS + HOUR_MS);
     expect(until).toBe(T0_MS + 300_000);
     clock.advance(299_999);
-    expect(l1.get("k")).toMatchObject({ kind: "positive", data: { headers: "h" } });
+    expect(l1.get("k")).toMatchObject({ kind: "positive", expiresAtMs: T0_MS + 300_000 });
     clock.advance(1);
     expect(l1.get("k")).toBeUndefined();
   });
 
   it("live min(token_cache_time, expires_at − now): the token's expiry when nearer", () => {
     const { clock, l1 } = setup({ tokenCacheTimeSeconds: 300 });
-    expect(l1.setPositive("k", tokenBody(), { headers: "h" }, T0_MS + 42_000)).toBe(T0_MS + 42_000);
+    expect(l1.setPositive("k", tokenBody(), T0_MS + 42_000)).toBe(T0_MS + 42_000);
     clock.advance(41_999);
     expect(l1.get("k")?.kind).toBe("positive");
     clock.advance(1); // at expires_at exactly: expired
@@ -38,25 +38,24 @@ describe("L1Cache positive entries", () => {
 
   it("are not stored when there is no time left, and replace nothing stale", () => {
     const { l1 } = setup();
-    l1.setPositive("k", tokenBody(), { headers: "old" }, T0_MS + HOUR_MS);
-    expect(l1.setPositive("k", tokenBody(), { headers: "new" }, T0_MS)).toBeUndefined();
+    l1.setPositive("k", tokenBody(), T0_MS + HOUR_MS);
+    expect(l1.setPositive("k", tokenBody(), T0_MS)).toBeUndefined();
     expect(l1.get("k")).toBeUndefined();
     expect(l1.size).toBe(0);
   });
 
   it("are never stored with token_cache_time 0", () => {
     const { l1 } = setup({ tokenCacheTimeSeconds: 0 });
-    expect(l1.setPositive("k", tokenBody(), { headers: "h" }, T0_MS + HOUR_MS)).toBeUndefined();
+    expect(l1.setPositive("k", tokenBody(), T0_MS + HOUR_MS)).toBeUndefined();
     expect(l1.get("k")).toBeUndefined();
   });
 
-  it("keep the value and the caller's data as given", () => {
+  it("keep the value as given", () => {
     const { l1 } = setup();
     const body = tokenBody("u9");
-    l1.setPositive("k", body, { headers: "X-User-Id: u9" }, T0_MS + HOUR_MS);
+    l1.setPositive("k", body, T0_MS + HOUR_MS);
     const entry = l1.get("k");
     expect(entry?.kind === "positive" && entry.value).toBe(body);
-    expect(entry?.kind === "positive" && entry.data).toEqual({ headers: "X-User-Id: u9" });
   });
 });
 
@@ -90,7 +89,7 @@ describe("L1Cache negative entries", () => {
   it("are replaced by a positive answer", () => {
     const { l1 } = setup();
     l1.setNegative("k", "not_found");
-    l1.setPositive("k", tokenBody(), { headers: "h" }, T0_MS + HOUR_MS);
+    l1.setPositive("k", tokenBody(), T0_MS + HOUR_MS);
     expect(l1.get("k")?.kind).toBe("positive");
   });
 });
@@ -98,7 +97,7 @@ describe("L1Cache negative entries", () => {
 describe("L1Cache counters", () => {
   it("count hits, negative hits and misses", () => {
     const { metrics, l1 } = setup();
-    l1.setPositive("p", tokenBody(), { headers: "h" }, T0_MS + HOUR_MS);
+    l1.setPositive("p", tokenBody(), T0_MS + HOUR_MS);
     l1.setNegative("n", "invalid");
     l1.get("p");
     l1.get("p");
@@ -124,7 +123,7 @@ describe("L1Cache counters", () => {
   it("count an expiry found on read as an expiration and a miss, without sleeping", () => {
     const { clock, metrics, l1 } = setup();
     l1.setNegative("x", "invalid");
-    l1.setPositive("y", tokenBody(), { headers: "h" }, T0_MS + 5_000);
+    l1.setPositive("y", tokenBody(), T0_MS + 5_000);
     clock.advance(HOUR_MS);
     expect(l1.get("x")).toBeUndefined();
     expect(l1.get("y")).toBeUndefined();
@@ -136,11 +135,11 @@ describe("L1Cache counters", () => {
   it("sweeps expired entries out unread, at most a batch at a time, without sleeping", () => {
     const { clock, metrics, l1 } = setup({ negativeTtlMs: 10_000 });
     for (let i = 0; i < 1_000; i++) l1.setNegative(`forged-${String(i)}`, "invalid");
-    l1.setPositive("kept", tokenBody(), { headers: "h" }, T0_MS + HOUR_MS);
+    l1.setPositive("kept", tokenBody(), T0_MS + HOUR_MS);
     // Replaced by a longer-lived answer: its first expiry time must not drop it.
     clock.advance(1);
     l1.setNegative("replaced", "invalid");
-    l1.setPositive("replaced", tokenBody(), { headers: "h" }, T0_MS + HOUR_MS);
+    l1.setPositive("replaced", tokenBody(), T0_MS + HOUR_MS);
     expect(l1.sweep()).toBe(0); // nothing due yet
     clock.advance(9_999);
     expect(l1.sweep(400)).toBe(400);
@@ -156,7 +155,7 @@ describe("L1Cache counters", () => {
 
   it("sweeps on its own timer: memory follows recent traffic, not the peak", async () => {
     const metrics = new CountingCacheMetrics();
-    const l1 = new L1Cache<{ headers: string }>({
+    const l1 = new L1Cache({
       metrics,
       negativeTtlMs: 30,
       sweepIntervalMs: 20,
@@ -180,12 +179,11 @@ describe("L1Cache counters", () => {
 describe("L1Cache.purge", () => {
   it("drops the entries a predicate selects and counts them", () => {
     const { metrics, l1 } = setup();
-    l1.setPositive("alice1", tokenBody("alice"), { headers: "" }, T0_MS + HOUR_MS);
-    l1.setPositive("alice2", tokenBody("alice"), { headers: "" }, T0_MS + HOUR_MS);
-    l1.setPositive("bob", tokenBody("bob"), { headers: "" }, T0_MS + HOUR_MS);
+    l1.setPositive("alice1", tokenBody("alice"), T0_MS + HOUR_MS);
+    l1.setPositive("alice2", tokenBody("alice"), T0_MS + HOUR_MS);
+    l1.setPositive("bob", tokenBody("bob"), T0_MS + HOUR_MS);
     l1.setNegative("junk", "malformed");
-    const byUser = (id: string) => (e: L1Entry<{ headers: string }>) =>
-      e.kind === "positive" && e.value.user.id === id;
+    const byUser = (id: string) => (e: L1Entry) => e.kind === "positive" && e.value.user.id === id;
     expect(l1.purge(byUser("alice"))).toBe(2);
     expect(l1.get("alice1")).toBeUndefined();
     expect(l1.get("alice2")).toBeUndefined();

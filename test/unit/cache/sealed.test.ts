@@ -8,7 +8,7 @@ import {
   seal,
   type Opened,
 } from "../../../src/cache/sealed.js";
-import { isKeystoneToken } from "../../../src/cache/tiers.js";
+import { isKeystoneToken } from "../../../src/token/body.js";
 import { CacheKeyer } from "../../../src/cache/token-key.js";
 import type { KeystoneToken } from "../../../src/token/body.js";
 import { T0_MS, fakeToken, tokenBody } from "../../harness/doubles.js";

@@ -80,6 +80,7 @@ class MapCache implements ValidationCache {
       fetch: () => Promise.resolve(undefined),
       storePositive: (value) => {
         this.l1.set(token, { kind: "positive", token: value });
+        return Promise.resolve();
       },
       storeNegative: (code) => {
         this.l1.set(token, { kind: "negative", code });

@@ -83,6 +83,7 @@ class FakeCache implements ValidationCache {
       },
       storePositive: (value, untilMs) => {
         this.l1.set(token, { verdict: { kind: "positive", token: value }, untilMs });
+        return Promise.resolve();
       },
       storeNegative: (code, ttlMs) => {
         this.l1.set(token, {

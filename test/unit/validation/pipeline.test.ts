@@ -58,6 +58,7 @@ class FakeCache implements ValidationCache {
       storePositive: (value, expiresAtMs) => {
         this.l1.set(token, { kind: "positive", token: value });
         this.positiveUntil.set(token, expiresAtMs);
+        return Promise.resolve();
       },
       storeNegative: (code) => {
         this.l1.set(token, { kind: "negative", code });

@@ -62,6 +62,7 @@ class EdgeCache implements ValidationCache {
       fetch: () => Promise.resolve(undefined),
       storePositive: (value) => {
         this.l1.set(t, { kind: "positive", token: value });
+        return Promise.resolve();
       },
       storeNegative: (code, ttlMs) => {
         this.l1.set(t, { kind: "negative", code });
