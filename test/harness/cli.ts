@@ -14,13 +14,24 @@ export interface CliRun {
   json(): Record<string, unknown>;
 }
 
-/** Runs `keystone-edge ARGS` in-process; `stdin` is piped in when given (else a terminal). */
-export async function runCli(args: readonly string[], stdin?: string): Promise<CliRun> {
+/**
+ * Runs `keystone-edge ARGS` in-process; `stdin` is piped in when given (else a terminal).
+ * `onStderr` sees each piece of stderr as it is written (a test waits on a progress line
+ * instead of a fixed time).
+ */
+export async function runCli(
+  args: readonly string[],
+  stdin?: string,
+  onStderr?: (text: string) => void,
+): Promise<CliRun> {
   let stdout = "";
   let stderr = "";
   const io: CommandIO = {
     stdout: (t) => (stdout += t),
-    stderr: (t) => (stderr += t),
+    stderr: (t) => {
+      stderr += t;
+      onStderr?.(t);
+    },
     readStdin: (max) => Promise.resolve((stdin ?? "").slice(0, max + 1)),
     stdinIsTTY: stdin === undefined,
   };

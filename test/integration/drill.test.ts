@@ -107,19 +107,24 @@ async function drill(
   scenario: string,
   extra: string[] = [],
   adminUrl = admin,
+  onStderr?: (text: string) => void,
 ): Promise<{ status: number; report: Report; err: string }> {
-  const c = await runCli([
-    "drill",
-    scenario,
-    "--admin",
-    adminUrl,
-    "--secret-file",
-    secretFile,
-    "--token-file",
-    tokenFile,
-    "--json",
-    ...extra,
-  ]);
+  const c = await runCli(
+    [
+      "drill",
+      scenario,
+      "--admin",
+      adminUrl,
+      "--secret-file",
+      secretFile,
+      "--token-file",
+      tokenFile,
+      "--json",
+      ...extra,
+    ],
+    undefined,
+    onStderr,
+  );
   return {
     status: c.status,
     report: (c.stdout === "" ? {} : JSON.parse(c.stdout)) as Report,
@@ -235,8 +240,11 @@ describe("keystone-edge drill", () => {
   }, 90_000);
 
   it("key-rotation: tokens keep validating while the region's copy is rotated; without a rotation the drill fails", async () => {
+    // Rotate once the drill says it is watching (its "before" taken), not after a fixed time.
+    let watching = (): void => undefined;
+    const watched = new Promise<void>((resolve) => (watching = resolve));
     const rotate = (async () => {
-      await new Promise((r) => setTimeout(r, 1_000));
+      await watched;
       // What keystone-manage fernet_rotate does, synced in the documented order: the staged
       // key becomes the primary (highest index), a new staged key 0 appears.
       const indexes = readdirSync(keys).map(Number).filter(Number.isInteger);
@@ -247,7 +255,9 @@ describe("keystone-edge drill", () => {
       return next;
     })();
     const [{ status: exit, report, err }, next] = await Promise.all([
-      drill("key-rotation", ["--duration", "4s", "--concurrency", "2"]),
+      drill("key-rotation", ["--duration", "4s", "--concurrency", "2"], admin, (text) => {
+        if (text.includes("rotate now")) watching();
+      }),
       rotate,
     ]);
     expect(failed(report), err).toEqual([]);

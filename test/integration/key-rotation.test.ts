@@ -118,14 +118,19 @@ afterAll(async () => {
 
 /** A token as Keystone would sign it now: with the primary key of its repository at this moment. */
 const signedWith = new Set<number>();
-async function freshToken(): Promise<string> {
+async function mint(): Promise<{ token: string; primary: number }> {
   const keys = staticKeyRing(await readKeyRepository(keystoneKeys));
-  signedWith.add(keys.current().primary.index);
-  return new TokenDecoder({ keys, authMethods: keystone.authMethods }).mint({
+  const primary = keys.current().primary.index;
+  signedWith.add(primary);
+  const token = new TokenDecoder({ keys, authMethods: keystone.authMethods }).mint({
     ...template,
     auditIds: [randomAuditId()],
     expiresAtMicros: ((Math.floor(Date.now() / 1000) + 3600) * 1e6) as EpochMicros,
   });
+  return { token, primary };
+}
+async function freshToken(): Promise<string> {
+  return (await mint()).token;
 }
 
 async function status(token: string): Promise<number> {
@@ -149,10 +154,13 @@ describe("Fernet keys under load", () => {
     const failures: string[] = [];
     let requests = 0;
     let issuedByKeystone = 0;
+    /** Requests answered 200 by primary key index the token was minted under. */
+    const validUnder = new Map<number, number>();
     let running = true;
     const worker = async (n: number): Promise<void> => {
       for (let i = 0; running; i++) {
         let token: string;
+        let primary: number | undefined;
         if (n === 0 && i % 5 === 0) {
           // now and then a token Keystone itself issues, with its current primary key
           token = (
@@ -163,24 +171,35 @@ describe("Fernet keys under load", () => {
           ).token;
           issuedByKeystone++;
         } else {
-          token = await freshToken();
+          ({ token, primary } = await mint());
         }
         const s = await status(token);
         requests++;
         if (s !== 200) failures.push(`HTTP ${String(s)} after ${String(requests)} requests`);
+        else if (primary !== undefined) validUnder.set(primary, (validUnder.get(primary) ?? 0) + 1);
       }
     };
     const workers = Array.from({ length: WORKERS }, (_, n) => worker(n));
     try {
-      await new Promise((r) => setTimeout(r, 1_000));
+      const served = (n: number, what: string): Promise<void> => {
+        const target = requests + n;
+        return until(what, () => Promise.resolve(requests >= target));
+      };
+      await served(50, "50 requests before the first rotation");
       for (let r = 0; r < ROTATIONS; r++) {
         await replica.rotateKeys();
-        await new Promise((res) => setTimeout(res, 300)); // Keystone signs with the new key; the edge has not synced
+        // Keystone signs with the new key; the edge has not synced: tokens under it must be
+        // answered all the same (through Keystone) before the copy arrives.
+        const primary = primaryBefore + r + 1;
+        await until(`${String(WORKERS)} tokens under the new primary before the sync`, () =>
+          Promise.resolve((validUnder.get(primary) ?? 0) >= WORKERS),
+        );
+        expect(edge.keys.current().primary.index).toBe(primary - 1);
         sync();
         await until("the edge to load the synced ring", () =>
-          Promise.resolve(edge.keys.current().primary.index === primaryBefore + r + 1),
+          Promise.resolve(edge.keys.current().primary.index === primary),
         );
-        await new Promise((res) => setTimeout(res, 500));
+        await served(50, `50 requests on the synced ring ${String(primary)}`);
       }
     } finally {
       running = false;

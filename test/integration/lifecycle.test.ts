@@ -10,6 +10,7 @@ import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { adminUser, edgeConfigDocument } from "../harness/edge-config.js";
 import { startTestEdge } from "../harness/test-edge.js";
+import { waitUntil } from "../harness/wait.js";
 
 const keystone = inject("keystone");
 let echo: EchoUpstream;
@@ -50,12 +51,21 @@ describe("graceful shutdown", () => {
       res.resume();
       answered?.(res.statusCode ?? 0);
     });
+    const forwarded = echo.requests();
     req.write("12345");
-    await new Promise((r) => setTimeout(r, 300)); // validated and forwarded, body half sent
+    await waitUntil(
+      () => echo.requests() > forwarded,
+      10_000,
+      "the request validated and forwarded, its body half sent",
+    );
 
     let closedAt = 0;
     const closing = edge.close(10_000).then(() => (closedAt = Date.now()));
-    await new Promise((r) => setTimeout(r, 100));
+    await waitUntil(
+      async () => (await readyz()).status === 503,
+      5_000,
+      "/readyz to answer 503 once closing began",
+    );
     const during = await readyz();
     expect(during.status).toBe(503);
     expect(during.lifecycle).toMatch(/^draining/);

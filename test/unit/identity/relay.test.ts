@@ -28,6 +28,7 @@ import { KeystoneEndpoints } from "../../../src/keystone/endpoint-set.js";
 import { ServiceToken } from "../../../src/keystone/service-token.js";
 import { KeystoneValidator } from "../../../src/keystone/validate.js";
 import { freePort } from "../../harness/net.js";
+import { waitUntil } from "../../harness/wait.js";
 
 interface Seen {
   method: string;
@@ -50,13 +51,9 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
 }
 
-/** Waits until `condition` holds (polling; never a fixed sleep), or fails after 5 s. */
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const until = performance.now() + 5_000;
-  while (!(await condition())) {
-    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+/** Waits until `condition` holds (polling every 5 ms), or fails after 5 s. */
+function waitFor(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  return waitUntil(condition, 5_000, what, 5);
 }
 
 /**
