@@ -21,13 +21,13 @@ import { arch, cpus, platform, release, totalmem } from "node:os";
 import type { KeystoneToken } from "../src/token/body.js";
 import { APPLY_SLICE_EVENTS } from "../src/keystone/revocation-feed.js";
 import {
-  matches,
   parseEvent,
-  RevocationList,
   tokenValues,
   type RevocationEvent,
   type TokenValues,
-} from "../src/revocation/events.js";
+} from "../src/revocation/event.js";
+import { RevocationList } from "../src/revocation/list.js";
+import { matches } from "../src/revocation/matching.js";
 import { DEFAULT_MAX_REVOCATION_EVENTS } from "../src/revocation/retention.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);

@@ -11,7 +11,7 @@ import type { EdgeMetrics } from "../admin/metrics.js";
 import type { Config } from "../config/schema.js";
 import type { FaultInjector } from "../drill/faults.js";
 import { silentLogger, type Logger } from "../log.js";
-import { RevocationList } from "../revocation/events.js";
+import { RevocationList } from "../revocation/list.js";
 import { ContextCache } from "../validation/context.js";
 import { cacheMetricsFor, type CacheFactory } from "./cache-factory.js";
 

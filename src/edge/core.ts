@@ -27,7 +27,7 @@ import { KeystoneValidator } from "../keystone/validate.js";
 import { silentLogger, type Logger } from "../log.js";
 import { Forwarder } from "../proxy/forward.js";
 import { createEdgeHandler } from "../proxy/server.js";
-import { concernsAnyContext } from "../revocation/events.js";
+import { concernsAnyContext } from "../revocation/matching.js";
 import { TokenDecoder } from "../token/decoder.js";
 import { EdgeAuthenticator } from "../validation/authenticator.js";
 import { DegradedMode } from "../validation/degraded-mode.js";

@@ -19,7 +19,7 @@ import { KeystoneEndpoint } from "../keystone/endpoint.js";
 import type { KeystoneEndpoints } from "../keystone/endpoint-set.js";
 import type { RevocationFeed } from "../keystone/revocation-feed.js";
 import type { Logger } from "../log.js";
-import type { RevocationList } from "../revocation/events.js";
+import type { RevocationList } from "../revocation/list.js";
 import type { ValidationPipeline } from "../validation/pipeline.js";
 
 /** The parts of one configuration the Identity face answers from. */

@@ -14,12 +14,8 @@
  * is visible; a failed poll keeps everything held. The timer does not keep the process alive.
  */
 import { silentLogger, type Logger } from "../log.js";
-import {
-  parseEvent,
-  type OverflowState,
-  type RevocationEvent,
-  type RevocationList,
-} from "../revocation/events.js";
+import { parseEvent, type RevocationEvent } from "../revocation/event.js";
+import type { OverflowState, RevocationList } from "../revocation/list.js";
 import {
   DEFAULT_MAX_REVOCATION_EVENTS,
   retentionCutoffMicros,

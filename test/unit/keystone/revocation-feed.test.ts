@@ -17,11 +17,8 @@ import {
 } from "../../../src/keystone/revocation-feed.js";
 import { ServiceToken } from "../../../src/keystone/service-token.js";
 import type { KeystoneToken } from "../../../src/token/body.js";
-import {
-  isoToMicros,
-  RevocationList,
-  type RevocationEvent,
-} from "../../../src/revocation/events.js";
+import { isoToMicros, type RevocationEvent } from "../../../src/revocation/event.js";
+import { RevocationList } from "../../../src/revocation/list.js";
 import { retentionSeconds } from "../../../src/revocation/retention.js";
 import { ManualClock, RecordingLogger, T0_MS, tokenBody } from "../../harness/doubles.js";
 

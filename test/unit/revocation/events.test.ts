@@ -3,12 +3,12 @@ import { describe, expect, it } from "vitest";
 import type { KeystoneToken } from "../../../src/token/body.js";
 import {
   isoToMicros,
-  matches,
   parseEvent,
-  RevocationList,
   tokenValues,
   type RevocationEvent,
-} from "../../../src/revocation/events.js";
+} from "../../../src/revocation/event.js";
+import { RevocationList } from "../../../src/revocation/list.js";
+import { matches } from "../../../src/revocation/matching.js";
 
 const ISSUED = "2030-03-17T17:46:40.000000Z";
 const EXPIRES = "2030-03-17T18:46:40.000000Z";

@@ -8,15 +8,14 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
 import type { KeystoneToken } from "../../../src/token/body.js";
+import { tokenValues, type RevocationEvent } from "../../../src/revocation/event.js";
+import { RevocationList } from "../../../src/revocation/list.js";
 import {
   CONTEXT_CHANGE_MARGIN_MS,
   concernsAnyContext,
   concernsContext,
   matches,
-  RevocationList,
-  tokenValues,
-  type RevocationEvent,
-} from "../../../src/revocation/events.js";
+} from "../../../src/revocation/matching.js";
 import { retentionCutoffMicros, retentionSeconds } from "../../../src/revocation/retention.js";
 
 /** 2030-03-17T17:46:40Z, µs. */

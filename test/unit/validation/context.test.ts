@@ -3,12 +3,9 @@ import { describe, expect, it } from "vitest";
 import { staticKeyRing } from "../../../src/fernet/key-ring.js";
 import type { KeystoneToken } from "../../../src/token/body.js";
 import type { KeystoneVerdict } from "../../../src/keystone/validate.js";
-import {
-  CONTEXT_CHANGE_MARGIN_MS,
-  RevocationList,
-  parseEvent,
-  concernsContext,
-} from "../../../src/revocation/events.js";
+import { parseEvent } from "../../../src/revocation/event.js";
+import { RevocationList } from "../../../src/revocation/list.js";
+import { CONTEXT_CHANGE_MARGIN_MS, concernsContext } from "../../../src/revocation/matching.js";
 import { SealedContextStore } from "../../../src/cache/context-store.js";
 import { CountingCacheMetrics } from "../../../src/cache/metrics.js";
 import { ManualClock } from "../../harness/doubles.js";
