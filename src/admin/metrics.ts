@@ -101,6 +101,7 @@ export class EdgeMetrics {
   readonly keyPrimaryAge: Gauge;
   readonly drillActive: Gauge<"scenario">;
   readonly clientRefusals: Counter<"listener" | "reason">;
+  readonly tlsCertificateNotAfter: Gauge;
   readonly keystoneEndpointInsecure: Gauge<"endpoint" | "reason">;
   readonly keyRepositoryBehind: Gauge;
   readonly keyRepositoryAgreed: Gauge;
@@ -367,8 +368,13 @@ export class EdgeMetrics {
     });
     this.clientRefusals = new Counter({
       name: "keystone_edge_client_refusals_total",
-      help: "Requests and connections refused before any validation, by listener (proxy, identity, admin) and reason (header_count, header_size, head_size, url_size, duplicate_host, bad_target, bad_request, method_not_allowed, headers_timeout, body_timeout, request_timeout, host_not_allowed).",
+      help: "Requests and connections refused before any validation, by listener (proxy, identity, admin) and reason (header_count, header_size, head_size, url_size, duplicate_host, bad_target, bad_request, method_not_allowed, headers_timeout, body_timeout, request_timeout, host_not_allowed, tls_handshake).",
       labelNames: ["listener", "reason"],
+      registers,
+    });
+    this.tlsCertificateNotAfter = new Gauge({
+      name: "keystone_edge_tls_certificate_not_after_timestamp_seconds",
+      help: "When the certificate `listen` and `identity_listen` serve (`tls.certfile`) ends, epoch seconds; absent without `tls`. Renew before it, then SIGHUP.",
       registers,
     });
     this.keystoneEndpointInsecure = new Gauge({

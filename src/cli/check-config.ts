@@ -2,13 +2,15 @@
  * `keystone-edge check-config FILE`: validate a configuration without starting anything.
  *
  * Owns: the operator's pre-flight — the YAML, every option's type and range, secrets from
- * files and the environment, readable TLS files, and (unless `--skip-keys`) a loadable key
+ * files and the environment, readable TLS files, the listeners' certificate and key (they
+ * go together, the certificate has not ended), and (unless `--skip-keys`) a loadable key
  * repository — reported as one JSON object on stdout and one line per problem on stderr.
  */
 import { redactConfig, loadConfig } from "../config/load.js";
 import { ConfigError, EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
 import { readKeyRepository } from "../fernet/key-repository.js";
 import { insecureEndpoints, insecureEndpointWarning } from "../config/warnings.js";
+import { loadListenerTls } from "../proxy/tls.js";
 import { parseCommandArgs, type Command } from "./command.js";
 
 const help = `Usage: keystone-edge check-config FILE [--skip-keys]
@@ -16,13 +18,16 @@ const help = `Usage: keystone-edge check-config FILE [--skip-keys]
 Validates a keystone-edge configuration file as start-up would, without starting
 anything or calling Keystone: YAML syntax, unknown options, types and ranges, secrets
 given as <name>, <name>_file or <name>_env (exactly one), readable cafile/certfile/keyfile,
-and that fernet.key_repository loads.
+with tls: a served certificate that parses, has not ended and goes with its key, and a
+client CA bundle that parses; and that fernet.key_repository loads.
 
 Prints one JSON object on stdout: {"ok": true, "config": {…secrets redacted…},
-"key_repository": {"primary_index": …, "key_count": …}, "warnings": […]} or
+"key_repository": {"primary_index": …, "key_count": …}, "tls": {"subject", "not_after",
+"client_certificates"} (with tls), "warnings": […]} or
 {"error": {"code", "message", "problems": […]}}, and each problem on its own line on
 stderr, naming the option. Warnings (valid but unsafe: a plain-HTTP or unverified
-Keystone endpoint) go to stderr too, with exit status 0.
+Keystone endpoint, a served certificate ending within 14 days) go to stderr too, with exit
+status 0.
 
 Options:
   --skip-keys  do not load fernet.key_repository (e.g. on a build host)
@@ -51,11 +56,22 @@ export const checkConfig: Command = {
         keyRepository = { primary_index: ring.primary.index, key_count: ring.size };
       }
       const warnings = insecureEndpoints(config).map(insecureEndpointWarning);
+      const tls = config.tls === undefined ? undefined : loadListenerTls(config.tls);
+      if (tls !== undefined) warnings.push(...tls.warnings.map((w) => `tls: ${w}`));
       io.stdout(
         JSON.stringify({
           ok: true,
           config: redactConfig(config),
           ...(keyRepository ? { key_repository: keyRepository } : {}),
+          ...(tls === undefined
+            ? {}
+            : {
+                tls: {
+                  subject: tls.certificate.subject,
+                  not_after: new Date(tls.certificate.notAfterMs).toISOString(),
+                  client_certificates: tls.clientCertificates,
+                },
+              }),
           warnings,
         }) + "\n",
       );

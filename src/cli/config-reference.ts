@@ -58,12 +58,19 @@ export interface OptionRow {
   readonly secret: boolean;
   /** Set when only some variants of a discriminated union have it: `type` ∈ `values`. */
   readonly when?: { readonly key: string; readonly values: readonly string[] };
+  /**
+   * The dotted path of the optional section the option is in, when there is one: it
+   * applies (and its default is filled in) only when that section is given.
+   */
+  readonly within?: string;
 }
 
 /** The options directly under one object (the root's path is ""). */
 export interface OptionSection {
   readonly path: string;
   readonly description: string | undefined;
+  /** For a section that may be left out as a whole: what leaving it out means. */
+  readonly absent?: string;
   readonly rows: OptionRow[];
 }
 
@@ -354,11 +361,15 @@ function leafRow(path: readonly string[], u: Unwrapped, when: OptionRow["when"])
 /** Walks the schema: one section per object that holds options, one row per option. */
 export function configReference(schema: Schema = configSchema): OptionSection[] {
   const sections = new Map<string, OptionSection>();
-  const section = (path: readonly string[], description: string | undefined): OptionSection => {
+  const section = (
+    path: readonly string[],
+    description: string | undefined,
+    absent?: string,
+  ): OptionSection => {
     const key = path.join(".");
     let s = sections.get(key);
     if (s === undefined) {
-      s = { path: key, description, rows: [] };
+      s = { path: key, description, ...(absent === undefined ? {} : { absent }), rows: [] };
       sections.set(key, s);
     }
     return s;
@@ -370,19 +381,34 @@ export function configReference(schema: Schema = configSchema): OptionSection[] 
     description: string | undefined,
     when: OptionRow["when"],
     skip?: string,
+    within?: { readonly path: string; readonly absent: string },
   ): void => {
-    const own = section(path, description);
+    const own = section(
+      path,
+      description,
+      within?.path === path.join(".") ? within.absent : undefined,
+    );
     for (const [key, child] of Object.entries(object._zod.def.shape)) {
       if (key === skip) continue;
       const childPath = [...path, key];
       const u = unwrap(child, childPath.join("."));
       const variants = discriminatedVariants(u.core);
       if (isObject(u.core)) {
-        walkObject(u.core, childPath, u.doc.description, when);
+        let inner = within;
+        if (u.optional && u.defaultValue === undefined) {
+          if (u.doc.absent === undefined) {
+            throw new Error(
+              `config-reference: section ${childPath.join(".")} is optional: say what leaving it out means in src/config/schema.ts (.meta({ absent }))`,
+            );
+          }
+          inner = { path: childPath.join("."), absent: u.doc.absent };
+        }
+        walkObject(u.core, childPath, u.doc.description, when, undefined, inner);
       } else if (variants !== undefined) {
         walkUnion(variants, childPath, u, when);
       } else {
-        const row = leafRow(childPath, u, when);
+        const leaf = leafRow(childPath, u, when);
+        const row = within === undefined ? leaf : { ...leaf, within: within.path };
         const existing = own.rows.findIndex((r) => r.path === row.path);
         if (existing < 0) own.rows.push(row);
         else own.rows[existing] = mergeVariants(own.rows[existing] as OptionRow, row);
@@ -491,7 +517,13 @@ export function renderConfigReference(sections = configReference()): string {
         renderDefault(r.default),
         describeRow(r),
       ]);
-      return [title, ...(s.description ? [s.description] : []), table(header, rows)].join("\n\n");
+      const intro = [
+        ...(s.description ? [s.description] : []),
+        ...(s.absent === undefined
+          ? []
+          : [`The whole section is optional; left out: ${s.absent}.`]),
+      ];
+      return [title, ...intro, table(header, rows)].join("\n\n");
     })
     .join("\n\n");
 }

@@ -119,14 +119,23 @@ function crossChecks(config: Config, problems: string[]): void {
     problems.push("keystone: certfile and keyfile go together");
   }
   for (const option of ["cafile", "certfile", "keyfile"] as const) {
-    const path = k[option];
-    if (path === null) continue;
-    try {
-      accessSync(path, constants.R_OK);
-    } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      problems.push(`keystone.${option}: cannot read ${path} (${String(code ?? error)})`);
+    readable(`keystone.${option}`, k[option], problems);
+  }
+  const tls = config.tls;
+  if (tls !== undefined) {
+    for (const option of ["certfile", "keyfile", "client_cafile"] as const) {
+      readable(`tls.${option}`, tls[option], problems);
     }
+  }
+}
+
+function readable(option: string, path: string | null, problems: string[]): void {
+  if (path === null) return;
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    problems.push(`${option}: cannot read ${path} (${String(code ?? error)})`);
   }
 }
 

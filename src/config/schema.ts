@@ -210,6 +210,40 @@ const clientLimits = z
 /** The client limits, validated. */
 export type ClientLimits = z.output<typeof clientLimits>;
 
+/** TLS on the client-facing listeners (`listen`, `identity_listen`). */
+const listenerTls = z
+  .strictObject({
+    certfile: z.string().min(1).meta({
+      format: "path",
+      description:
+        "The certificate `listen` and `identity_listen` serve, PEM, the leaf first then its intermediates. Re-read on SIGHUP: a renewed certificate is served to new connections, open ones are not dropped.",
+    }),
+    keyfile: z.string().min(1).meta({
+      format: "path",
+      description: "The private key of `certfile`, PEM, unencrypted; re-read with it.",
+    }),
+    client_cafile: z.string().min(1).nullable().default(null).meta({
+      format: "path",
+      description:
+        "CA bundle, PEM: when set, every client must present a certificate that chains to it (mutual TLS, for sidecars and balancers), else the handshake fails; re-read on SIGHUP. Turning it on or off needs a restart. `null`: no client certificate asked for.",
+    }),
+    min_version: z
+      .enum(["TLSv1.2", "TLSv1.3"])
+      .default("TLSv1.2")
+      .describe(
+        "Oldest TLS version accepted; Node's modern cipher suites either way (no RC4, 3DES, CBC-SHA1 export ciphers or renegotiation).",
+      ),
+  })
+  .optional()
+  .meta({
+    description:
+      "Serve HTTPS on `listen` and `identity_listen` (the admin listener stays plain HTTP: keep it on loopback or a management network). A TLS handshake must finish within `client.headers_timeout_ms` as at start-up.",
+    absent: "plain HTTP",
+  });
+
+/** The listeners' TLS options, validated. */
+export type ListenerTls = NonNullable<z.output<typeof listenerTls>>;
+
 export const configSchema = z.strictObject({
   listen: listenAddress.describe("Where clients connect; IPv6 as `[::1]:8774`."),
   upstream: httpUrl.describe("The local OpenStack service requests are forwarded to."),
@@ -258,6 +292,7 @@ export const configSchema = z.strictObject({
       "The regional Keystone face: an Identity v3 listener that answers `GET`/`HEAD /v3/auth/tokens` itself and relays the rest of the Identity API to `keystone.endpoints`; when on, validations fetch the catalog.",
     absent: "off",
   }),
+  tls: listenerTls,
   identity_public_url: httpUrl.optional().meta({
     description:
       "The face's Identity root as clients reach it, without `/v3` (e.g. `https://identity.region-one.example:5000`), for version discovery links and `WWW-Authenticate`.",

@@ -5,17 +5,20 @@
  * Owns: opening them once, for the life of the process, each calling the handler of the
  * configuration in force through one indirection (a reload changes what `current()`
  * returns, never the listeners' own wiring); the client limits on the proxy and Identity
- * listeners, re-applied on reload to connections accepted from then on; and the orderly
- * close: the proxy stops accepting and finishes requests in flight within a grace period,
- * the others close last.
+ * listeners, re-applied on reload to connections accepted from then on; their TLS (`tls`),
+ * its certificates swapped on reload for new handshakes while open connections carry on;
+ * and the orderly close: the proxy stops accepting and finishes requests in flight within
+ * a grace period, the others close last.
  */
 import type { RequestListener, Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Server as TlsServer } from "node:tls";
 
 import { createAdminListener } from "../admin/admin-server.js";
 import type { EdgeMetrics } from "../admin/metrics.js";
 import { parseListenAddress, type Config } from "../config/schema.js";
 import { applyListenerLimits, createLimitedListener } from "../proxy/client-limits.js";
+import { tlsServerOptions, type ListenerTlsMaterial } from "../proxy/tls.js";
 
 /** One configuration's request handlers. */
 export interface Handlers {
@@ -55,14 +58,19 @@ export class Listeners {
   ) {}
 
   /**
-   * Opens the listeners of `config`, each passing its requests to `current()`'s handler.
+   * Opens the listeners of `config`, each passing its requests to `current()`'s handler;
+   * the proxy and Identity listeners serve HTTPS with `tls` (loaded from `config.tls`).
    * Closes the ones already open when one cannot listen (a taken port).
    */
   static async open(
     config: Readonly<Config>,
     current: () => Handlers,
     metrics: EdgeMetrics,
+    tls?: ListenerTlsMaterial,
   ): Promise<Listeners> {
+    // The handshake is part of getting a request's head: the same deadline.
+    const secure =
+      tls === undefined ? undefined : tlsServerOptions(tls, config.client.headers_timeout_ms);
     const proxy = createLimitedListener(
       config.client,
       (req, res) => {
@@ -71,6 +79,7 @@ export class Listeners {
       (reason) => {
         metrics.clientRefusals.inc({ listener: "proxy", reason });
       },
+      secure,
     );
     const admin = createAdminListener((req, res) => {
       current().admin(req, res);
@@ -87,6 +96,7 @@ export class Listeners {
             (reason) => {
               metrics.clientRefusals.inc({ listener: "identity", reason });
             },
+            secure,
           );
     const opened: Server[] = [];
     try {
@@ -109,6 +119,18 @@ export class Listeners {
   applyLimits(config: Readonly<Config>): void {
     applyListenerLimits(this.proxy, config.client);
     if (this.identity !== undefined) applyListenerLimits(this.identity, config.client);
+  }
+
+  /**
+   * New certificates (a reload): handshakes from now on use them; connections already open
+   * keep theirs. The listeners serve HTTPS only if they were opened with TLS.
+   */
+  applyTls(tls: ListenerTlsMaterial): void {
+    for (const server of [this.proxy, this.identity]) {
+      if (server !== undefined && "setSecureContext" in server) {
+        (server as unknown as TlsServer).setSecureContext(tls.context);
+      }
+    }
   }
 
   /**

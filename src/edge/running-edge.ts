@@ -17,6 +17,7 @@ import type { KeyRepository } from "../fernet/key-repository.js";
 import type { ServiceToken } from "../keystone/service-token.js";
 import { silentLogger, type Logger } from "../log.js";
 import { DRILL_SCENARIOS } from "../protocol/admin.js";
+import { loadListenerTls, type ListenerTlsMaterial } from "../proxy/tls.js";
 import type { CacheFactory } from "./cache-factory.js";
 import { buildCore, type EdgeCore } from "./core.js";
 import { Listeners, type BoundAddress } from "./listeners.js";
@@ -76,6 +77,8 @@ export async function startEdge(
 ): Promise<RunningEdge> {
   const logger = deps.logger ?? silentLogger;
   const metrics = deps.metrics ?? new EdgeMetrics();
+  // Checked before anything starts: a bad certificate is a configuration error (exit 2).
+  const tls = config.tls === undefined ? undefined : loadListenerTls(config.tls);
   /** The core in force; set before any listener or drill hook can ask for it. */
   let core: EdgeCore | undefined;
   const inForce = (): EdgeCore => {
@@ -88,7 +91,7 @@ export async function startEdge(
   metrics.currentView = () => inForce().view;
   let listeners: Listeners;
   try {
-    listeners = await Listeners.open(config, () => inForce().handlers, metrics);
+    listeners = await Listeners.open(config, () => inForce().handlers, metrics, tls);
   } catch (error) {
     drills.close();
     await core.close(false);
@@ -105,6 +108,7 @@ export async function startEdge(
           identity: `${listeners.identityAddress.host}:${String(listeners.identityAddress.port)}`,
         }),
   });
+  if (tls !== undefined) announceTls(tls, metrics, logger, "serving HTTPS");
   let reloading: Promise<ReloadOutcome> | undefined;
   /** Set by close(); read across awaits, hence a field. */
   const lifecycle = { closing: false };
@@ -128,6 +132,21 @@ export async function startEdge(
           reason: `${option} changed (${String(old.config[option])} → ${String(next[option])}): listeners move only with a restart`,
         };
       }
+    }
+    const tlsChange = tlsRestartNeeded(old.config, next);
+    if (tlsChange !== undefined) {
+      return { kind: "refused", code: "listen_changed", reason: tlsChange };
+    }
+    // Re-read on every reload: SIGHUP after renewing a certificate is how it is picked up.
+    let nextTls: ListenerTlsMaterial | undefined;
+    try {
+      nextTls = next.tls === undefined ? undefined : loadListenerTls(next.tls);
+    } catch (error) {
+      return {
+        kind: "refused",
+        code: error instanceof EdgeError ? error.code : "cannot_start",
+        reason: error instanceof Error ? error.message : String(error),
+      };
     }
     let fresh: EdgeCore;
     try {
@@ -159,6 +178,10 @@ export async function startEdge(
     // From here on every new request, on new and kept-alive connections alike, meets the
     // new configuration; requests already in their handlers finish with the old one.
     listeners.applyLimits(next);
+    if (nextTls !== undefined) {
+      listeners.applyTls(nextTls);
+      announceTls(nextTls, metrics, logger, "reload: TLS certificate re-read");
+    }
     core = fresh;
     drills.reconfigure({
       endpoints: next.keystone.endpoints.map((e) => e.name),
@@ -222,6 +245,44 @@ export async function startEdge(
       await last.close(false);
     },
   };
+}
+
+/**
+ * Why `next` cannot be applied without a restart as far as TLS goes (turned on or off,
+ * client certificates turned on or off: the listeners were built for one or the other), or
+ * undefined when it can.
+ */
+function tlsRestartNeeded(old: Readonly<Config>, next: Readonly<Config>): string | undefined {
+  if ((old.tls === undefined) !== (next.tls === undefined)) {
+    return `tls turned ${next.tls === undefined ? "off" : "on"}: listeners change protocol only with a restart`;
+  }
+  const before = old.tls?.client_cafile ?? null;
+  const after = next.tls?.client_cafile ?? null;
+  if ((before === null) !== (after === null)) {
+    return `tls.client_cafile turned ${after === null ? "off" : "on"}: client certificates are asked for or not only from a restart`;
+  }
+  return undefined;
+}
+
+/** Logs the served certificate (and its warnings) and exports its end. */
+function announceTls(
+  tls: ListenerTlsMaterial,
+  metrics: EdgeMetrics,
+  logger: Logger,
+  message: string,
+): void {
+  const c = tls.certificate;
+  metrics.tlsCertificateNotAfter.set(Math.floor(c.notAfterMs / 1000));
+  logger.info(message, {
+    subject: c.subject,
+    issuer: c.issuer,
+    ...(c.subjectAltName === undefined ? {} : { subject_alt_name: c.subjectAltName }),
+    not_after: new Date(c.notAfterMs).toISOString(),
+    sha256: c.fingerprint256,
+    client_certificates: tls.clientCertificates,
+    ...(tls.clientCertificates === "required" ? { client_cas: tls.clientCaCount } : {}),
+  });
+  for (const warning of tls.warnings) logger.warn(`tls: ${warning}`);
 }
 
 /**

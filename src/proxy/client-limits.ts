@@ -17,7 +17,9 @@ import {
   type Server,
   type ServerOptions,
 } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
+import type { TlsOptions } from "node:tls";
 import type { ClientLimits } from "../config/schema.js";
 import { readRequestTarget } from "./request-target.js";
 
@@ -34,7 +36,8 @@ export type RefusalReason =
   | "headers_timeout"
   | "body_timeout"
   | "request_timeout"
-  | "host_not_allowed";
+  | "host_not_allowed"
+  | "tls_handshake";
 
 /** A refusal: the status, its metric reason and a message for the client. */
 export interface Refusal {
@@ -84,15 +87,30 @@ export function listenerOptions(limits: ClientLimits): ServerOptions {
 
 /**
  * A listener with the client limits and the connection-level defences
- * ({@link guardListener}), passing each request to `handler`. The limits can be changed
- * later ({@link applyListenerLimits}); the handler is the caller's to make indirect.
+ * ({@link guardListener}), passing each request to `handler`; HTTPS when `tls` is given
+ * (tls.ts `tlsServerOptions`), a failed handshake counted as `tls_handshake`. The limits
+ * can be changed later ({@link applyListenerLimits}); the handler is the caller's to make
+ * indirect.
  */
 export function createLimitedListener(
   limits: ClientLimits,
   handler: RequestListener,
   observe: RefusalObserver,
+  tls?: TlsOptions,
 ): Server {
-  const server = createServer(listenerOptions(limits), handler);
+  const options = listenerOptions(limits);
+  let server: Server;
+  if (tls === undefined) {
+    server = createServer(options, handler);
+  } else {
+    const secure = createHttpsServer({ ...options, ...tls }, handler);
+    // Node destroys the socket itself; a scanner or a client without the certificate
+    // asked for is counted, never logged one by one.
+    secure.on("tlsClientError", () => {
+      observe("tls_handshake");
+    });
+    server = secure;
+  }
   applyListenerLimits(server, limits);
   guardListener(server, observe);
   return server;

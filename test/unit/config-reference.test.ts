@@ -33,6 +33,8 @@ const REGENERATE =
   "`npm run build && node dist/src/cli/main.js config-reference --write docs/configuration.md`";
 
 const doc = readFileSync(DOC, "utf8");
+/** A file any test can read: what the loader checks of a TLS path (its contents are not read). */
+const READABLE = fileURLToPath(import.meta.url);
 const rows: readonly OptionRow[] = configReference().flatMap((s) => s.rows);
 
 /** The cells of the generated block's table rows, by option path. */
@@ -148,6 +150,8 @@ describe("the configuration reference", () => {
       for (const row of rows) {
         if (row.default.kind !== "value") continue;
         if (row.when && !row.when.values.includes(String(valueAt(config, row.when.key)))) continue;
+        // An optional section left out gets no defaults: there is nothing to fill.
+        if (row.within !== undefined && valueAt(config, row.within) === undefined) continue;
         const loaded = valueAt(config, row.path);
         expect(loaded, `${label}: ${row.path}`).toEqual(row.default.value);
         expect(shown.get(row.path), `${label}: ${row.path}`).toBe(renderValue(loaded));
@@ -161,6 +165,9 @@ describe("the configuration reference", () => {
       expect(await check(example, "minimal")).toBeGreaterThan(20);
       // Objects given empty take the same defaults as objects left out.
       expect(await check({ ...example, cache: {}, auth_token: {} }, "empty")).toBeGreaterThan(20);
+      // An optional section given with its required options only: its defaults filled in.
+      const withTls = { ...example, tls: { certfile: READABLE, keyfile: READABLE } };
+      expect(await check(withTls, "tls")).toBeGreaterThan(await check(example, "minimal-again"));
     });
 
     it("and every option shown as required is refused when left out", () => {
@@ -173,12 +180,14 @@ describe("the configuration reference", () => {
         project_name: "service",
       };
       let refused = 0;
-      for (const document of [example, password]) {
+      const withTls = { ...example, tls: { certfile: READABLE, keyfile: READABLE } };
+      for (const document of [example, password, withTls]) {
         validateConfig(document, { sources: secrets }); // complete as it is
         const kind = String(valueAt(document, "keystone.auth.type"));
         for (const row of rows) {
           if (row.default.kind !== "required") continue;
           if (row.when && !row.when.values.includes(kind)) continue;
+          if (row.within !== undefined && valueAt(document, row.within) === undefined) continue;
           const copy = structuredClone(document);
           const parts = row.path.split(".");
           const name = parts.pop() ?? "";

@@ -74,6 +74,10 @@ export interface RegionOptions {
   readonly cache?: Record<string, unknown>;
   /** `client` options (the listeners' limits). */
   readonly client?: Record<string, unknown>;
+  /** `tls` options (HTTPS on the listeners); `url` is then `https://`. */
+  readonly tls?: Record<string, unknown>;
+  /** Whether the Identity face listens (`identity_listen` on a free port). */
+  readonly identity?: boolean;
 }
 
 const hex32 = (n: number): string => n.toString(16).padStart(32, "0");
@@ -131,10 +135,19 @@ export async function startRegion(options: RegionOptions): Promise<Region> {
     fernet: { key_repository: keyRepository, auth_methods: [...DEFAULT_AUTH_METHODS] },
     ...(options.cache === undefined ? {} : { cache: options.cache }),
     ...(options.client === undefined ? {} : { client: options.client }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.identity === true ? { identity_listen: "127.0.0.1:0" } : {}),
   });
-  const edge = await startEdge(config, { cache: createCacheFactory(), logger });
+  let edge: RunningEdge;
+  try {
+    edge = await startEdge(config, { cache: createCacheFactory(), logger });
+  } catch (error) {
+    await keystone.close();
+    await rm(keyRepository, { recursive: true, force: true });
+    throw error;
+  }
   await edge.serviceToken.ensure();
-  const url = `http://127.0.0.1:${String(edge.address.port)}`;
+  const url = `${options.tls === undefined ? "http" : "https"}://127.0.0.1:${String(edge.address.port)}`;
   const adminUrl = `http://127.0.0.1:${String(edge.adminAddress.port)}`;
 
   const payload = (user: number, project: number) =>
