@@ -37,8 +37,15 @@
  *   back to `MEMCACHIER_USERNAME`/`MEMCACHE_USERNAME` (and passwords) from the environment
  *   for SASL.
  *
+ * Several servers: each key lives on one, chosen by rendezvous (highest random weight)
+ * hashing over the configured `host:port` names — the same choice on every edge whatever
+ * the order of `memcached_servers`, and adding or removing a server moves only the keys it
+ * gains or held (1/n of them), where modulo hashing would move almost all. A server that is
+ * down costs its share of hits (misses, its breaker open), never a stalled request; its
+ * keys are not moved elsewhere meanwhile, so its return finds the others' entries intact.
+ *
  * Size: the memjs wrapper — deadline, breaker, overload cap, fault hook — and the pool
- * that hashes keys to its servers; the pool is a dozen lines over the server.
+ * that hashes keys to its servers; the pool is a few dozen lines over the server.
  */
 import { Client as MemjsClient, Server as MemjsServer } from "memjs";
 import { performance } from "node:perf_hooks";
@@ -417,11 +424,14 @@ export interface ServerState {
  */
 export class MemcachedPool implements SharedStore {
   readonly servers: readonly MemcachedServer[];
+  /** Each server's seed for rendezvous hashing: a hash of its `host:port`. */
+  private readonly seeds: Uint32Array;
 
   /** @param servers `cache.memcached_servers`: at least one `host:port`. */
   constructor(servers: readonly string[], options: MemcachedOptions = {}) {
     if (servers.length === 0) throw new RangeError("a memcached pool needs at least one server");
     this.servers = servers.map((server) => new MemcachedServer(server, options));
+    this.seeds = Uint32Array.from(servers, (server) => fnv1a32(server));
   }
 
   get(key: string, entry: SharedEntryKind = "token"): Promise<Buffer | undefined> {
@@ -441,14 +451,27 @@ export class MemcachedPool implements SharedStore {
     return this.servers.map((s) => ({ server: s.server, state: s.state() }));
   }
 
-  /** The server holding `key`. */
+  /**
+   * The server holding `key`: the one whose weight for it is highest (rendezvous hashing),
+   * ties to the name that sorts first. One hash of the key, one mix per server.
+   */
   serverFor(key: string): MemcachedServer {
     const servers = this.servers;
     const only = servers[0];
     if (servers.length === 1 && only !== undefined) return only;
-    const chosen = servers[fnv1a32(key) % servers.length];
-    if (chosen === undefined) throw new Error("unreachable: empty pool");
-    return chosen;
+    const h = fnv1a32(key);
+    let best = 0;
+    let bestWeight = -1;
+    for (let i = 0; i < servers.length; i++) {
+      const weight = mix32(h ^ (this.seeds[i] ?? 0));
+      const server = servers[i] as MemcachedServer;
+      const incumbent = servers[best] as MemcachedServer;
+      if (weight > bestWeight || (weight === bestWeight && server.server < incumbent.server)) {
+        best = i;
+        bestWeight = weight;
+      }
+    }
+    return servers[best] as MemcachedServer;
   }
 }
 
@@ -532,6 +555,17 @@ function positive(value: number, name: string): number {
 }
 
 /** FNV-1a, 32 bits, over UTF-16 code units (our keys are ASCII). */
+/** MurmurHash3's 32-bit finaliser: every input bit flips each output bit with p ≈ ½. */
+function mix32(value: number): number {
+  let h = value >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 function fnv1a32(text: string): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {

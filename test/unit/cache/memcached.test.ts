@@ -323,6 +323,39 @@ describe("MemcachedPool", () => {
     expect([...fakes.values()].every((f) => f.closed === 1)).toBe(true);
   });
 
+  it("places keys by rendezvous hashing: even shares, the same on every edge whatever the list's order, and only a removed server's keys move", () => {
+    const keys = Array.from({ length: 30_000 }, (_, i) => `keystone-edge/v1/tok/${String(i)}`);
+    const three = new MemcachedPool(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"]);
+    const reordered = new MemcachedPool(["10.0.0.3:11211", "10.0.0.1:11211", "10.0.0.2:11211"]);
+    const two = new MemcachedPool(["10.0.0.1:11211", "10.0.0.3:11211"]);
+    const four = new MemcachedPool([
+      "10.0.0.1:11211",
+      "10.0.0.2:11211",
+      "10.0.0.3:11211",
+      "10.0.0.4:11211",
+    ]);
+    const shares = new Map<string, number>();
+    let movedOnRemoval = 0;
+    let movedOnAddition = 0;
+    for (const key of keys) {
+      const owner = three.serverFor(key).server;
+      shares.set(owner, (shares.get(owner) ?? 0) + 1);
+      expect(reordered.serverFor(key).server).toBe(owner);
+      const afterRemoval = two.serverFor(key).server;
+      if (owner !== "10.0.0.2:11211") expect(afterRemoval).toBe(owner);
+      else movedOnRemoval++;
+      const afterAddition = four.serverFor(key).server;
+      if (afterAddition !== owner) {
+        expect(afterAddition).toBe("10.0.0.4:11211");
+        movedOnAddition++;
+      }
+    }
+    for (const n of shares.values()) expect(Math.abs(n / keys.length - 1 / 3)).toBeLessThan(0.02);
+    expect(movedOnRemoval).toBe(shares.get("10.0.0.2:11211"));
+    expect(Math.abs(movedOnAddition / keys.length - 1 / 4)).toBeLessThan(0.02);
+    for (const pool of [three, reordered, two, four]) pool.close();
+  });
+
   it("needs at least one server", () => {
     expect(() => new MemcachedPool([])).toThrow(RangeError);
   });
