@@ -15,6 +15,7 @@ import { ConfigError } from "../../src/errors.js";
 import { runCli } from "../harness/cli.js";
 import { generateFernetKeyText } from "../../src/fernet/envelope.js";
 import { makeRepository } from "./helpers.js";
+import { createPki, type Issued } from "../harness/pki.js";
 
 /** The configuration contract, verbatim from the proxy issue. */
 const CONTRACT = `
@@ -345,6 +346,42 @@ describe("loadConfig and check-config", () => {
     const missing = await run(["check-config", join(dir, "nope.yaml")]);
     expect(missing.status).toBe(2);
     expect(missing.json()).toMatchObject({ error: { code: "config_unreadable" } });
+  });
+
+  it("check-config loads the listeners' certificate: its subject and end, a warning near the end, a mismatched key refused", async () => {
+    const pki = createPki();
+    try {
+      const good = pki.server("edge.region-one");
+      const soon = pki.server("edge-soon", { days: 3 });
+      const other = pki.server("edge-other");
+      const withTls = (cert: Issued, key: Issued): string =>
+        CONTRACT.replace("/etc/keystone/fernet-keys", keys.dir) +
+        `tls:\n  certfile: ${cert.certfile}\n  keyfile: ${key.keyfile}\n  client_cafile: ${pki.ca.certfile}\n`;
+      const file = join(dir, "tls.yaml");
+      await writeFile(file, withTls(good, good));
+      const ok = await run(["check-config", file]);
+      expect(ok.status, ok.stderr).toBe(0);
+      expect(ok.json()).toMatchObject({
+        tls: {
+          subject: "CN=edge.region-one",
+          not_after: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown,
+          client_certificates: "required",
+        },
+      });
+      expect(ok.stderr).not.toMatch(/tls:/);
+      await writeFile(file, withTls(soon, soon));
+      const warned = await run(["check-config", file]);
+      expect(warned.status).toBe(0);
+      expect(warned.stderr).toMatch(/warning: tls: the served certificate ends in 3\.0 days/);
+      await writeFile(file, withTls(good, other));
+      const refused = await run(["check-config", file]);
+      expect(refused.status).toBe(2);
+      expect(refused.json()).toMatchObject({
+        error: { code: "invalid_config", problems: [expect.stringMatching(/^tls\.keyfile: /)] },
+      });
+    } finally {
+      pki.remove();
+    }
   });
 
   it("check-config refuses a configuration whose key repository does not load", async () => {
