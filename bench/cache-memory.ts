@@ -1,0 +1,221 @@
+/**
+ * `npm run bench:cache-memory`: what a cached token costs in memory (issue 17, item 3) —
+ * N distinct tokens in the in-process cache, each stored as the request path stores it
+ * (`TokenCache.entry(token).storePositive`, the L1 key derived from the token, never the
+ * token) with the header lists the authenticator keeps per answer (`prepareToken`, held in
+ * a WeakMap keyed by the answer, as `EdgeAuthenticator` does).
+ *
+ * Shapes of answer, each a real Keystone project-token body (user, project, domain names,
+ * three roles):
+ * - `keystone, no catalog`: each token validated by Keystone, `include_service_catalog:
+ *   false` (or an edge without `identity_listen`, whose validations use `?nocatalog`);
+ * - `keystone + catalog`: each validated by Keystone with an 8-service catalog (3
+ *   interfaces each), each answer parsed on its own (the worst case: nothing shared);
+ * - `context + catalog`: each a new token of a known user and scope answered from the
+ *   context cache (the common case for CLI-style traffic): the context's objects shared,
+ *   the token's own fields its own.
+ *
+ * Method: each shape and size in a process of its own (`--expose-gc`): a cache is filled,
+ * then a full GC; printed are the process's RSS then, and the growth of the V8 heap (used,
+ * external and array buffers included) and of RSS over the empty cache, divided by N, with
+ * the machine. The goal in docs/benchmarks.md: ≤ 200 MB RSS
+ * at 100k cached tokens.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { arch, cpus, platform, release, totalmem } from "node:os";
+import { fileURLToPath } from "node:url";
+
+import { createTokenCache, type TokenCache } from "../src/cache/tiers.js";
+import { prepareToken, type PreparedToken } from "../src/contract/inject.js";
+import type { KeystoneToken } from "../src/token/body.js";
+
+const SIZES = (process.env.BENCH_SIZES ?? "100000,1000000")
+  .split(",")
+  .map((s) => Number(s.trim()))
+  .filter((n) => Number.isSafeInteger(n) && n > 0);
+/** Past this many entries the shapes with a catalog of their own are not run (memory). */
+const OWN_CATALOG_MAX = Number(process.env.BENCH_OWN_CATALOG_MAX ?? 100_000);
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+const hex = (bytes = 16): string => randomBytes(bytes).toString("hex");
+const HOUR_MS = 3_600_000;
+
+function catalog(): unknown[] {
+  const services = [
+    "compute",
+    "image",
+    "volumev3",
+    "network",
+    "identity",
+    "placement",
+    "object-store",
+    "orchestration",
+  ];
+  return services.map((type) => ({
+    id: hex(),
+    type,
+    name: type === "volumev3" ? "cinderv3" : type,
+    endpoints: ["public", "internal", "admin"].map((iface) => ({
+      id: hex(),
+      interface: iface,
+      region_id: "RegionOne",
+      region: "RegionOne",
+      url: `https://${iface === "public" ? "api" : "internal"}.region-one.example.org:8774/v2.1/${type}`,
+    })),
+  }));
+}
+
+function body(withCatalog: boolean): KeystoneToken {
+  const now = Date.now();
+  return {
+    methods: ["password"],
+    user: {
+      id: hex(),
+      name: `user-${hex(4)}`,
+      domain: { id: "default", name: "Default" },
+      password_expires_at: null,
+    },
+    audit_ids: [randomBytes(16).toString("base64url")],
+    expires_at: new Date(now + HOUR_MS).toISOString().replace("Z", "000Z"),
+    issued_at: new Date(now).toISOString().replace("Z", "000Z"),
+    project: { id: hex(), name: `project-${hex(4)}`, domain: { id: "default", name: "Default" } },
+    is_domain: false,
+    roles: [
+      { id: hex(), name: "member" },
+      { id: hex(), name: "reader" },
+      { id: hex(), name: "load-balancer_member" },
+    ],
+    ...(withCatalog ? { catalog: catalog() } : {}),
+  } as KeystoneToken;
+}
+
+type Shape = "keystone, no catalog" | "keystone + catalog" | "context + catalog";
+
+/** The answer for the i-th token of a shape. */
+function answers(shape: Shape): (i: number) => KeystoneToken {
+  switch (shape) {
+    case "keystone, no catalog":
+      return () => JSON.parse(JSON.stringify(body(false))) as KeystoneToken;
+    case "keystone + catalog":
+      return () => JSON.parse(JSON.stringify(body(true))) as KeystoneToken;
+    case "context + catalog": {
+      // 20 contexts (users × scopes), each answering many tokens (answerFromContext's shape).
+      const contexts = Array.from({ length: 20 }, () => Object.freeze(body(true)));
+      return (i) => {
+        const context = contexts[i % contexts.length] as KeystoneToken;
+        const now = Date.now();
+        return Object.freeze({
+          ...context,
+          methods: Object.freeze(["password"]),
+          audit_ids: Object.freeze([randomBytes(16).toString("base64url")]),
+          issued_at: new Date(now).toISOString().replace("Z", "000Z"),
+          expires_at: new Date(now + HOUR_MS).toISOString().replace("Z", "000Z"),
+        });
+      };
+    }
+  }
+}
+
+interface Figures {
+  readonly heapBytes: number;
+  readonly rssBytes: number;
+}
+
+function settle(): Figures {
+  if (gc === undefined) throw new Error("run with --expose-gc (npm run bench:cache-memory does)");
+  for (let i = 0; i < 3; i++) gc();
+  const m = process.memoryUsage();
+  return { heapBytes: m.heapUsed + m.external + m.arrayBuffers, rssBytes: m.rss };
+}
+
+async function measure(shape: Shape, n: number): Promise<Figures & { cache: TokenCache }> {
+  const cache = createTokenCache(
+    {
+      memcached_servers: [],
+      token_cache_time: 300,
+      lru_max_entries: n,
+      stale_if_error: 0,
+      revocation_markers: false,
+    },
+    {},
+  );
+  const prepared = new WeakMap<KeystoneToken, PreparedToken>();
+  const before = settle();
+  const next = answers(shape);
+  const withCatalog = shape !== "keystone, no catalog";
+  for (let i = 0; i < n; i++) {
+    // A token's bytes as Keystone issues them (≈ 180 characters); dropped once keyed.
+    const token = `gAAAAA${randomBytes(132).toString("base64url")}`;
+    const answer = next(i);
+    await cache.entry(token).storePositive(answer, Date.now() + HOUR_MS);
+    prepared.set(answer, prepareToken(answer, withCatalog));
+  }
+  const after = settle();
+  if (cache.size !== n)
+    throw new Error(`expected ${String(n)} entries, held ${String(cache.size)}`);
+  return {
+    heapBytes: after.heapBytes - before.heapBytes,
+    rssBytes: after.rssBytes - before.rssBytes,
+    cache,
+  };
+}
+
+const MiB = 2 ** 20;
+const SHAPES: readonly Shape[] = [
+  "keystone, no catalog",
+  "context + catalog",
+  "keystone + catalog",
+];
+
+/** One case in this process (a child): prints its figures as one JSON line. */
+async function one(shape: Shape, n: number): Promise<void> {
+  const f = await measure(shape, n);
+  process.stdout.write(
+    JSON.stringify({
+      heapBytes: f.heapBytes,
+      rssBytes: f.rssBytes,
+      totalRss: process.memoryUsage().rss,
+    }) + "\n",
+  );
+  f.cache.close();
+}
+
+/** Each case in a process of its own: RSS does not shrink back between cases. */
+function child(shape: Shape, n: number): Promise<Figures & { totalRss: number }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ["--expose-gc", fileURLToPath(import.meta.url), "--one", shape, String(n)],
+      { maxBuffer: 1 << 20 },
+      (error, stdout) => {
+        if (error !== null) reject(new Error(`${shape} × ${String(n)}: ${error.message}`));
+        else resolve(JSON.parse(stdout.trim()) as Figures & { totalRss: number });
+      },
+    );
+  });
+}
+
+const [flag, shapeArg, sizeArg] = process.argv.slice(2);
+if (flag === "--one") {
+  if (!SHAPES.includes(shapeArg as Shape)) throw new Error(`unknown shape ${String(shapeArg)}`);
+  await one(shapeArg as Shape, Number(sizeArg));
+} else {
+  const cpu = cpus()[0]?.model ?? "unknown CPU";
+  process.stdout.write(
+    `bench:cache-memory — machine: ${cpu}, ${String(cpus().length)} cores, ${String(Math.round(totalmem() / 2 ** 30))} GiB, ${platform()} ${release()} ${arch()}, Node ${process.version}\n\n`,
+  );
+  process.stdout.write(
+    "| shape | tokens | process RSS | heap growth | RSS growth | heap per token | RSS per token |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+  );
+  for (const n of SIZES) {
+    for (const shape of SHAPES) {
+      if (shape === "keystone + catalog" && n > OWN_CATALOG_MAX) continue;
+      const f = await child(shape, n);
+      process.stdout.write(
+        `| ${shape} | ${n.toLocaleString("en")} | ${(f.totalRss / MiB).toFixed(0)} MiB | ${(f.heapBytes / MiB).toFixed(1)} MiB | ${(f.rssBytes / MiB).toFixed(1)} MiB | ${String(Math.round(f.heapBytes / n))} B | ${String(Math.round(f.rssBytes / n))} B |\n`,
+      );
+    }
+  }
+}
