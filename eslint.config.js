@@ -20,6 +20,7 @@ export const LAYERS = [
   ["proxy", "drill"],
   ["identity", "admin"],
   ["edge"],
+  ["supervisor"],
   ["cli"],
 ];
 

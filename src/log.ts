@@ -26,6 +26,8 @@ export interface JsonLoggerOptions {
   readonly fd?: number;
   /** Receives each line instead of a file descriptor (tests). */
   readonly write?: (line: string) => void;
+  /** Fields on every line (e.g. `{ worker: 2 }`). Default none. */
+  readonly fields?: LogFields;
 }
 
 /**
@@ -39,7 +41,7 @@ export function jsonLogger(options: JsonLoggerOptions = {}): Logger {
   const base = pino(
     {
       level: options.level ?? "info",
-      base: { name: "keystone-edge" },
+      base: { name: "keystone-edge", ...options.fields },
       formatters: { level: (label) => ({ level: label }) },
       timestamp: pino.stdTimeFunctions.isoTime,
     },

@@ -3,7 +3,11 @@
  *
  * Owns: every metric's name, help and label set, registered on a registry that is passed
  * in (never prom-client's global one). Labels are bounded enums and configured endpoint
- * hosts: no token, user, project or raw path ever becomes a label.
+ * hosts: no token, user, project or raw path ever becomes a label. Each gauge names how
+ * several worker processes' values make one (`aggregator`, for the supervisor's one
+ * scrape): sizes and loads summed; states by their max (1 when any worker is in it);
+ * health, freshness times and a certificate's end by their min (the worst worker).
+ * Counters and histograms are summed.
  *
  * Size: one file on purpose — every series the edge exports is declared here, next to its
  * help text, so that docs/metrics.md and the registry are checked against one place.
@@ -202,6 +206,7 @@ export class EdgeMetrics {
     });
     this.degraded = new Gauge({
       name: "keystone_edge_degraded_mode",
+      aggregator: "max",
       help: "1 while no Keystone answers and known users and scopes are served from stale contexts.",
       registers,
       collect() {
@@ -210,6 +215,7 @@ export class EdgeMetrics {
     });
     this.revocationEventsHeld = new Gauge({
       name: "keystone_edge_revocation_events",
+      aggregator: "max",
       help: "Keystone revocation events held (checked on every cached validation).",
       registers,
       collect: sampled(() => view().revocationEvents()),
@@ -226,6 +232,7 @@ export class EdgeMetrics {
     });
     this.revocationLastSuccess = new Gauge({
       name: "keystone_edge_revocation_feed_last_success_timestamp_seconds",
+      aggregator: "min",
       help: "When the revocation feed last answered (Unix time); time() minus this is its lag.",
       registers,
       collect: sampled(() => view().feedLastSuccessSeconds()),
@@ -238,6 +245,7 @@ export class EdgeMetrics {
     });
     this.cacheEntries = new Gauge({
       name: "keystone_edge_cache_entries",
+      aggregator: "sum",
       help: "Entries held in this process per cache tier (l1: tokens, context: user + scope contexts).",
       labelNames: ["tier"],
       registers,
@@ -248,12 +256,14 @@ export class EdgeMetrics {
     });
     this.revocationFeedLag = new Gauge({
       name: "keystone_edge_revocation_feed_lag_seconds",
+      aggregator: "max",
       help: "Seconds since the revocation feed last answered (absent before it ever did).",
       registers,
       collect: sampled(() => view().feedLagSeconds()),
     });
     this.keyPrimaryAge = new Gauge({
       name: "keystone_edge_key_primary_age_seconds",
+      aggregator: "max",
       help: "Age of the primary Fernet key (its file's modification time): rotation is overdue when it only grows.",
       registers,
       collect: sampled(() => view().keyRepository()?.primaryAgeSeconds),
@@ -266,11 +276,13 @@ export class EdgeMetrics {
     });
     this.identityRelayInFlight = new Gauge({
       name: "keystone_edge_identity_relay_in_flight",
+      aggregator: "sum",
       help: "Requests with Keystone through the Identity face's relay now (at most identity_relay.max_in_flight).",
       registers,
     });
     this.identityRelayBufferedBytes = new Gauge({
       name: "keystone_edge_identity_relay_buffered_bytes",
+      aggregator: "sum",
       help: "Request body bytes the Identity face's relay holds now (at most identity_relay.max_buffered_bytes).",
       registers,
     });
@@ -285,6 +297,7 @@ export class EdgeMetrics {
     }
     this.keyRepositoryHealthy = new Gauge({
       name: "keystone_edge_key_repository_healthy",
+      aggregator: "min",
       help: "1 while the Fernet key repository reads cleanly; 0 while re-reads fail and the last good key ring is kept (alert on it).",
       registers,
       collect: sampled(() => {
@@ -294,6 +307,7 @@ export class EdgeMetrics {
     });
     this.keyRepositoryKeys = new Gauge({
       name: "keystone_edge_key_repository_keys",
+      aggregator: "min",
       help: "Fernet keys in the key ring in use.",
       registers,
       collect: sampled(() => view().keyRepository()?.keys),
@@ -305,12 +319,14 @@ export class EdgeMetrics {
     });
     this.keyRepositoryLastSuccess = new Gauge({
       name: "keystone_edge_key_repository_last_success_timestamp_seconds",
+      aggregator: "min",
       help: "When the key repository was last read cleanly (Unix time).",
       registers,
       collect: sampled(() => view().keyRepository()?.lastSuccessSeconds),
     });
     this.keyRepositoryBehind = new Gauge({
       name: "keystone_edge_key_repository_behind",
+      aggregator: "max",
       help: "1 while the key ring is known to lag the master's (a token Keystone issues now does not decrypt here; such tokens are asked of Keystone within the fallback budget); 0 otherwise.",
       registers,
       collect() {
@@ -319,6 +335,7 @@ export class EdgeMetrics {
     });
     this.keyRepositoryAgreed = new Gauge({
       name: "keystone_edge_key_repository_agreed_timestamp_seconds",
+      aggregator: "min",
       help: "When a token Keystone had just issued last decrypted with the local key ring (Unix time; absent before it ever did).",
       registers,
       collect: sampled(() => view().keysAgreedAtSeconds()),
@@ -349,6 +366,7 @@ export class EdgeMetrics {
     });
     this.keystoneBreaker = new Gauge({
       name: "keystone_edge_keystone_breaker_state",
+      aggregator: "max",
       help: "1 for the current state of each Keystone endpoint's circuit breaker (closed, open, half-open).",
       labelNames: ["endpoint", "state"],
       registers,
@@ -362,6 +380,7 @@ export class EdgeMetrics {
     });
     this.drillActive = new Gauge({
       name: "keystone_edge_drill_active",
+      aggregator: "max",
       help: "1 while a failover drill injects its faults (or watches), by scenario; 0 otherwise.",
       labelNames: ["scenario"],
       registers,
@@ -374,11 +393,13 @@ export class EdgeMetrics {
     });
     this.tlsCertificateNotAfter = new Gauge({
       name: "keystone_edge_tls_certificate_not_after_timestamp_seconds",
+      aggregator: "min",
       help: "When the certificate `listen` and `identity_listen` serve (`tls.certfile`) ends, epoch seconds; absent without `tls`. Renew before it, then SIGHUP.",
       registers,
     });
     this.keystoneEndpointInsecure = new Gauge({
       name: "keystone_edge_keystone_endpoint_insecure",
+      aggregator: "max",
       help: "1 for each Keystone endpoint reached without verified TLS, by reason (plain_http, tls_unverified): tokens cross the network readable or to an unproven peer.",
       labelNames: ["endpoint", "reason"],
       registers,
@@ -391,6 +412,7 @@ export class EdgeMetrics {
     });
     this.memcachedBreaker = new Gauge({
       name: "keystone_edge_memcached_breaker_state",
+      aggregator: "max",
       help: "1 for the current state of each memcached server's circuit breaker (closed, open, half-open).",
       labelNames: ["server", "state"],
       registers,

@@ -6,14 +6,28 @@
  * connection (an invalid one is refused, logged, and the running one kept); on
  * SIGTERM/SIGINT stop accepting, let requests in flight finish (up to `--grace`), close
  * everything and exit 0. A configuration or key repository that cannot be
- * used stops start-up with exit 2 and a message naming the option or file.
+ * used stops start-up with exit 2 and a message naming the option or file. With `workers`
+ * above 1 this process becomes the supervisor (supervisor/) and the same command, run by
+ * the cluster in each worker process, serves.
  */
+import cluster from "node:cluster";
+import { fileURLToPath } from "node:url";
+
 import { createCacheFactory } from "../edge/cache-factory.js";
 import { loadConfig } from "../config/load.js";
+import type { Config } from "../config/schema.js";
+import { parseListenAddress } from "../config/schema.js";
 import { startEdge, type RunningEdge } from "../edge/running-edge.js";
 import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
-import { jsonLogger, type LogLevel } from "../log.js";
+import { jsonLogger, type Logger, type LogLevel } from "../log.js";
+import { createAdminGateway } from "../supervisor/admin-gateway.js";
+import { SupervisorMetrics } from "../supervisor/metrics.js";
+import { resolveWorkers, Supervisor, WorkerStartError } from "../supervisor/supervisor.js";
+import { runWorker } from "../supervisor/worker.js";
 import { parseCommandArgs, type Command } from "./command.js";
+
+/** The script each worker process runs: this CLI. */
+const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 
 const help = `Usage: keystone-edge serve --config FILE [--log-level LEVEL] [--grace SECONDS]
 
@@ -76,7 +90,36 @@ export const serve: Command = {
       const grace = Number(graceText);
       if (!Number.isFinite(grace) || grace < 0)
         throw new UsageError("--grace must be a number of seconds");
+      if (cluster.isWorker) {
+        const worker = Number(process.env["KEYSTONE_EDGE_WORKER"] ?? "0");
+        const logger = jsonLogger({ level: level as LogLevel, fields: { worker } });
+        try {
+          await runWorker({
+            configFile: file,
+            logger,
+            graceMs: grace * 1000,
+            send: (message) => process.send?.(message),
+          });
+        } finally {
+          // The IPC channel would keep this process alive after its edge is closed.
+          if (process.connected) process.disconnect();
+        }
+        logger.info("stopped");
+        return ExitStatus.ok;
+      }
       const logger = jsonLogger({ level: level as LogLevel });
+      const first = loadConfig(file);
+      const workers = resolveWorkers(first.workers);
+      if (workers > 1) {
+        return await supervise({
+          file,
+          config: first,
+          workers,
+          graceMs: grace * 1000,
+          logger,
+          args: ["serve", ...args],
+        });
+      }
       // SIGHUP's default action kills the process: it is handled from the start. Before the
       // edge is up a reload waits for it; while shutting down it is ignored.
       const state: { phase: "starting" | "serving" | "stopping"; reloadPending: boolean } = {
@@ -113,8 +156,7 @@ export const serve: Command = {
       };
       process.on("SIGHUP", reload);
       try {
-        const config = loadConfig(file);
-        edge = await startEdge(config, { logger, cache: createCacheFactory() });
+        edge = await startEdge(first, { logger, cache: createCacheFactory() });
         state.phase = "serving";
         if (state.reloadPending) reload();
         const running = edge;
@@ -143,3 +185,90 @@ export const serve: Command = {
     }
   },
 };
+
+/**
+ * `workers` > 1: this process supervises the workers and holds the admin listener; it
+ * returns once SIGTERM/SIGINT drained them all.
+ */
+async function supervise(options: {
+  readonly file: string;
+  readonly config: Readonly<Config>;
+  readonly workers: number;
+  readonly graceMs: number;
+  readonly logger: Logger;
+  readonly args: readonly string[];
+}): Promise<number> {
+  const { logger } = options;
+  const metrics = new SupervisorMetrics();
+  const supervisor = new Supervisor({
+    configFile: options.file,
+    config: options.config,
+    workers: options.workers,
+    graceMs: options.graceMs,
+    exec: MAIN,
+    args: options.args,
+    metrics,
+    logger,
+  });
+  /** Read across awaits (a SIGHUP during start-up waits for it), hence fields. */
+  const phase = { started: false, reloadPending: false };
+  const reload = (): void => {
+    if (phase.started) supervisor.reload();
+    else phase.reloadPending = true;
+  };
+  process.on("SIGHUP", reload);
+  try {
+    try {
+      await supervisor.start();
+    } catch (error) {
+      if (error instanceof WorkerStartError) {
+        logger.error("keystone-edge did not start", { error: error.message });
+        return error.exitCode === ExitStatus.usage ? ExitStatus.usage : ExitStatus.internal;
+      }
+      throw error;
+    }
+    const gateway = createAdminGateway({
+      supervisor,
+      metrics,
+      allowedHosts: () => supervisor.configuration.admin_allowed_hosts,
+    });
+    const admin = parseListenAddress(options.config.admin_listen);
+    if (admin === undefined) throw new UsageError("admin_listen: not host:port");
+    try {
+      await new Promise<void>((resolve, reject) => {
+        gateway.once("error", reject);
+        gateway.listen(admin.port, admin.host, () => {
+          gateway.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      await supervisor.stop(0);
+      throw error;
+    }
+    phase.started = true;
+    logger.info("keystone-edge supervising", {
+      workers: options.workers,
+      listen: options.config.listen,
+      admin: options.config.admin_listen,
+    });
+    if (phase.reloadPending) supervisor.reload();
+    await new Promise<void>((resolve) => {
+      const stop = (signal: NodeJS.Signals): void => {
+        logger.info("shutting down", { signal, grace_seconds: options.graceMs / 1000 });
+        process.off("SIGTERM", stop);
+        process.off("SIGINT", stop);
+        void supervisor.stop().then(() => {
+          gateway.closeAllConnections();
+          gateway.close(() => resolve());
+        });
+      };
+      process.on("SIGTERM", stop);
+      process.on("SIGINT", stop);
+    });
+    logger.info("stopped");
+    return ExitStatus.ok;
+  } finally {
+    process.off("SIGHUP", reload);
+  }
+}

@@ -265,6 +265,12 @@ export const configSchema = z.strictObject({
     .describe(
       "Most connections open to `upstream` at once (Envoy's default per cluster); requests beyond wait for one. Each request in flight holds one for its whole life, a slow image upload included, so keep it above the uploads a region runs at once.",
     ),
+  workers: z
+    .union([z.number().int().min(1).max(256), z.literal("auto")])
+    .default(1)
+    .describe(
+      "Worker processes sharing `listen` and `identity_listen` (Node's cluster), each with its own in-process caches, all with the shared memcached; `auto`: one per available core. Above 1, a supervisor process holds the admin listener (one scrape aggregates every worker) and replaces a worker that dies. Changes need a restart.",
+    ),
   admin_listen: listenAddress
     .default("127.0.0.1:9464")
     .describe(

@@ -127,7 +127,24 @@ export interface AdminErrorBody {
 // status
 
 /** The document `GET /status` answers. */
+/** One worker process of a supervised edge (`workers` > 1), as `/status` lists it. */
+export interface WorkerStatus {
+  /** 1-based, stable across replacements. */
+  readonly worker: number;
+  readonly pid: number | null;
+  /** `waiting`: between a death and its replacement. */
+  readonly state: "starting" | "serving" | "waiting" | "stopped";
+  readonly started_at: string | null;
+  /** How often this worker's place was refilled. */
+  readonly restarts: number;
+}
+
 export interface EdgeStatus {
+  /**
+   * With `workers` > 1: every worker; the rest of the document is one serving worker's
+   * (each has its own caches and breakers). Absent with one process.
+   */
+  readonly workers?: readonly WorkerStatus[];
   readonly status: "ok" | "degraded" | "draining";
   readonly uptime_seconds: number;
   /** Per window (`1m`, `5m`, `15m`), per tier: hits / lookups, null without lookups. */

@@ -7,6 +7,7 @@ import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 
 import { EdgeMetrics } from "../../../src/admin/metrics.js";
+import { SupervisorMetrics } from "../../../src/supervisor/metrics.js";
 
 interface Documented {
   readonly type: string;
@@ -29,13 +30,17 @@ function documented(): Map<string, Documented> {
 
 describe("metrics", () => {
   it("every exported metric is documented with its type and labels, and nothing else is", async () => {
-    const metrics = new EdgeMetrics(new Registry());
+    // The edge's, and the supervisor's own (with `workers` > 1) in the same scrape.
+    const registries = [new EdgeMetrics(new Registry()).registry, new SupervisorMetrics().registry];
     const exported = new Map<string, Documented>();
-    for (const m of await metrics.registry.getMetricsAsJSON()) {
-      const single = metrics.registry.getSingleMetric(m.name) as unknown as {
-        labelNames?: readonly string[];
-      };
-      exported.set(m.name, { type: String(m.type), labels: [...(single.labelNames ?? [])] });
+    for (const registry of registries) {
+      for (const m of await registry.getMetricsAsJSON()) {
+        const single = registry.getSingleMetric(m.name) as unknown as {
+          labelNames?: readonly string[];
+        };
+        expect(exported.has(m.name), m.name).toBe(false);
+        exported.set(m.name, { type: String(m.type), labels: [...(single.labelNames ?? [])] });
+      }
     }
     expect(exported.size).toBeGreaterThan(15);
     expect(Object.fromEntries(exported)).toEqual(Object.fromEntries(documented()));
