@@ -96,6 +96,7 @@ export const serve: Command = {
         try {
           await runWorker({
             configFile: file,
+            role: worker === 1 ? "leader" : "follower",
             logger,
             graceMs: grace * 1000,
             send: (message) => process.send?.(message),

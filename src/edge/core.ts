@@ -21,7 +21,7 @@ import { KeystoneEndpoint } from "../keystone/endpoint.js";
 import { EndpointProber } from "../keystone/endpoint-probe.js";
 import { KeystoneEndpoints } from "../keystone/endpoint-set.js";
 import { freshTokenFrom, KeyLagMonitor } from "../keystone/key-lag.js";
-import { feedLagSeconds, RevocationFeed } from "../keystone/revocation-feed.js";
+import { feedLagSeconds, RevocationFeed, type FeedUpdate } from "../keystone/revocation-feed.js";
 import { ServiceToken } from "../keystone/service-token.js";
 import { KeystoneValidator } from "../keystone/validate.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -39,12 +39,24 @@ import { stateFor, type SharedState, type StateOrigin } from "./carry-over.js";
 import { buildIdentityFace } from "./identity-face.js";
 import type { Handlers } from "./listeners.js";
 
+/**
+ * How a worker shares the Keystone-facing loops with the other workers of its host
+ * (`workers` > 1): the leader polls the revocation feed and runs the scheduled key lag
+ * check, and publishes what each poll learnt; followers apply it and ask Keystone only at
+ * start and on their own triggers.
+ */
+export type LoopSharing =
+  | { readonly role: "leader"; readonly publish: (update: FeedUpdate) => void }
+  | { readonly role: "follower" };
+
 /** What every core is built with: the running edge's, across reloads. */
 export interface CoreContext {
   readonly metrics: EdgeMetrics;
   readonly cache: CacheFactory;
   readonly drills: FaultInjector;
   readonly logger?: Logger;
+  /** Absent with one process: every loop runs here. */
+  readonly loops?: LoopSharing;
 }
 
 /** One configuration's edge. */
@@ -59,6 +71,8 @@ export interface EdgeCore extends StateOrigin {
   readonly handlers: Handlers;
   /** What the state gauges read while this core is in force. */
   readonly view: MetricsView;
+  /** The revocation feed (a follower's receives what the leader shares). */
+  readonly feed: RevocationFeed;
   /** `/readyz` answers 503 from now on. */
   drain(): void;
   /** Replaced by a reload: its loops stop; its requests in flight finish on its pools. */
@@ -142,6 +156,7 @@ export async function buildCore(
     keys: keyView,
     issue: freshTokenFrom(serviceToken),
     intervalMs: config.fernet.lag_check_interval_ms,
+    scheduled: context.loops?.role !== "follower",
     undecryptableMinIntervalMs: config.fernet.lag_check_min_interval_ms,
     ...(previous === undefined ? {} : { initialState: previous.keyLag.state() }),
     logger,
@@ -184,6 +199,8 @@ export async function buildCore(
       config.cache.stale_if_error,
     maxEvents: k.revocation_max_events,
     logger,
+    mode: context.loops?.role === "follower" ? "follow" : "poll",
+    ...(context.loops?.role === "leader" ? { onShare: context.loops.publish } : {}),
     onDropped: (events) => {
       metrics.revocationEventsDropped.inc(events);
     },
@@ -331,6 +348,7 @@ export async function buildCore(
     endpoints,
     handlers: { proxy, admin: admin.handler, identity: identity?.handler },
     view,
+    feed,
     drain() {
       draining = true;
     },

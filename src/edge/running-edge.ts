@@ -19,7 +19,8 @@ import { silentLogger, type Logger } from "../log.js";
 import { DRILL_SCENARIOS } from "../protocol/admin.js";
 import { loadListenerTls, type ListenerTlsMaterial } from "../proxy/tls.js";
 import type { CacheFactory } from "./cache-factory.js";
-import { buildCore, type EdgeCore } from "./core.js";
+import { buildCore, type EdgeCore, type LoopSharing } from "./core.js";
+import type { FeedUpdate } from "../keystone/revocation-feed.js";
 import { Listeners, type BoundAddress } from "./listeners.js";
 
 export type { CacheFactory } from "./cache-factory.js";
@@ -31,6 +32,8 @@ export interface EdgeDependencies {
   readonly metrics?: EdgeMetrics;
   /** The caches of each configuration (cache-factory.ts `createCacheFactory()` in `serve`). */
   readonly cache: CacheFactory;
+  /** A worker's part in its host's Keystone-facing loops; absent: all run here. */
+  readonly loops?: LoopSharing;
 }
 
 export interface RunningEdge {
@@ -51,6 +54,13 @@ export interface RunningEdge {
    * changed or the new configuration cannot start (its key repository does not load).
    */
   reload(config: Readonly<Config>): Promise<ReloadOutcome>;
+  /**
+   * A follower worker: applies what the leader's revocation feed learnt (core.ts
+   * `LoopSharing`) to the configuration in force. Never rejects.
+   */
+  receiveRevocations(update: FeedUpdate): Promise<void>;
+  /** Polls the revocation feed once now (a follower catching up). Never rejects. */
+  pollRevocationsNow(): Promise<void>;
   /** Stops accepting, waits up to `graceMs` (default 10 000) for requests in flight, closes everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -86,7 +96,13 @@ export async function startEdge(
     return core;
   };
   const drills = drillsFor(config, metrics, logger, () => core);
-  const context = { metrics, cache: deps.cache, drills, logger };
+  const context = {
+    metrics,
+    cache: deps.cache,
+    drills,
+    logger,
+    ...(deps.loops === undefined ? {} : { loops: deps.loops }),
+  };
   core = await buildCore(config, context, undefined);
   metrics.currentView = () => inForce().view;
   let listeners: Listeners;
@@ -217,6 +233,12 @@ export async function startEdge(
     },
     get serviceToken() {
       return inForce().serviceToken;
+    },
+    receiveRevocations(update) {
+      return inForce().feed.receive(update);
+    },
+    pollRevocationsNow() {
+      return inForce().feed.pollNow();
     },
     reload(next) {
       // One at a time: a second SIGHUP waits for the first.

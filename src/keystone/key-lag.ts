@@ -83,6 +83,12 @@ export interface KeyLagOptions {
   /** Period of the scheduled check, ms. Default {@link DEFAULT_LAG_CHECK_INTERVAL_MS}. */
   readonly intervalMs?: number;
   /**
+   * Whether checks also run every `intervalMs`. Default true; false for a worker whose
+   * host's scheduled check runs elsewhere (`workers` > 1): it still checks at start, on a
+   * ring change and on an undecryptable token, which is when its own ring matters.
+   */
+  readonly scheduled?: boolean;
+  /**
    * Least time since the last check before an undecryptable token triggers another, ms.
    * Default {@link DEFAULT_LAG_CHECK_MIN_INTERVAL_MS}.
    */
@@ -189,6 +195,7 @@ export class KeyLagMonitor {
     if (this.started || this.stopped) return;
     this.started = true;
     void this.run("start");
+    if (this.options.scheduled === false) return;
     this.timer = setInterval(() => void this.run("schedule"), this.intervalMs);
     this.timer.unref();
   }

@@ -51,6 +51,21 @@ export function feedLagSeconds(state: FeedState, nowMs: number): number | undefi
 }
 
 /**
+ * What one feed learnt from a poll, for feeds in other processes of the host to apply
+ * (`workers` > 1): the events that were new to it, and its state after the poll.
+ */
+export interface FeedUpdate {
+  readonly events: readonly RevocationEvent[];
+  readonly state: FeedState;
+  /**
+   * Set on a feed's first poll: it lists every event Keystone holds, which the followers
+   * have (or lack only since they last heard): each polls once itself instead of receiving
+   * them all over IPC.
+   */
+  readonly resync?: boolean;
+}
+
+/**
  * Options of {@link RevocationFeed}. The retention options (`tokenExpirationSeconds`,
  * `allowExpiredWindowSeconds`, `contextLifetimeSeconds`) are revocation/retention's.
  */
@@ -73,6 +88,14 @@ export interface RevocationFeedOptions extends RetentionOptions {
   readonly onDropped?: (events: number, overflow: OverflowState) => void;
   /** Called after every poll. */
   readonly onPoll?: (state: FeedState) => void;
+  /**
+   * `poll` (default): polls at start and every `pollIntervalMs`. `follow`: polls at start
+   * and when asked (`pollNow`), and otherwise applies what another feed of the host shares
+   * ({@link RevocationFeed.receive}): one feed per host asks Keystone, not one per worker.
+   */
+  readonly mode?: "poll" | "follow";
+  /** Called after every poll with what it learnt, for the followers. Must not throw. */
+  readonly onShare?: (update: FeedUpdate) => void;
   readonly clock?: Clock;
   readonly logger?: Logger;
 }
@@ -83,6 +106,9 @@ function isoMicros(micros: number): string {
 
 export class RevocationFeed {
   private state: FeedState = { kind: "starting" };
+  private started = false;
+  /** Whether a poll of this feed ever succeeded (its first one lists every event). */
+  private answered = false;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly clock: Clock;
@@ -98,10 +124,12 @@ export class RevocationFeed {
     return this.state;
   }
 
-  /** Polls now, then every interval (idempotent). */
+  /** Polls now, then every interval (idempotent); a follower polls once. */
   start(): void {
-    if (this.timer !== undefined) return;
+    if (this.timer !== undefined || this.started) return;
+    this.started = true;
     void this.pollNow();
+    if (this.options.mode === "follow") return;
     this.timer = setInterval(() => {
       void this.pollNow();
     }, this.options.pollIntervalMs ?? DEFAULT_REVOCATION_POLL_INTERVAL_MS);
@@ -120,6 +148,40 @@ export class RevocationFeed {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     await this.running;
+  }
+
+  /**
+   * Applies what the polling feed of the host shared (a follower): its new events, as a
+   * poll of our own would, and its state (when it last heard from Keystone, or why not).
+   * Never rejects.
+   */
+  async receive(update: FeedUpdate): Promise<void> {
+    if (update.resync === true) {
+      await this.pollNow();
+      return;
+    }
+    const added: RevocationEvent[] = [];
+    const events = update.events;
+    for (let start = 0; start < events.length; start += APPLY_SLICE_EVENTS) {
+      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+      for (const event of this.options.list.add(events.slice(start, start + APPLY_SLICE_EVENTS)))
+        added.push(event);
+    }
+    this.forget(this.clock.nowMs());
+    if (added.length > 0) {
+      try {
+        this.options.onEvents?.(added);
+      } catch {
+        // a hook must not stop the feed
+      }
+    }
+    const size = this.options.list.size;
+    this.state = update.state.kind === "starting" ? this.state : { ...update.state, events: size };
+    try {
+      this.options.onPoll?.(this.state);
+    } catch {
+      // a hook must not stop the feed
+    }
   }
 
   private async poll(): Promise<void> {
@@ -158,6 +220,18 @@ export class RevocationFeed {
       }
       if (previous.kind === "stale") this.logger.info("revocation feed recovered", {});
       this.state = { kind: "fresh", lastSuccessMs: now, events: list.size };
+    }
+    try {
+      // Until a poll succeeded, this feed's list is not the followers' to copy: they poll.
+      const first = typeof result !== "string" && !this.answered;
+      if (typeof result !== "string") this.answered = true;
+      this.options.onShare?.(
+        first || typeof result === "string"
+          ? { events: [], state: this.state, ...(first ? { resync: true } : {}) }
+          : { events: result, state: this.state },
+      );
+    } catch {
+      // a hook must not stop the feed
     }
     try {
       this.options.onPoll?.(this.state);

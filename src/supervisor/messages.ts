@@ -6,15 +6,20 @@
  * (every message carries `keystoneEdge: 1`). Worker → supervisor: listening (with the
  * port of its private admin listener), a reload's outcome, a metrics answer. Supervisor →
  * worker: reload (re-read the configuration file), drain (stop accepting, finish, exit),
- * metrics (send the registry as JSON, for one aggregated scrape).
+ * metrics (send the registry as JSON, for one aggregated scrape). Both ways: revocations —
+ * what the leader worker's revocation feed learnt, relayed by the supervisor to the other
+ * workers (one feed per host asks Keystone).
  */
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
+
+import type { FeedUpdate } from "../keystone/revocation-feed.js";
 
 /** Supervisor → worker. */
 export type ToWorker =
   | { readonly keystoneEdge: 1; readonly kind: "reload" }
   | { readonly keystoneEdge: 1; readonly kind: "drain"; readonly graceMs: number }
-  | { readonly keystoneEdge: 1; readonly kind: "metrics"; readonly id: number };
+  | { readonly keystoneEdge: 1; readonly kind: "metrics"; readonly id: number }
+  | { readonly keystoneEdge: 1; readonly kind: "revocations"; readonly update: FeedUpdate };
 
 /** One registry's metrics as `Registry#getMetricsAsJSON()` gives them. */
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
@@ -38,7 +43,8 @@ export type FromWorker =
       readonly kind: "metrics";
       readonly id: number;
       readonly metrics: MetricsJson;
-    };
+    }
+  | { readonly keystoneEdge: 1; readonly kind: "revocations"; readonly update: FeedUpdate };
 
 function tagged(message: unknown): message is { keystoneEdge: 1; kind: unknown } {
   return (
@@ -52,12 +58,14 @@ function tagged(message: unknown): message is { keystoneEdge: 1; kind: unknown }
 export function isFromWorker(message: unknown): message is FromWorker {
   if (!tagged(message)) return false;
   const kind = message.kind;
-  return kind === "listening" || kind === "reloaded" || kind === "metrics";
+  return (
+    kind === "listening" || kind === "reloaded" || kind === "metrics" || kind === "revocations"
+  );
 }
 
 /** Whether `message` is one of ours, sent by the supervisor. */
 export function isToWorker(message: unknown): message is ToWorker {
   if (!tagged(message)) return false;
   const kind = message.kind;
-  return kind === "reload" || kind === "drain" || kind === "metrics";
+  return kind === "reload" || kind === "drain" || kind === "metrics" || kind === "revocations";
 }

@@ -293,6 +293,14 @@ export class Supervisor {
       case "metrics":
         this.pendingMetrics.get(message.id)?.(message);
         break;
+      case "revocations":
+        // The leader's feed learnt this: every other serving worker applies it.
+        for (const other of this.serving()) {
+          if (other !== slot) {
+            this.send(other, { keystoneEdge: 1, kind: "revocations", update: message.update });
+          }
+        }
+        break;
     }
   }
 

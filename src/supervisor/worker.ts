@@ -6,7 +6,9 @@
  * in-process caches, its own admin listener on a private loopback port that only the
  * supervisor's admin gateway talks to — and obeying the supervisor: reload (re-read the
  * configuration file, as SIGHUP does for a single process), drain (stop accepting, finish
- * requests in flight, exit), metrics (its registry as JSON). It leaves when the supervisor
+ * requests in flight, exit), metrics (its registry as JSON); and its part in the host's
+ * Keystone-facing loops (the leader polls the revocation feed for all and publishes what it
+ * learns, the others apply it: core.ts `LoopSharing`). It leaves when the supervisor
  * is gone (the IPC channel closes), and drains on SIGTERM/SIGINT of its own (systemd
  * signals the whole control group). SIGHUP is the supervisor's: ignored here.
  */
@@ -24,6 +26,11 @@ export function workerConfig(config: Readonly<Config>): Readonly<Config> {
 
 export interface WorkerOptions {
   readonly configFile: string;
+  /**
+   * The leader (worker 1) polls the revocation feed and runs the scheduled key lag check
+   * for the host; the others follow what it shares.
+   */
+  readonly role: "leader" | "follower";
   readonly logger: Logger;
   /** How long requests in flight may take when draining, ms. */
   readonly graceMs: number;
@@ -40,6 +47,15 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const edge: RunningEdge = await startEdge(workerConfig(loadConfig(options.configFile)), {
     logger,
     cache: createCacheFactory(),
+    loops:
+      options.role === "leader"
+        ? {
+            role: "leader",
+            publish: (update) => {
+              send({ keystoneEdge: 1, kind: "revocations", update });
+            },
+          }
+        : { role: "follower" },
   });
   let closing: Promise<void> | undefined;
   let closed = (): void => undefined;
@@ -83,6 +99,9 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
       case "drain":
         void drain(m.graceMs);
         break;
+      case "revocations":
+        void edge.receiveRevocations(m.update);
+        break;
       case "metrics":
         edge.metrics.registry.getMetricsAsJSON().then(
           (metrics) => {
@@ -106,6 +125,9 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   // The supervisor is gone (killed, crashed): no one will route to us or restart us.
   process.once("disconnect", onSignal);
   send({ keystoneEdge: 1, kind: "listening", adminPort: edge.adminAddress.port });
+  // What the leader shared between our own first poll and now was not sent to us (we were
+  // not serving yet): one poll catches up, the leader's updates follow from here.
+  if (options.role === "follower") void edge.pollRevocationsNow();
   try {
     await stopped;
   } finally {

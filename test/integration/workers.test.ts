@@ -3,7 +3,9 @@
  * processes share the proxy's port and answer requests; one scrape of the supervisor's
  * admin listener shows both workers' series summed and the supervisor's own; `/status`
  * lists each worker; a worker killed with SIGKILL is replaced (counted) while requests on
- * new connections keep succeeding; SIGHUP reaches every worker; SIGTERM drains them all
+ * new connections keep succeeding; a token deleted at Keystone is refused by both workers
+ * within the poll interval (one feed polls, its events are shared); SIGHUP reaches every
+ * worker; SIGTERM drains them all
  * and the supervisor exits 0. And a configuration a worker cannot start with stops the
  * whole edge with exit 2, as one process would.
  */
@@ -19,7 +21,7 @@ import type { EdgeStatus } from "../../src/protocol/admin.js";
 import { issueToken } from "../harness/client.js";
 import { startEchoUpstream, type EchoUpstream } from "../harness/echo-upstream.js";
 import { startEdgeProcess, type EdgeProcess } from "../harness/edge-process.js";
-import { createFixtures } from "../harness/fixtures.js";
+import { api, createFixtures } from "../harness/fixtures.js";
 import { waitUntil } from "../harness/wait.js";
 
 const keystone = inject("keystone");
@@ -140,6 +142,49 @@ describe("workers: 2", () => {
     expect(sample(text, 'keystone_edge_workers{state="serving"}')).toBe(2);
     const now = (await status()).workers ?? [];
     expect(now.find((w) => w.worker === before[0]?.worker)?.restarts).toBe(1);
+  }, 60_000);
+
+  it("a token deleted at Keystone is refused by every worker within the poll interval: the leader's feed, shared", async () => {
+    const victim = (
+      await issueToken(keystone, { kind: "project", name: "admin", domainId: "default" })
+    ).token;
+    const on = (t: string): Promise<number> =>
+      new Promise((resolve) => {
+        const req = request(
+          `${edge.url}/v2.1/servers`,
+          { agent: false, headers: { "X-Auth-Token": t } },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on("error", () => resolve(-1));
+        req.end();
+      });
+    // Known to both workers (each connection goes to the next worker in turn).
+    for (let i = 0; i < 6; i++) expect(await on(victim)).toBe(200);
+    const admin = (
+      await issueToken(keystone, { kind: "project", name: "admin", domainId: "default" })
+    ).token;
+    expect((await api(keystone, admin, "DELETE", "/auth/tokens", undefined, victim)).status).toBe(
+      204,
+    );
+    // Default poll interval 10 s: refused everywhere (10 in a row) well within 20 s.
+    let refusedInARow = 0;
+    await waitUntil(
+      async () => {
+        refusedInARow = (await on(victim)) === 401 ? refusedInARow + 1 : 0;
+        return refusedInARow >= 10;
+      },
+      20_000,
+      "every worker to refuse the deleted token",
+      50,
+    );
+    expect(await fresh()).toBe(200);
+    const text = await metrics();
+    expect(
+      sample(text, 'keystone_edge_validations_total{source="revocation",result="invalid"}'),
+    ).toBeGreaterThanOrEqual(10);
   }, 60_000);
 
   it("SIGHUP reaches every worker; SIGTERM drains them all and the supervisor exits 0", async () => {

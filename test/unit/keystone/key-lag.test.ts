@@ -311,6 +311,18 @@ describe("KeyLagMonitor", () => {
     expect(h.issuer.calls).toBe(2);
   });
 
+  it("unscheduled (a follower worker): checks at start and on its triggers, never on a timer", async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    const h = harness(synced, { intervalMs: 60_000, scheduled: false });
+    await started(h);
+    vi.advanceTimersByTime(600_000);
+    expect(h.checks.map((c) => c.trigger)).toEqual(["start"]);
+    h.monitor.ringChanged();
+    await waitUntil(() => h.checks.length === 2, 2_000, "the ring change's check");
+    expect(h.checks.map((c) => c.trigger)).toEqual(["start", "reload"]);
+    await h.monitor.stop();
+  });
+
   it("a check under way when stopped changes nothing", async () => {
     const h = harness(lagging);
     h.issuer.hold = true;

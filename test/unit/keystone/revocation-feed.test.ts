@@ -13,6 +13,7 @@ import { KeystoneEndpoints } from "../../../src/keystone/endpoint-set.js";
 import {
   APPLY_SLICE_EVENTS,
   RevocationFeed,
+  type FeedUpdate,
   type RevocationFeedOptions,
 } from "../../../src/keystone/revocation-feed.js";
 import { ServiceToken } from "../../../src/keystone/service-token.js";
@@ -239,5 +240,59 @@ describe("revocation feed", () => {
     expect(logger.lines.some((l) => l.message.includes("past retention: no token refused"))).toBe(
       true,
     );
+  });
+});
+
+describe("one feed per host (workers > 1)", () => {
+  it("the leader shares what each poll learnt; a follower applies it without polling, and polls itself when the leader starts over", async () => {
+    const { url, feed: keystone } = await fakeKeystone();
+    const clock = new ManualClock(Date.now());
+    keystone.events.push(keystoneEvent(clock.nowMs() - 5_000, { user_id: "alice" }));
+    const shared: FeedUpdate[] = [];
+    const leader = setup(url, clock, { onShare: (u) => shared.push(u) });
+    const follower = setup(url, clock, { mode: "follow" });
+
+    // The leader's first poll lists everything: shared as "poll yourselves", not as events.
+    await leader.feed.pollNow();
+    expect(shared).toEqual([
+      { events: [], state: expect.objectContaining({ kind: "fresh" }) as unknown, resync: true },
+    ]);
+    follower.feed.start(); // a follower polls once at start, never on a timer
+    await follower.feed.pollNow();
+    const ownPolls = keystone.since.length;
+    expect(follower.list.isRevoked(tokenOf("alice", clock.nowMs() - 60_000))).toBe(true);
+
+    // A new event: the leader's poll finds it and shares it; the follower applies it.
+    clock.advance(1_000);
+    keystone.events.push(keystoneEvent(clock.nowMs(), { user_id: "bob" }));
+    await leader.feed.pollNow();
+    const update = shared.at(-1);
+    expect(update?.events.map((e) => e.userId)).toEqual(["bob"]);
+    await follower.feed.receive(update as FeedUpdate);
+    expect(follower.list.isRevoked(tokenOf("bob", clock.nowMs() - 60_000))).toBe(true);
+    expect(follower.applied.at(-1)?.map((e) => e.userId)).toEqual(["bob"]);
+    expect(follower.feed.status()).toMatchObject({
+      kind: "fresh",
+      lastSuccessMs: clock.nowMs(),
+      events: 2,
+    });
+    expect(keystone.since.length).toBe(ownPolls + 1); // only the leader's poll
+
+    // A failing leader: its state is the followers' (stale since its last success).
+    await leader.feed.stop();
+    const failing = shared.length;
+    await follower.feed.receive({
+      events: [],
+      state: { kind: "stale", lastSuccessMs: clock.nowMs(), error: "down", events: 0 },
+    });
+    expect(follower.feed.status()).toMatchObject({ kind: "stale", error: "down", events: 2 });
+    expect(shared.length).toBe(failing);
+
+    // A leader that starts over (replaced, reloaded): the followers catch up themselves.
+    keystone.events.push(keystoneEvent(clock.nowMs() + 1_000, { user_id: "carol" }));
+    await follower.feed.receive({ events: [], state: { kind: "starting" }, resync: true });
+    expect(keystone.since.length).toBe(ownPolls + 2);
+    expect(follower.list.isRevoked(tokenOf("carol", clock.nowMs() - 60_000))).toBe(true);
+    await follower.feed.stop();
   });
 });
