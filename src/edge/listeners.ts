@@ -34,12 +34,16 @@ export interface BoundAddress {
   readonly port: number;
 }
 
-function listen(server: Server, hostPort: string): Promise<BoundAddress> {
+/**
+ * Binds `server`. `exclusive`: never shared with other cluster workers (the admin
+ * listener: in a worker it is private, and a shared port 0 would be one port for all).
+ */
+function listen(server: Server, hostPort: string, exclusive = false): Promise<BoundAddress> {
   const parsed = parseListenAddress(hostPort);
   if (!parsed) throw new Error(`invalid listen address ${hostPort}`);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(parsed.port, parsed.host, () => {
+    server.listen({ port: parsed.port, host: parsed.host, exclusive }, () => {
       server.off("error", reject);
       const a = server.address() as AddressInfo;
       resolve({ host: a.address, port: a.port });
@@ -102,7 +106,7 @@ export class Listeners {
     try {
       const address = await listen(proxy, config.listen);
       opened.push(proxy);
-      const adminAddress = await listen(admin, config.admin_listen);
+      const adminAddress = await listen(admin, config.admin_listen, true);
       opened.push(admin);
       const identityAddress =
         identity === undefined || config.identity_listen === undefined

@@ -29,6 +29,7 @@ const BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url)
 let echo: EchoUpstream;
 let edge: EdgeProcess;
 let token = "";
+const ADMIN_SECRET = "workers-test-admin-secret";
 
 beforeAll(async () => {
   const fixtures = await createFixtures(keystone);
@@ -37,7 +38,7 @@ beforeAll(async () => {
     keystone,
     upstream: echo.url,
     serviceUser: fixtures.serviceUser,
-    extraYaml: ["workers: 2"],
+    extraYaml: ["workers: 2", `admin_secret: "${ADMIN_SECRET}"`],
     dieWithParent: true,
   });
   token = (await issueToken(keystone, { kind: "project", name: "admin", domainId: "default" }))
@@ -106,6 +107,18 @@ describe("workers: 2", () => {
     const served = lines().filter((l) => l.msg === "keystone-edge listening");
     expect(new Set(served.map((l) => l.worker))).toEqual(new Set([1, 2]));
     expect(text).not.toMatch(/worker="/); // aggregated, no per-worker label
+    expect(sample(text, 'keystone_edge_cache_entries{tier="l1"}')).toBe(2); // one per worker
+
+    // The admin API reaches every worker: both in-process caches are flushed.
+    const flush = await fetch(`${edge.adminUrl}/cache/flush`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_SECRET}` },
+    });
+    expect(flush.status).toBe(200);
+    expect(((await flush.json()) as { flushed: Record<string, number> }).flushed["l1"]).toBe(2);
+    expect(sample(await metrics(), 'keystone_edge_cache_entries{tier="l1"}')).toBe(0);
+    const refused = await fetch(`${edge.adminUrl}/cache/flush`, { method: "POST" });
+    expect(refused.status).toBe(401);
   });
 
   it("a worker killed with SIGKILL is replaced and counted; requests on new connections keep succeeding", async () => {
