@@ -36,10 +36,15 @@ cache, local Fernet decryption, memcached, then Keystone) and forwards it to the
 service with the headers keystonemiddleware's auth_token would set. Metrics, /healthz and
 /readyz are on admin_listen. Logs are JSON lines on stdout.
 
+With workers: N (or auto) in the configuration, this process supervises N worker
+processes that share listen and identity_listen, replaces one that dies, and holds the
+admin listener for all of them (one /metrics scrape, /status listing every worker).
+
 Signals: SIGHUP re-reads the configuration and the key repository and applies them
 without dropping connections (an invalid configuration, a changed listen address or a
 key repository that does not load is refused and logged; the running configuration
-stays). SIGTERM/SIGINT: stop accepting, finish requests in flight (--grace), exit 0.
+stays; with workers, in every worker). SIGTERM/SIGINT: stop accepting, finish requests in
+flight (--grace), exit 0.
 
 Options:
   --config FILE        the YAML configuration (see docs/configuration.md)
