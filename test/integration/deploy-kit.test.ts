@@ -13,6 +13,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { EdgeMetrics } from "../../src/admin/metrics.js";
+import { SupervisorMetrics } from "../../src/supervisor/metrics.js";
 
 const execFileAsync = promisify(execFile);
 const deploy = (path: string): string =>
@@ -27,7 +28,11 @@ function metricNames(expr: string): string[] {
 }
 
 async function exported(): Promise<Set<string>> {
-  const names = (await new EdgeMetrics().registry.getMetricsAsJSON()).map((m) => m.name);
+  // The edge's, and the supervisor's own with `workers` > 1.
+  const names = [
+    ...(await new EdgeMetrics().registry.getMetricsAsJSON()),
+    ...(await new SupervisorMetrics().registry.getMetricsAsJSON()),
+  ].map((m) => m.name);
   return new Set(names);
 }
 
