@@ -45,6 +45,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isMap, parse, parseAllDocuments, parseDocument, stringify, type YAMLMap } from "yaml";
+import { createPki } from "../harness/pki.js";
 import { ensureHelm, runHelm } from "../harness/helm.js";
 import { freePort } from "../harness/net.js";
 
@@ -456,6 +457,7 @@ const API_VERSIONS: Record<string, string> = {
   Deployment: "apps/v1",
   DaemonSet: "apps/v1",
   PodDisruptionBudget: "policy/v1",
+  HorizontalPodAutoscaler: "autoscaling/v2",
   ServiceMonitor: "monitoring.coreos.com/v1",
   PrometheusRule: "monitoring.coreos.com/v1",
 };
@@ -697,8 +699,15 @@ const fernetKey = (): string =>
 interface CheckConfigOutput {
   ok?: boolean;
   error?: unknown;
-  config?: { listen: string; admin_listen: string; identity_listen?: string; upstream: string };
+  config?: {
+    listen: string;
+    admin_listen: string;
+    identity_listen?: string;
+    upstream: string;
+    tls?: Record<string, string>;
+  };
   key_repository?: { key_count: number };
+  tls?: { subject: string; not_after: string; client_certificates: string };
 }
 
 /**
@@ -706,6 +715,12 @@ interface CheckConfigOutput {
  * fixture value, the key repository Secret with fresh keys) under a temporary root, points
  * the config's absolute paths into it, and runs `keystone-edge check-config` there.
  */
+/**
+ * What a `kubernetes.io/tls` Secret mounted at `mountPath` holds, when the test gives one:
+ * real PEM files (check-config reads them), by key.
+ */
+const tlsSecrets = new Map<string, Record<string, string>>();
+
 async function checkConfigInPod(docs: readonly K8s[], w: Workload): Promise<CheckConfigOutput> {
   const pod = w.spec.template.spec;
   const edge = edgeContainer(w);
@@ -730,8 +745,9 @@ async function checkConfigInPod(docs: readonly K8s[], w: Workload): Promise<Chec
       wholeSecrets.push(mountPath);
       mkdirSync(join(root, mountPath), { recursive: true });
     } else {
+      const pem = tlsSecrets.get(mountPath);
       // as `kubectl create secret --from-file` leaves it: with the file's newline
-      for (const item of items) write(mountPath, item.path, `${SECRET}\n`);
+      for (const item of items) write(mountPath, item.path, pem?.[item.key] ?? `${SECRET}\n`);
     }
   };
   for (const m of edge.volumeMounts ?? []) {
@@ -761,7 +777,7 @@ async function checkConfigInPod(docs: readonly K8s[], w: Workload): Promise<Chec
   // the key repository is a whole Secret (the kubelet swaps it at once), and the only one
   expect(wholeSecrets).toEqual([keyRepository]);
   for (const index of ["0", "1", "2"]) write(String(keyRepository), index, fernetKey());
-  const paths = new Set(["key_repository", "cafile", "certfile", "keyfile"]);
+  const paths = new Set(["key_repository", "cafile", "certfile", "keyfile", "client_cafile"]);
   const relocate = (node: unknown): unknown => {
     if (Array.isArray(node)) return node.map(relocate);
     if (!isRecord(node)) return node;
@@ -1002,13 +1018,14 @@ describe("deploy/helm/keystone-edge", () => {
     }
   });
 
-  it("passes helm lint --strict in both modes", async () => {
+  it("passes helm lint --strict in both modes, and with TLS and autoscaling", async () => {
     const sets = [
       [],
       [
         "--set",
         "mode=daemonset,identity.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true",
       ],
+      ["--set", "tls.existingSecret=edge-tls,tls.clientCaKey=ca.crt,autoscaling.enabled=true"],
     ];
     const results = await Promise.all(
       sets.map((set) => runHelm(helmBin, ["lint", "--strict", CHART, ...set])),
@@ -1096,6 +1113,54 @@ describe("deploy/helm/keystone-edge", () => {
     expect(out.config?.identity_listen).toBe("0.0.0.0:5000");
   });
 
+  it("renders HTTPS with mutual TLS from a kubernetes.io/tls Secret, and an autoscaler instead of replicas; the pod's config passes check-config with the certificate", async () => {
+    const pki = createPki();
+    try {
+      const server = pki.server("edge.openstack.svc");
+      tlsSecrets.set("/etc/keystone-edge-tls", {
+        "tls.crt": server.cert,
+        "tls.key": server.key,
+        "ca.crt": pki.ca.cert,
+      });
+      const docs = await template(
+        "--set",
+        "tls.existingSecret=nova-api-edge-tls,tls.clientCaKey=ca.crt,tls.minVersion=TLSv1.3,autoscaling.enabled=true,autoscaling.maxReplicas=6",
+      );
+      checkObjects(docs, "tls and autoscaling", "openstack");
+      const [w] = workloads(docs);
+      if (w === undefined) throw new Error("no workload");
+      checkEdgePod(w);
+      expect((w.spec as Json)["replicas"]).toBeUndefined();
+      const [hpa] = ofKind<K8s & { spec: Json }>(docs, "HorizontalPodAutoscaler");
+      expect(hpa?.spec).toEqual({
+        scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: w.metadata.name },
+        minReplicas: 2,
+        maxReplicas: 6,
+        metrics: [
+          {
+            type: "Resource",
+            resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 70 } },
+          },
+        ],
+      });
+      const out = await checkConfigInPod(docs, w);
+      // (check-config ran on the pod's files laid out under a temporary root)
+      expect(out.config?.tls).toEqual({
+        certfile: expect.stringMatching(/\/etc\/keystone-edge-tls\/tls\.crt$/) as unknown,
+        keyfile: expect.stringMatching(/\/etc\/keystone-edge-tls\/tls\.key$/) as unknown,
+        client_cafile: expect.stringMatching(/\/etc\/keystone-edge-tls\/ca\.crt$/) as unknown,
+        min_version: "TLSv1.3",
+      });
+      expect(out.tls).toMatchObject({
+        subject: "CN=edge.openstack.svc",
+        client_certificates: "required",
+      });
+    } finally {
+      tlsSecrets.clear();
+      pki.remove();
+    }
+  });
+
   it("refuses values that cannot work", async () => {
     const refusals = [
       ["mode=sidecar", /neither deployment nor daemonset/],
@@ -1103,6 +1168,11 @@ describe("deploy/helm/keystone-edge", () => {
       ["config.listen=0.0.0.0:1", /config\.listen is set by the chart/],
       ["config.fernet.key_repository=/keys", /config\.fernet\.key_repository is set by the chart/],
       ["fernetKeys.existingSecret=", /fernetKeys\.existingSecret/],
+      ["config.tls.certfile=/x", /config\.tls is set by the chart/],
+      [
+        "autoscaling.enabled=true,autoscaling.minReplicas=5,autoscaling.maxReplicas=2",
+        /minReplicas must not exceed/,
+      ],
     ] as const;
     const results = await Promise.all(
       refusals.map(([set]) => runHelm(helmBin, ["template", "x", CHART, "--set", set])),

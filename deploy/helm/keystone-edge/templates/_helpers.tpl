@@ -36,6 +36,7 @@ app.kubernetes.io/part-of: openstack
 {{/* Where the pod sees its files. */}}
 {{- define "keystone-edge.configDir" -}}/etc/keystone-edge{{- end }}
 {{- define "keystone-edge.keyRepository" -}}/etc/keystone/fernet-keys{{- end }}
+{{- define "keystone-edge.tlsDir" -}}/etc/keystone-edge-tls{{- end }}
 
 {{/*
 The edge's config.yaml: .Values.config with the options the chart owns (the listeners and
@@ -46,6 +47,9 @@ the key repository's mount point) set from the chart's values.
 {{- if hasKey $.Values.config . }}
 {{- fail (printf "config.%s is set by the chart: use ports.* and identity.* instead" .) }}
 {{- end }}
+{{- end }}
+{{- if hasKey .Values.config "tls" }}
+{{- fail "config.tls is set by the chart: give the certificate as tls.existingSecret" }}
 {{- end }}
 {{- $config := deepCopy .Values.config }}
 {{- $fernet := deepCopy (default (dict) $config.fernet) }}
@@ -58,6 +62,14 @@ the key repository's mount point) set from the chart's values.
 {{- $_ = set $config "admin_listen" (printf "%s:%d" .Values.bindAddress (int .Values.ports.admin)) }}
 {{- if .Values.identity.enabled }}
 {{- $_ = set $config "identity_listen" (printf "%s:%d" .Values.bindAddress (int .Values.identity.port)) }}
+{{- end }}
+{{- if .Values.tls.existingSecret }}
+{{- $dir := include "keystone-edge.tlsDir" . }}
+{{- $tls := dict "certfile" (printf "%s/tls.crt" $dir) "keyfile" (printf "%s/tls.key" $dir) "min_version" .Values.tls.minVersion }}
+{{- if .Values.tls.clientCaKey }}
+{{- $_ = set $tls "client_cafile" (printf "%s/%s" $dir .Values.tls.clientCaKey) }}
+{{- end }}
+{{- $_ = set $config "tls" $tls }}
 {{- end }}
 {{- toYaml $config }}
 {{- end }}
@@ -156,6 +168,11 @@ containers:
       - name: fernet-keys
         mountPath: {{ include "keystone-edge.keyRepository" . }}
         readOnly: true
+      {{- if .Values.tls.existingSecret }}
+      - name: tls
+        mountPath: {{ include "keystone-edge.tlsDir" . }}
+        readOnly: true
+      {{- end }}
       {{- with .Values.extraVolumeMounts }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -179,6 +196,21 @@ volumes:
     secret:
       secretName: {{ required "fernetKeys.existingSecret: the Secret holding the region's key repository" .Values.fernetKeys.existingSecret }}
       defaultMode: 0440
+  {{- with .Values.tls.existingSecret }}
+  - name: tls
+    secret:
+      secretName: {{ . }}
+      defaultMode: 0440
+      items:
+        - key: tls.crt
+          path: tls.crt
+        - key: tls.key
+          path: tls.key
+        {{- with $.Values.tls.clientCaKey }}
+        - key: {{ . }}
+          path: {{ . }}
+        {{- end }}
+  {{- end }}
   {{- with .Values.extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
