@@ -14,7 +14,12 @@
  *   after a poll that brought events;
  * - one poll of 10 new events on top of 100k: apply, prune, cap (new) vs apply + rebuild,
  *   prune scan, newest-`revoked_at` scan (old);
- * - heap held per 100k events (after GC; needs --expose-gc, which the npm script passes).
+ * - heap held per 100k events (after GC; needs --expose-gc, which the npm script passes);
+ * - cold validation at each size: what a token never seen before costs the edge — decrypt
+ *   and verify it (Fernet, a 3-key ring), answer it from its user's context
+ *   (`answerFromContext`, as the context cache does) and check that fresh answer against
+ *   the list (no memo) — the pre-Ocata Keystone's cost grew from 6.8 ms to 2 s at 10k
+ *   events (issue 17).
  */
 import { arch, cpus, platform, release, totalmem } from "node:os";
 
@@ -29,6 +34,13 @@ import {
 import { RevocationList } from "../src/revocation/list.js";
 import { matches } from "../src/revocation/matching.js";
 import { DEFAULT_MAX_REVOCATION_EVENTS } from "../src/revocation/retention.js";
+import { generateFernetKeyText, parseFernetKey } from "../src/fernet/envelope.js";
+import { KeyRing, staticKeyRing } from "../src/fernet/key-ring.js";
+import { TokenDecoder } from "../src/token/decoder.js";
+import { DEFAULT_AUTH_METHODS } from "../src/token/methods.js";
+import { randomAuditId } from "../src/token/payload.js";
+import type { EpochMicros } from "../src/units.js";
+import { answerFromContext } from "../src/validation/context.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SIZES = [0, 1_000, 10_000, 100_000] as const;
@@ -207,9 +219,37 @@ function heapUsed(): number {
   return process.memoryUsage().heapUsed;
 }
 
-// 1. checks at each size
+// 1. checks at each size, and a cold validation
 const tokens = Array.from({ length: 1_000 }, token);
-const checkRows: { size: number; memo: number; full: number; previous: number }[] = [];
+const ringKeys = [0, 1, 2].map((index) => {
+  const key = parseFernetKey(generateFernetKeyText());
+  if (typeof key === "string") throw new Error(key);
+  return { index, key: key };
+});
+const decoder = new TokenDecoder({
+  keys: staticKeyRing(KeyRing.from(ringKeys)),
+  authMethods: DEFAULT_AUTH_METHODS,
+});
+/** The context the fresh tokens are answered from: one known user and project. */
+const context = token();
+const fresh = Array.from({ length: 1_000 }, () =>
+  decoder.mint({
+    kind: "project",
+    version: 2,
+    userId: context.user.id,
+    methods: ["password"],
+    auditIds: [randomAuditId()],
+    projectId: (context.project as { id: string }).id,
+    expiresAtMicros: ((Math.floor(Date.now() / 1000) + 3_600) * 1e6) as EpochMicros,
+  }),
+);
+const checkRows: {
+  size: number;
+  memo: number;
+  full: number;
+  previous: number;
+  cold: number;
+}[] = [];
 for (const size of SIZES) {
   const list = new RevocationList();
   const previous = new PreviousList();
@@ -223,6 +263,11 @@ for (const size of SIZES) {
     memo: nsPerCall(1_000_000, (i) => list.isRevoked(at(i))),
     full: nsPerCall(100_000, (i) => list.check(at(i))),
     previous: nsPerCall(size >= 100_000 ? 2_000 : 20_000, (i) => previous.check(at(i))),
+    cold: nsPerCall(20_000, (i) => {
+      const decoded = decoder.decode(fresh[i % fresh.length] as string);
+      if (decoded.status !== "valid") throw new Error("the fresh token does not decode");
+      return list.isRevoked(answerFromContext(context, decoded.token));
+    }),
   });
 }
 
@@ -337,10 +382,12 @@ console.log(
 );
 console.log("");
 console.log("check of a cached token none of the events revokes, per check");
-console.log("events held    memo hit   first after a poll   previous list");
+console.log(
+  "events held    memo hit   first after a poll   previous list   cold validation (decode + context + check)",
+);
 for (const row of checkRows) {
   console.log(
-    `${row.size.toLocaleString("en-US").padStart(11)}  ${ns(row.memo)}   ${ns(row.full)}           ${ns(row.previous)}`,
+    `${row.size.toLocaleString("en-US").padStart(11)}  ${ns(row.memo)}   ${ns(row.full)}           ${ns(row.previous)}      ${ns(row.cold)}`,
   );
 }
 const row = (label: string, fresh: string, previous: string, extra = ""): void => {
