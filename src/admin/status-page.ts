@@ -6,7 +6,8 @@
  * reads `/status` every 5 s and fills the page: overall state, hit rate per tier over the
  * last 1 / 5 / 15 minutes, the share of validations that did not need Keystone, each
  * Keystone endpoint's breaker, degraded mode, the key ring and whether it lags the
- * master's (with since when), the revocation feed, the drill.
+ * master's (with since when), the revocation feed, the drill; with `workers` > 1, each
+ * worker (pid, state, replacements), the rest being one worker's view.
  * Every figure has an id, so tests (and scripts) can read it; `body[data-loaded]` is set
  * once the first status is shown.
  */
@@ -49,6 +50,11 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <p>Against the master: <span id="keys-lag" class="badge">…</span> since <span id="keys-lag-since">…</span>, last agreed <span id="keys-lag-agreed">…</span>, last check <span id="keys-lag-check">…</span></p>
 <h2>Revocation feed</h2>
 <p><span id="feed-state">…</span>, last answer <span id="feed-lag">…</span> ago, <span id="feed-events">…</span> events held</p>
+<section id="workers-section" hidden>
+<h2>Workers</h2>
+<p>The figures above are one worker's; each has its own caches and breakers.</p>
+<table><thead><tr><th>worker</th><th>pid</th><th>state</th><th>started</th><th>replaced</th></tr></thead><tbody id="workers"></tbody></table>
+</section>
 <script src="status.js"></script>
 </body>
 </html>
@@ -126,6 +132,19 @@ function render(s) {
   text("feed-state", s.revocation_feed.state);
   text("feed-lag", secs(s.revocation_feed.lag_seconds));
   text("feed-events", s.revocation_feed.events);
+  const workers = document.getElementById("workers");
+  workers.replaceChildren();
+  document.getElementById("workers-section").hidden = !s.workers;
+  for (const w of s.workers || []) {
+    const row = document.createElement("tr");
+    row.dataset.worker = String(w.worker);
+    cell(row, String(w.worker));
+    cell(row, w.pid === null ? "—" : String(w.pid));
+    cell(row, w.state).className = w.state === "serving" ? "closed" : "half-open";
+    cell(row, w.started_at === null ? "—" : w.started_at);
+    cell(row, String(w.restarts));
+    workers.appendChild(row);
+  }
   document.body.dataset.loaded = "1";
 }
 async function refresh() {

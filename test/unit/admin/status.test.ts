@@ -120,11 +120,31 @@ describe("status: the key lag", () => {
       lastCheck: { atMs: T0_MS, trigger: "reload", result: "behind" },
     }).snapshot();
     const rendered = await renderPage(status);
-    expect(rendered.get("keys-lag")).toEqual({ text: "behind", className: "badge degraded" });
+    expect(rendered.get("keys-lag")).toMatchObject({
+      text: "behind",
+      className: "badge degraded",
+    });
     expect(rendered.get("keys-lag-since")?.text).toBe(iso(T0_MS - 30_000));
     expect(rendered.get("keys-lag-agreed")?.text).toBe("never");
     expect(rendered.get("keys-lag-check")?.text).toBe(`${iso(T0_MS)} (reload: behind)`);
     expect(rendered.get("status")?.text).toBe("degraded");
+    expect(rendered.get("workers-section")?.hidden).toBe(true);
+  });
+
+  it("the status page lists the workers when /status has them (workers > 1)", async () => {
+    const status = await reporter({ state: { kind: "unknown" }, lastCheck: undefined }).snapshot();
+    const rendered = await renderPage({
+      ...status,
+      workers: [
+        { worker: 1, pid: 101, state: "serving", started_at: iso(T0_MS), restarts: 0 },
+        { worker: 2, pid: null, state: "waiting", started_at: null, restarts: 3 },
+      ],
+    });
+    expect(rendered.get("workers-section")?.hidden).toBe(false);
+    expect(rendered.get("workers")?.rows).toEqual([
+      ["1", "101", "serving", iso(T0_MS), "0"],
+      ["2", "—", "waiting", "—", "3"],
+    ]);
   });
 });
 
@@ -132,6 +152,8 @@ interface FakeElement {
   id: string;
   textContent: string;
   className: string;
+  hidden: boolean;
+  children: FakeElement[];
   dataset: Record<string, string>;
   replaceChildren(): void;
   appendChild(child: FakeElement): FakeElement;
@@ -140,16 +162,26 @@ interface FakeElement {
 /** Runs the page's script once against elements made on demand; their text and class by id. */
 async function renderPage(
   status: unknown,
-): Promise<Map<string, { text: string; className: string }>> {
+): Promise<Map<string, { text: string; className: string; hidden: boolean; rows: string[][] }>> {
   const elements = new Map<string, FakeElement>();
-  const element = (id = ""): FakeElement => ({
-    id,
-    textContent: "",
-    className: "",
-    dataset: {},
-    replaceChildren: () => undefined,
-    appendChild: (child) => child,
-  });
+  const element = (id = ""): FakeElement => {
+    const e: FakeElement = {
+      id,
+      textContent: "",
+      className: "",
+      hidden: false,
+      children: [],
+      dataset: {},
+      replaceChildren: () => {
+        e.children = [];
+      },
+      appendChild: (child) => {
+        e.children.push(child);
+        return child;
+      },
+    };
+    return e;
+  };
   const body = element();
   const document = {
     body,
@@ -176,7 +208,15 @@ async function renderPage(
     await new Promise((r) => setImmediate(r));
   }
   return new Map(
-    [...elements].map(([id, e]) => [id, { text: e.textContent, className: e.className }]),
+    [...elements].map(([id, e]) => [
+      id,
+      {
+        text: e.textContent,
+        className: e.className,
+        hidden: e.hidden,
+        rows: e.children.map((row) => row.children.map((c) => c.textContent)),
+      },
+    ]),
   );
 }
 
