@@ -151,7 +151,8 @@ export function createAdminGatewayHandler(
 
   const metrics = async (res: ServerResponse): Promise<void> => {
     const collected = await supervisor.collectMetrics();
-    const aggregated = AggregatorRegistry.aggregate(collected);
+    options.metrics.observeWorkers(collected);
+    const aggregated = AggregatorRegistry.aggregate(collected.map((c) => c.metrics));
     const text = (await aggregated.metrics()) + (await options.metrics.registry.metrics());
     res.writeHead(200, { "content-type": aggregated.contentType }).end(text);
   };

@@ -65,6 +65,12 @@ export function resolveWorkers(workers: Config["workers"]): number {
   return workers === "auto" ? Math.max(1, availableParallelism()) : workers;
 }
 
+/** One worker's registry, as it answered a scrape. */
+export interface WorkerMetrics {
+  readonly worker: number;
+  readonly metrics: MetricsJson;
+}
+
 /** A worker failed before it ever served: its exit status (2: configuration or keys). */
 export class WorkerStartError extends Error {
   constructor(
@@ -229,10 +235,10 @@ export class Supervisor {
    * Every serving worker's metrics as JSON, for one aggregated scrape; a worker that does
    * not answer within `timeoutMs` is left out of this scrape.
    */
-  async collectMetrics(timeoutMs = 2_000): Promise<MetricsJson[]> {
+  async collectMetrics(timeoutMs = 2_000): Promise<WorkerMetrics[]> {
     const answers = this.serving().map(
       (slot) =>
-        new Promise<MetricsJson | undefined>((resolve) => {
+        new Promise<WorkerMetrics | undefined>((resolve) => {
           const id = this.nextMetricsId++;
           const timer = setTimeout(() => {
             this.pendingMetrics.delete(id);
@@ -241,7 +247,7 @@ export class Supervisor {
           this.pendingMetrics.set(id, (m) => {
             clearTimeout(timer);
             this.pendingMetrics.delete(id);
-            resolve(m.metrics);
+            resolve({ worker: slot.index, metrics: m.metrics });
           });
           if (!this.send(slot, { keystoneEdge: 1, kind: "metrics", id })) {
             clearTimeout(timer);
@@ -250,7 +256,7 @@ export class Supervisor {
           }
         }),
     );
-    return (await Promise.all(answers)).filter((m): m is MetricsJson => m !== undefined);
+    return (await Promise.all(answers)).filter((m): m is WorkerMetrics => m !== undefined);
   }
 
   private fork(slot: WorkerSlot): void {

@@ -19,7 +19,7 @@ function documented(): Map<string, Documented> {
   const rows = new Map<string, Documented>();
   for (const line of text.split("\n")) {
     const cells = line.split("|").map((c) => c.trim());
-    const name = /^`(keystone_edge_[a-z_]+)`$/.exec(cells[1] ?? "")?.[1];
+    const name = /^`(keystone_edge_[a-z0-9_]+)`$/.exec(cells[1] ?? "")?.[1];
     if (name === undefined) continue;
     // label names are the backticked words of the labels cell that are followed by " ("
     const labels = [...(cells[3] ?? "").matchAll(/`([a-z_]+)` \(/g)].map((m) => m[1] ?? "");

@@ -103,7 +103,11 @@ async function gateway(): Promise<{ url: string; workers: FakeWorker[] }> {
   const supervisor = {
     slots,
     serving: () => slots.filter((s) => s.state === "serving"),
-    collectMetrics: () => Promise.resolve([metricsOf(30), metricsOf(12)]),
+    collectMetrics: () =>
+      Promise.resolve([
+        { worker: 1, metrics: metricsOf(30) },
+        { worker: 2, metrics: metricsOf(12) },
+      ]),
   } as unknown as Supervisor;
   const metrics = new SupervisorMetrics();
   metrics.workers.set({ state: "serving" }, 2);
@@ -186,6 +190,9 @@ describe("admin gateway", () => {
       /^keystone_edge_requests_total\{outcome="valid",status_class="2xx"\} 42$/m,
     );
     expect(text).toMatch(/^keystone_edge_workers\{state="serving"\} 2$/m);
+    // …and each worker's own share, to see the cluster's balance
+    expect(text).toMatch(/^keystone_edge_worker_requests_total\{worker="1"\} 30$/m);
+    expect(text).toMatch(/^keystone_edge_worker_requests_total\{worker="2"\} 12$/m);
   });
 
   it("answers only to IP addresses, localhost and admin_allowed_hosts (421 otherwise)", async () => {
