@@ -106,7 +106,13 @@ describe("workers: 2", () => {
     // Each worker validated through its own tiers; both did some of the 40.
     const served = lines().filter((l) => l.msg === "keystone-edge listening");
     expect(new Set(served.map((l) => l.worker))).toEqual(new Set([1, 2]));
-    expect(text).not.toMatch(/worker="/); // aggregated, no per-worker label
+    // The edge's series aggregated; a few per worker from the supervisor, to see balance.
+    const perWorker = [1, 2].map((w) =>
+      sample(text, `keystone_edge_worker_requests_total{worker="${String(w)}"}`),
+    );
+    expect(perWorker.every((n) => n > 0)).toBe(true);
+    expect(perWorker.reduce((a, b) => a + b, 0)).toBe(40);
+    expect(text).not.toMatch(/^keystone_edge_requests_total\{[^}]*worker=/m);
     expect(sample(text, 'keystone_edge_cache_entries{tier="l1"}')).toBe(2); // one per worker
 
     // The admin API reaches every worker: both in-process caches are flushed.
