@@ -269,7 +269,7 @@ export const configSchema = z.strictObject({
     .union([z.number().int().min(1).max(256), z.literal("auto")])
     .default(1)
     .describe(
-      "Worker processes sharing `listen` and `identity_listen` (Node's cluster), each with its own in-process caches, all with the shared memcached; `auto`: one per available core. Above 1, a supervisor process holds the admin listener (one scrape aggregates every worker) and replaces a worker that dies. Changes need a restart.",
+      "Worker processes sharing `listen` and `identity_listen` (Node's cluster), each with its own in-process caches, all with the shared memcached; `auto`: one per core this process may run on (its CPU affinity; a container's CPU quota is not counted: give a number there). Above 1, a supervisor process holds the admin listener (one scrape aggregates every worker) and replaces a worker that dies. Changes need a restart.",
     ),
   admin_listen: listenAddress
     .default("127.0.0.1:9464")

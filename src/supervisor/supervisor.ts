@@ -60,7 +60,10 @@ export interface WorkerSlot {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** `workers` as a number of processes: `auto` is one per core this process may use. */
+/**
+ * `workers` as a number of processes: `auto` is one per core this process may run on
+ * (`os.availableParallelism()`: its CPU affinity, not a cgroup CPU quota).
+ */
 export function resolveWorkers(workers: Config["workers"]): number {
   return workers === "auto" ? Math.max(1, availableParallelism()) : workers;
 }
