@@ -43,11 +43,13 @@ import type { Handlers } from "./listeners.js";
  * How a worker shares the Keystone-facing loops with the other workers of its host
  * (`workers` > 1): the leader polls the revocation feed and runs the scheduled key lag
  * check, and publishes what each poll learnt; followers apply it and ask Keystone only at
- * start and on their own triggers.
+ * start and on their own triggers. Every worker publishes the revocations it makes itself
+ * (a token revoked through its Identity face), so that the others refuse it at once too.
  */
-export type LoopSharing =
-  | { readonly role: "leader"; readonly publish: (update: FeedUpdate) => void }
-  | { readonly role: "follower" };
+export interface LoopSharing {
+  readonly role: "leader" | "follower";
+  readonly publish: (update: FeedUpdate) => void;
+}
 
 /** What every core is built with: the running edge's, across reloads. */
 export interface CoreContext {
@@ -304,6 +306,7 @@ export async function buildCore(
     revocations,
     feed,
     retryAfterSeconds,
+    ...(context.loops === undefined ? {} : { shareRevocations: context.loops.publish }),
   });
   const status: StatusReporter = admin.status;
   const view: MetricsView = {

@@ -17,7 +17,7 @@ import { createIdentityHandler } from "../identity/server.js";
 import { TokenApi } from "../identity/token-api.js";
 import { KeystoneEndpoint } from "../keystone/endpoint.js";
 import type { KeystoneEndpoints } from "../keystone/endpoint-set.js";
-import type { RevocationFeed } from "../keystone/revocation-feed.js";
+import type { FeedUpdate, RevocationFeed } from "../keystone/revocation-feed.js";
 import type { Logger } from "../log.js";
 import type { RevocationList } from "../revocation/list.js";
 import type { ValidationPipeline } from "../validation/pipeline.js";
@@ -33,6 +33,11 @@ export interface IdentityParts {
   readonly pipeline: ValidationPipeline;
   readonly revocations: RevocationList;
   readonly feed: RevocationFeed;
+  /**
+   * With `workers` > 1: tells the other workers of a revocation made here (the supervisor
+   * relays it), so read-your-writes holds whichever worker the client reaches next.
+   */
+  readonly shareRevocations?: (update: FeedUpdate) => void;
   /** Seconds a 503 asks the client to wait. */
   readonly retryAfterSeconds: number;
 }
@@ -93,16 +98,15 @@ export function buildIdentityFace(
     onTokenRevoked: async (token) => {
       const revoked = await pipeline.revokeNow(token);
       if (revoked.auditId !== undefined) {
-        parts.revocations.add(
-          [
-            {
-              auditId: revoked.auditId,
-              issuedBeforeMicros: revoked.untilMs * 1000,
-              revokedAtMicros: Date.now() * 1000,
-            },
-          ],
-          { local: true },
-        );
+        const events = [
+          {
+            auditId: revoked.auditId,
+            issuedBeforeMicros: revoked.untilMs * 1000,
+            revokedAtMicros: Date.now() * 1000,
+          },
+        ];
+        parts.revocations.add(events, { local: true });
+        parts.shareRevocations?.({ events, state: parts.feed.status(), local: true });
       }
       void parts.feed.pollNow();
     },

@@ -63,6 +63,12 @@ export interface FeedUpdate {
    * them all over IPC.
    */
   readonly resync?: boolean;
+  /**
+   * Events a worker made itself (a token revoked through its Identity face, ahead of
+   * Keystone's own event): applied as local (they do not move where the feed asks from),
+   * the receiver's state untouched.
+   */
+  readonly local?: boolean;
 }
 
 /**
@@ -162,10 +168,11 @@ export class RevocationFeed {
     }
     const added: RevocationEvent[] = [];
     const events = update.events;
+    const local = update.local === true;
     for (let start = 0; start < events.length; start += APPLY_SLICE_EVENTS) {
       if (start > 0) await new Promise((resolve) => setImmediate(resolve));
-      for (const event of this.options.list.add(events.slice(start, start + APPLY_SLICE_EVENTS)))
-        added.push(event);
+      const slice = events.slice(start, start + APPLY_SLICE_EVENTS);
+      for (const event of this.options.list.add(slice, { local })) added.push(event);
     }
     this.forget(this.clock.nowMs());
     if (added.length > 0) {
@@ -176,6 +183,10 @@ export class RevocationFeed {
       }
     }
     const size = this.options.list.size;
+    if (local) {
+      if (this.state.kind !== "starting") this.state = { ...this.state, events: size };
+      return;
+    }
     this.state = update.state.kind === "starting" ? this.state : { ...update.state, events: size };
     try {
       this.options.onPoll?.(this.state);

@@ -47,15 +47,13 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const edge: RunningEdge = await startEdge(workerConfig(loadConfig(options.configFile)), {
     logger,
     cache: createCacheFactory(),
-    loops:
-      options.role === "leader"
-        ? {
-            role: "leader",
-            publish: (update) => {
-              send({ keystoneEdge: 1, kind: "revocations", update });
-            },
-          }
-        : { role: "follower" },
+    loops: {
+      role: options.role,
+      // The leader's polls, and anyone's revocation made through its Identity face.
+      publish: (update) => {
+        send({ keystoneEdge: 1, kind: "revocations", update });
+      },
+    },
   });
   let closing: Promise<void> | undefined;
   let closed = (): void => undefined;

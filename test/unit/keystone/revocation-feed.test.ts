@@ -288,6 +288,34 @@ describe("one feed per host (workers > 1)", () => {
     expect(follower.feed.status()).toMatchObject({ kind: "stale", error: "down", events: 2 });
     expect(shared.length).toBe(failing);
 
+    // A revocation another worker made through its Identity face: applied as local (it
+    // does not move where the feed asks from), the feed's state untouched.
+    const latest = follower.list.latestRevokedAtMicros();
+    const before = follower.feed.status();
+    await follower.feed.receive({
+      events: [
+        {
+          auditId: "dave-token-audit-id",
+          issuedBeforeMicros: (clock.nowMs() + 3_600_000) * 1000,
+          revokedAtMicros: (clock.nowMs() + 10_000) * 1000,
+        },
+      ],
+      state: { kind: "fresh", lastSuccessMs: 0, events: 0 },
+      local: true,
+    });
+    const dave = tokenBody("dave", {
+      audit_ids: ["dave-token-audit-id"],
+      issued_at: new Date(clock.nowMs() - 60_000).toISOString(),
+      expires_at: new Date(clock.nowMs() + 3_000_000).toISOString(),
+    });
+    expect(follower.list.isRevoked(dave)).toBe(true);
+    expect(follower.list.latestRevokedAtMicros()).toBe(latest);
+    expect(follower.feed.status()).toMatchObject({
+      kind: before.kind,
+      error: "down",
+      events: 3,
+    });
+
     // A leader that starts over (replaced, reloaded): the followers catch up themselves.
     keystone.events.push(keystoneEvent(clock.nowMs() + 1_000, { user_id: "carol" }));
     await follower.feed.receive({ events: [], state: { kind: "starting" }, resync: true });
