@@ -302,7 +302,7 @@ export const configSchema = z.strictObject({
   identity_public_url: httpUrl.optional().meta({
     description:
       "The face's Identity root as clients reach it, without `/v3` (e.g. `https://identity.region-one.example:5000`), for version discovery links and `WWW-Authenticate`.",
-    absent: "`http://` + each request's `Host`",
+    absent: "each request's scheme (`https` with `tls`) + `Host`",
   }),
   identity_relay: z
     .strictObject({

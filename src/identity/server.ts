@@ -7,7 +7,7 @@
  * (`GET /`, `GET /v3`) relayed with its links pointed back at the edge (discovery.ts),
  * everything else relayed to Keystone (relay.ts) — every answer's
  * `X-OpenStack-Request-ID` (Keystone's own on relayed ones), and the URL the edge is reached at: `identity_public_url` when set, else
- * `http://` + the request's `Host`. The client limits come first, as on the proxy
+ * the request's scheme + `Host`. The client limits come first, as on the proxy
  * (proxy/client-limits.ts): a head too large or malformed is refused before any work, and an
  * absolute-form target is made origin-form. Never crashes on a request: anything unexpected
  * is a Keystone-shaped 500, logged without tokens.
@@ -42,7 +42,10 @@ export interface IdentityServerOptions {
   readonly relay: IdentityRelay;
   /** The Identity roots of the Keystone endpoints (their URLs without `/v3`), for discovery. */
   readonly upstreamRoots: readonly string[];
-  /** `identity_public_url` without `/v3`; default: `http://` + the request's `Host`. */
+  /**
+   * `identity_public_url` without `/v3`; default: the request's scheme (`https` on a TLS
+   * listener) + its `Host`.
+   */
   readonly publicRoot?: string | undefined;
   /** What a client may send, and for how long (the `client` options). Default: their defaults. */
   readonly limits?: ClientLimits;
@@ -90,7 +93,9 @@ export function createIdentityHandler(options: IdentityServerOptions): RequestLi
   const authorities = new WeakMap<IncomingMessage, string>();
   const publicRoot = (req: IncomingMessage): string =>
     (
-      options.publicRoot ?? `http://${authorities.get(req) ?? header(req, "host") ?? "localhost"}`
+      options.publicRoot ??
+      // The scheme the client used: https on a TLS listener (`tls`).
+      `${"encrypted" in req.socket ? "https" : "http"}://${authorities.get(req) ?? header(req, "host") ?? "localhost"}`
     ).replace(/\/+$/, "");
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

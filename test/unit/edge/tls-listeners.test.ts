@@ -48,6 +48,7 @@ interface HttpsAnswer {
   readonly servedCn: string;
   /** Its end, epoch seconds. */
   readonly servedNotAfterS: number;
+  readonly headers: Record<string, string | string[] | undefined>;
   readonly socket: TLSSocket;
 }
 
@@ -81,7 +82,14 @@ function get(
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => (body += chunk));
         res.on("end", () => {
-          resolve({ status: res.statusCode ?? 0, body, servedCn, servedNotAfterS, socket });
+          resolve({
+            status: res.statusCode ?? 0,
+            body,
+            servedCn,
+            servedNotAfterS,
+            socket,
+            headers: res.headers,
+          });
         });
       },
     );
@@ -217,9 +225,14 @@ describe("TLS on the listeners", () => {
     const r = await startTlsRegion({}, true);
     const address = r.edge.identityAddress;
     if (address === undefined) throw new Error("no identity listener");
-    const answer = await get(`https://127.0.0.1:${String(address.port)}`, { path: "/v3" });
+    const root = `https://127.0.0.1:${String(address.port)}`;
+    const answer = await get(root, { path: "/v3" });
     expect(answer.servedCn).toBe("edge-a");
-    expect(answer.status).toBeGreaterThanOrEqual(200);
+    expect(answer.status).toBe(200);
+    // The face names itself with the scheme its clients used.
+    const refused = await get(root, { path: "/v3/auth/tokens", token: "not-a-token" });
+    expect(refused.status).toBe(401);
+    expect(refused.headers["www-authenticate"]).toBe(`Keystone uri="${root}/v3"`);
   });
 
   it("a certificate that does not go with its key stops start-up, naming tls.keyfile", async () => {
