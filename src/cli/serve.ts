@@ -107,8 +107,10 @@ export const serve: Command = {
             send: (message) => process.send?.(message),
           });
         } finally {
-          // The IPC channel would keep this process alive after its edge is closed.
-          if (process.connected) process.disconnect();
+          // The IPC channel would keep this process alive after its edge is closed. Through
+          // the cluster's worker: a bare process.disconnect() makes it exit 0 at once, and
+          // the supervisor must see this process's own status (2: configuration or keys).
+          if (process.connected) cluster.worker?.disconnect();
         }
         logger.info("stopped");
         return ExitStatus.ok;

@@ -202,18 +202,20 @@ export function createAdminGatewayHandler(
   };
 
   const status = async (res: ServerResponse): Promise<void> => {
-    const slot = supervisor.serving()[0];
-    if (slot === undefined) {
-      unavailable(res);
+    // The first serving worker that answers (one may have died since it was last seen).
+    for (const slot of supervisor.serving()) {
+      let a: Answer;
+      try {
+        a = await ask(slot, "GET", "/status", {});
+      } catch {
+        continue;
+      }
+      if (a.status !== 200) continue;
+      const doc = JSON.parse(a.body.toString("utf8")) as Record<string, unknown>;
+      json(res, 200, { ...doc, workers: workersOf(supervisor) });
       return;
     }
-    const a = await ask(slot, "GET", "/status", {});
-    if (a.status !== 200) {
-      relay(res, a);
-      return;
-    }
-    const doc = JSON.parse(a.body.toString("utf8")) as Record<string, unknown>;
-    json(res, 200, { ...doc, workers: workersOf(supervisor) });
+    unavailable(res);
   };
 
   /** To every worker; the first refusal is the answer, else `combine` of the answers. */
