@@ -16,6 +16,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { HotCounter } from "./hot-counter.js";
 import { BREAKER_STATE_KINDS, type BreakerState } from "../breaker.js";
 
+const TLS_NOT_AFTER = "keystone_edge_tls_certificate_not_after_timestamp_seconds";
+
 /** A scrape-time gauge's `collect`: `read`'s value, or no sample while it has none. */
 function sampled(read: () => number | undefined): (this: Gauge) => void {
   return function (this: Gauge) {
@@ -106,6 +108,27 @@ export class EdgeMetrics {
   readonly drillActive: Gauge<"scenario">;
   readonly clientRefusals: Counter<"listener" | "reason">;
   readonly tlsCertificateNotAfter: Gauge;
+  /**
+   * The served certificate's end, Unix seconds; undefined without `tls`. The gauge is in
+   * the registry only while it is set: a gauge with no labels would otherwise export 0, an
+   * end long past, and its alert would fire on every edge without `tls`.
+   */
+  get tlsCertificateNotAfterSeconds(): number | undefined {
+    return this.registry.getSingleMetric(TLS_NOT_AFTER) === undefined
+      ? undefined
+      : this.tlsNotAfter;
+  }
+  set tlsCertificateNotAfterSeconds(seconds: number | undefined) {
+    const registered = this.registry.getSingleMetric(TLS_NOT_AFTER) !== undefined;
+    if (seconds === undefined) {
+      if (registered) this.registry.removeSingleMetric(TLS_NOT_AFTER);
+      return;
+    }
+    this.tlsNotAfter = seconds;
+    this.tlsCertificateNotAfter.set(seconds);
+    if (!registered) this.registry.registerMetric(this.tlsCertificateNotAfter);
+  }
+  private tlsNotAfter: number | undefined;
   readonly keystoneEndpointInsecure: Gauge<"endpoint" | "reason">;
   readonly keyRepositoryBehind: Gauge;
   readonly keyRepositoryAgreed: Gauge;
@@ -392,10 +415,11 @@ export class EdgeMetrics {
       registers,
     });
     this.tlsCertificateNotAfter = new Gauge({
-      name: "keystone_edge_tls_certificate_not_after_timestamp_seconds",
+      name: TLS_NOT_AFTER,
       aggregator: "min",
       help: "When the certificate `listen` and `identity_listen` serve (`tls.certfile`) ends, epoch seconds; absent without `tls`. Renew before it, then SIGHUP.",
-      registers,
+      // Registered when set (tlsCertificateNotAfterSeconds).
+      registers: [],
     });
     this.keystoneEndpointInsecure = new Gauge({
       name: "keystone_edge_keystone_endpoint_insecure",

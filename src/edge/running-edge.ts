@@ -294,7 +294,7 @@ function announceTls(
   message: string,
 ): void {
   const c = tls.certificate;
-  metrics.tlsCertificateNotAfter.set(Math.floor(c.notAfterMs / 1000));
+  metrics.tlsCertificateNotAfterSeconds = Math.floor(c.notAfterMs / 1000);
   logger.info(message, {
     subject: c.subject,
     issuer: c.issuer,

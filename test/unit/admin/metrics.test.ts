@@ -31,7 +31,9 @@ function documented(): Map<string, Documented> {
 describe("metrics", () => {
   it("every exported metric is documented with its type and labels, and nothing else is", async () => {
     // The edge's, and the supervisor's own (with `workers` > 1) in the same scrape.
-    const registries = [new EdgeMetrics(new Registry()).registry, new SupervisorMetrics().registry];
+    const edge = new EdgeMetrics(new Registry());
+    edge.tlsCertificateNotAfterSeconds = 1_900_000_000; // exported only with `tls`
+    const registries = [edge.registry, new SupervisorMetrics().registry];
     const exported = new Map<string, Documented>();
     for (const registry of registries) {
       for (const m of await registry.getMetricsAsJSON()) {
@@ -52,5 +54,20 @@ describe("metrics", () => {
     expect(names).toContain("keystone_edge_nodejs_eventloop_lag_seconds");
     expect(names).toContain("keystone_edge_process_resident_memory_bytes");
     expect(names.every((n) => n.startsWith("keystone_edge_"))).toBe(true);
+  });
+});
+
+describe("the served certificate's end", () => {
+  it("has no sample without tls (a bare gauge would say 0: an end long past, and the alert would fire)", async () => {
+    const metrics = new EdgeMetrics(new Registry());
+    const series = (text: string): string[] =>
+      text
+        .split("\n")
+        .filter((l) => l.startsWith("keystone_edge_tls_certificate_not_after_timestamp_seconds"));
+    expect(series(await metrics.registry.metrics())).toEqual([]);
+    metrics.tlsCertificateNotAfterSeconds = 1_900_000_000;
+    expect(series(await metrics.registry.metrics())).toEqual([
+      "keystone_edge_tls_certificate_not_after_timestamp_seconds 1900000000",
+    ]);
   });
 });

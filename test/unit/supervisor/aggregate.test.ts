@@ -47,8 +47,8 @@ describe("aggregating the workers' metrics", () => {
     two.currentView = () => view({ entries: 500, breaker: "open", degraded: true, healthy: false });
     one.upstreamErrors.inc({ kind: "upstream_timeout" }, 3);
     two.upstreamErrors.inc({ kind: "upstream_timeout" }, 4);
-    one.tlsCertificateNotAfter.set(2_000_000_000);
-    two.tlsCertificateNotAfter.set(1_900_000_000);
+    one.tlsCertificateNotAfterSeconds = 2_000_000_000;
+    two.tlsCertificateNotAfterSeconds = 1_900_000_000;
     one.drillActive.set({ scenario: "master-outage" }, 0);
     two.drillActive.set({ scenario: "master-outage" }, 1);
 
