@@ -427,7 +427,13 @@ describe("a real Prometheus scraping a running edge", () => {
     for (const rule of RULES.groups.flatMap((g) => g.rules)) {
       const used = [...rule.expr.matchAll(/\bkeystone_edge_[a-z0-9_]+/g)].map((m) => m[0]);
       expect(used.length, rule.alert).toBeGreaterThan(0);
-      for (const name of used) expect(live, `${rule.alert}: ${name}`).toContain(name);
+      for (const name of used) {
+        // This edge is one process without `tls`: the certificate's end is absent (on
+        // purpose: a 0 would fire its alert), and so are the supervisor's series.
+        if (name.startsWith("keystone_edge_tls_") || name.startsWith("keystone_edge_worker"))
+          continue;
+        expect(live, `${rule.alert}: ${name}`).toContain(name);
+      }
     }
 
     // the hit-rate alert's ratio: a real share of validations that went to Keystone
