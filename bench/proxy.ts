@@ -22,11 +22,12 @@
  * under tsx (it reuses the test harness for a real Keystone).
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { CLK_TCK, cpuTicks, processTree } from "./process-tree.js";
 import { startEchoUpstream } from "../test/harness/echo-upstream.js";
 import { startEdgeProcess, type EdgeProcess } from "../test/harness/edge-process.js";
 import { createFixtures } from "../test/harness/fixtures.js";
@@ -40,7 +41,6 @@ const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const LATENCY_DURATION_S = Number(process.env.BENCH_LATENCY_DURATION_S ?? 10);
-const CLK_TCK = 100;
 /** e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the edges under load. */
 const EDGE_NODE_ARGS = (process.env.BENCH_EDGE_NODE_ARGS ?? "")
   .split(" ")
@@ -52,35 +52,6 @@ const OTHER_CORES = "0";
 
 function say(s: string): void {
   process.stdout.write(`${s}\n`);
-}
-
-/** One read of /proc: each process's parent and CPU ticks (utime + stime). */
-function processTable(): Map<number, { readonly parent: number; readonly ticks: number }> {
-  const table = new Map<number, { readonly parent: number; readonly ticks: number }>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      table.set(Number(entry), {
-        parent: Number(fields[1]),
-        ticks: Number(fields[11]) + Number(fields[12]),
-      });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return table;
-}
-
-/** `pid` and all its descendants, in `table` (default: /proc now). */
-function processTree(pid: number, table = processTable()): number[] {
-  return [...table.keys()].filter((p) => {
-    for (let q: number | undefined = p; q !== undefined && q > 1; q = table.get(q)?.parent) {
-      if (q === pid) return true;
-    }
-    return false;
-  });
 }
 
 /** Pins every thread of `pid`'s process tree to `cores` (a taskset list); no-op on one core. */
@@ -100,12 +71,6 @@ function onOtherCores(command: string, args: readonly string[]): [string, string
   return MEASURED_CORE === undefined
     ? [command, [...args]]
     : ["taskset", ["-c", OTHER_CORES, command, ...args]];
-}
-
-/** utime + stime, in clock ticks, of `pid` and all its descendants. */
-function cpuTicks(pid: number): number {
-  const table = processTable();
-  return processTree(pid, table).reduce((sum, p) => sum + (table.get(p)?.ticks ?? 0), 0);
 }
 
 interface Run {

@@ -13,15 +13,7 @@
  * ratio 2 workers / 1.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { arch, cpus, platform, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,13 +28,14 @@ import { randomAuditId } from "../src/token/payload.js";
 import type { EpochMicros } from "../src/units.js";
 import { startFakeKeystone } from "../test/harness/fake-keystone.js";
 import { freePort } from "../test/harness/net.js";
+import { waitUntil } from "../test/harness/wait.js";
+import { CLK_TCK, cpuTicks } from "./process-tree.js";
 
 const execFileAsync = promisify(execFile);
 const DURATION_S = Number(process.env["BENCH_DURATION_S"] ?? 5);
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 3);
 const CONNECTIONS = Number(process.env["BENCH_CONNECTIONS"] ?? 64);
 const WORKERS = [1, 2] as const;
-const CLK_TCK = 100;
 const root = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(root, "dist/src/cli/main.js");
 const UPSTREAM = join(root, "dist/bench/static-upstream.js");
@@ -51,47 +44,17 @@ function say(s: string): void {
   process.stdout.write(`${s}\n`);
 }
 
-/** utime + stime of `pid` and its descendants, in clock ticks. */
-function cpuTicks(pid: number): number {
-  const parents = new Map<number, number>();
-  const ticks = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      parents.set(Number(entry), Number(f[1]));
-      ticks.set(Number(entry), Number(f[11]) + Number(f[12]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  let sum = 0;
-  for (const [p, t] of ticks) {
-    for (let q: number | undefined = p; q !== undefined && q > 1; q = parents.get(q)) {
-      if (q === pid) {
-        sum += t;
-        break;
-      }
-    }
-  }
-  return sum;
-}
-
-async function waitReady(url: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const ok = await fetch(url).then(
+/** Until `url` answers 200 (the edge's /readyz). */
+function waitReady(url: string): Promise<void> {
+  const ok = (): Promise<boolean> =>
+    fetch(url).then(
       async (r) => {
         await r.arrayBuffer();
         return r.status === 200;
       },
       () => false,
     );
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`not ready: ${url}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  return waitUntil(ok, 30_000, `${url} to answer 200`, 100);
 }
 
 interface Figures {

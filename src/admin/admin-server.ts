@@ -8,12 +8,12 @@
  * readiness.ts says which are which), so a load balancer stops sending traffic to an
  * edge that cannot validate, and an operator sees why one is limping.
  */
-import { createServer, type RequestListener, type Server } from "node:http";
+import { createServer, type RequestListener, type Server, type ServerResponse } from "node:http";
 import type { Registry } from "prom-client";
 import type { AdminApi } from "./admin-api.js";
 import type { ReadinessCheck } from "./readiness.js";
 import type { EdgeStatus } from "../protocol/admin.js";
-import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from "./status-page.js";
+import { writeStatusPage } from "./status-page.js";
 import { adminHostAllowed } from "./host-check.js";
 
 export type { ReadinessCheck } from "./readiness.js";
@@ -45,18 +45,23 @@ export function createAdminListener(handler: RequestListener): Server {
   return createServer({ headersTimeout: 10_000, connectionsCheckingInterval: 1_000 }, handler);
 }
 
+/** The 421 of a request whose `Host` the admin listener does not answer to. */
+export function writeHostRefusal(res: ServerResponse): void {
+  res.writeHead(421, { "content-type": "application/json", connection: "close" }).end(
+    JSON.stringify({
+      code: "host_not_allowed",
+      error: "this listener answers only to an IP address, localhost or admin_allowed_hosts",
+    }) + "\n",
+  );
+}
+
 /** The admin routes as a request handler, for a listener that outlives it (reloads). */
 export function createAdminHandler(options: AdminHandlerOptions): RequestListener {
   const allowedHosts = new Set(options.allowedHosts ?? []);
   return (req, res) => {
     if (!adminHostAllowed(req.headers.host, allowedHosts)) {
       options.onHostRefused?.();
-      res.writeHead(421, { "content-type": "application/json", connection: "close" }).end(
-        JSON.stringify({
-          code: "host_not_allowed",
-          error: "this listener answers only to an IP address, localhost or admin_allowed_hosts",
-        }) + "\n",
-      );
+      writeHostRefusal(res);
       return;
     }
     const path = (req.url ?? "/").split("?")[0] ?? "/";
@@ -93,18 +98,7 @@ export function createAdminHandler(options: AdminHandlerOptions): RequestListene
       );
       return;
     }
-    if (status !== undefined && (path === "/" || path === "/status.js")) {
-      const page = path === "/";
-      res
-        .writeHead(200, {
-          "content-type": page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
-          "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'",
-          "x-content-type-options": "nosniff",
-          "cache-control": "no-store",
-        })
-        .end(page ? STATUS_PAGE_HTML : STATUS_PAGE_SCRIPT);
-      return;
-    }
+    if (status !== undefined && writeStatusPage(path, res)) return;
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
       return;

@@ -114,20 +114,19 @@ export class EdgeMetrics {
    * end long past, and its alert would fire on every edge without `tls`.
    */
   get tlsCertificateNotAfterSeconds(): number | undefined {
-    return this.registry.getSingleMetric(TLS_NOT_AFTER) === undefined
-      ? undefined
-      : this.tlsNotAfter;
+    return this.tlsNotAfter;
   }
   set tlsCertificateNotAfterSeconds(seconds: number | undefined) {
-    const registered = this.registry.getSingleMetric(TLS_NOT_AFTER) !== undefined;
+    const registered = this.tlsNotAfter !== undefined;
+    this.tlsNotAfter = seconds;
     if (seconds === undefined) {
       if (registered) this.registry.removeSingleMetric(TLS_NOT_AFTER);
       return;
     }
-    this.tlsNotAfter = seconds;
     this.tlsCertificateNotAfter.set(seconds);
     if (!registered) this.registry.registerMetric(this.tlsCertificateNotAfter);
   }
+  /** Set exactly while the gauge is in the registry. */
   private tlsNotAfter: number | undefined;
   readonly keystoneEndpointInsecure: Gauge<"endpoint" | "reason">;
   readonly keyRepositoryBehind: Gauge;

@@ -11,6 +11,7 @@
  * Every figure has an id, so tests (and scripts) can read it; `body[data-loaded]` is set
  * once the first status is shown.
  */
+import type { ServerResponse } from "node:http";
 
 export const STATUS_PAGE_HTML = `<!doctype html>
 <html lang="en">
@@ -159,3 +160,21 @@ async function refresh() {
 refresh();
 setInterval(refresh, 5000);
 `;
+
+/**
+ * Answers `GET /` (the page) and `GET /status.js` (its script), with the page's
+ * Content-Security-Policy; false for any other path (nothing written).
+ */
+export function writeStatusPage(path: string, res: ServerResponse): boolean {
+  if (path !== "/" && path !== "/status.js") return false;
+  const page = path === "/";
+  res
+    .writeHead(200, {
+      "content-type": page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
+      "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'",
+      "x-content-type-options": "nosniff",
+      "cache-control": "no-store",
+    })
+    .end(page ? STATUS_PAGE_HTML : STATUS_PAGE_SCRIPT);
+  return true;
+}

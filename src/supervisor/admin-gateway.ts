@@ -16,9 +16,9 @@
 import { request, type IncomingMessage, type ServerResponse, type Server } from "node:http";
 import { AggregatorRegistry } from "prom-client";
 
-import { createAdminListener } from "../admin/admin-server.js";
+import { createAdminListener, writeHostRefusal } from "../admin/admin-server.js";
 import { adminHostAllowed } from "../admin/host-check.js";
-import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from "../admin/status-page.js";
+import { writeStatusPage } from "../admin/status-page.js";
 import type { CacheFlushAnswer, WorkerStatus } from "../protocol/admin.js";
 import type { SupervisorMetrics } from "./metrics.js";
 import type { Supervisor, WorkerSlot } from "./supervisor.js";
@@ -260,10 +260,7 @@ export function createAdminGatewayHandler(
 
   return (req, res) => {
     if (!adminHostAllowed(req.headers.host, new Set(options.allowedHosts()))) {
-      json(res, 421, {
-        code: "host_not_allowed",
-        error: "this listener answers only to an IP address, localhost or admin_allowed_hosts",
-      });
+      writeHostRefusal(res);
       return;
     }
     const path = (req.url ?? "/").split("?")[0] ?? "/";
@@ -273,6 +270,7 @@ export function createAdminGatewayHandler(
       else res.destroy();
     };
     const get = req.method === "GET" || req.method === "HEAD";
+    if (get && writeStatusPage(path, res)) return;
     if (get && path === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (get && path === "/metrics") {
@@ -281,16 +279,6 @@ export function createAdminGatewayHandler(
       readyz(res).catch(failed);
     } else if (get && path === "/status") {
       status(res).catch(failed);
-    } else if (get && (path === "/" || path === "/status.js")) {
-      const page = path === "/";
-      res
-        .writeHead(200, {
-          "content-type": page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
-          "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'",
-          "x-content-type-options": "nosniff",
-          "cache-control": "no-store",
-        })
-        .end(page ? STATUS_PAGE_HTML : STATUS_PAGE_SCRIPT);
     } else if (path === "/cache/flush") {
       everyWorker(req, res, path, (answers) => {
         const flushed: Record<string, number> = {};
