@@ -24,6 +24,13 @@ export type ToWorker =
 /** One registry's metrics as `Registry#getMetricsAsJSON()` gives them. */
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
+/** One worker's registry, as it answered a scrape. */
+export interface WorkerMetrics {
+  /** Its slot, 1…N. */
+  readonly worker: number;
+  readonly metrics: MetricsJson;
+}
+
 /** Worker → supervisor. */
 export type FromWorker =
   | {

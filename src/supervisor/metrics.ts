@@ -9,22 +9,13 @@
  */
 import { Counter, Gauge, Registry } from "prom-client";
 
-import type { MetricsJson } from "./messages.js";
-
-/** What one worker's registry says, for the per-worker series. */
-export interface WorkerFigures {
-  readonly worker: number;
-  readonly metrics: MetricsJson;
-}
+import type { MetricsJson, WorkerMetrics } from "./messages.js";
 
 function total(metrics: MetricsJson, name: string): number | undefined {
   const metric = metrics.find((m) => m.name === name);
   if (metric === undefined) return undefined;
   return metric.values.reduce((sum, v) => sum + v.value, 0);
 }
-
-/** Why a worker was replaced: it exited with a status, or a signal killed it. */
-export type RestartReason = "exit" | "signal";
 
 export class SupervisorMetrics {
   readonly registry: Registry;
@@ -78,7 +69,7 @@ export class SupervisorMetrics {
   }
 
   /** Sets the per-worker series from the workers' registries of this scrape. */
-  observeWorkers(figures: readonly WorkerFigures[]): void {
+  observeWorkers(figures: readonly WorkerMetrics[]): void {
     for (const m of [
       this.workerRequests,
       this.workerLoopLag,

@@ -15,7 +15,7 @@ import { availableParallelism } from "node:os";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { silentLogger, type Logger } from "../log.js";
-import { isFromWorker, type FromWorker, type MetricsJson, type ToWorker } from "./messages.js";
+import { isFromWorker, type FromWorker, type ToWorker, type WorkerMetrics } from "./messages.js";
 import type { SupervisorMetrics } from "./metrics.js";
 
 /** Where the replacements' delays start and stop, and when a worker counts as stable. */
@@ -66,12 +66,6 @@ export interface WorkerSlot {
  */
 export function resolveWorkers(workers: Config["workers"]): number {
   return workers === "auto" ? Math.max(1, availableParallelism()) : workers;
-}
-
-/** One worker's registry, as it answered a scrape. */
-export interface WorkerMetrics {
-  readonly worker: number;
-  readonly metrics: MetricsJson;
 }
 
 /** A worker failed before it ever served: its exit status (2: configuration or keys). */

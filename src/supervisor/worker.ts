@@ -20,7 +20,7 @@ import type { Logger } from "../log.js";
 import { isToWorker, type FromWorker, type ToWorker } from "./messages.js";
 
 /** The worker's view of the configuration: its admin listener private, on loopback. */
-export function workerConfig(config: Readonly<Config>): Readonly<Config> {
+function workerConfig(config: Readonly<Config>): Readonly<Config> {
   return { ...config, admin_listen: "127.0.0.1:0" };
 }
 
