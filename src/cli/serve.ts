@@ -104,7 +104,9 @@ export const serve: Command = {
             role: worker === 1 ? "leader" : "follower",
             logger,
             graceMs: grace * 1000,
-            send: (message) => process.send?.(message),
+            // With a callback, a channel already closed (the supervisor is gone, or this
+            // worker is leaving) is reported there, not as an uncaught 'error' event.
+            send: (message) => process.send?.(message, undefined, undefined, () => undefined),
           });
         } finally {
           // The IPC channel would keep this process alive after its edge is closed. Through

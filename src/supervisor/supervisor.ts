@@ -259,6 +259,14 @@ export class Supervisor {
   private fork(slot: WorkerSlot): void {
     slot.timer = undefined;
     const worker = cluster.fork({ KEYSTONE_EDGE_WORKER: String(slot.index) });
+    // A write to a channel the worker has just closed (it is exiting) is an 'error' on the
+    // worker; unheard, it would be an uncaught exception that takes the supervisor down.
+    worker.on("error", (error: Error) => {
+      this.logger.warn("a worker's IPC channel failed", {
+        worker: slot.index,
+        error: error.message,
+      });
+    });
     slot.worker = worker;
     slot.pid = worker.process.pid;
     slot.state = "starting";
@@ -347,7 +355,8 @@ export class Supervisor {
     const worker = slot.worker;
     if (worker === undefined || !worker.isConnected()) return false;
     try {
-      return worker.send(message);
+      // With a callback, a failed write is reported there rather than as an 'error' event.
+      return worker.send(message, () => undefined);
     } catch {
       return false;
     }

@@ -263,15 +263,21 @@ describe("workers: 2", () => {
           "",
         ].join("\n"),
       );
-      const code = await new Promise<number>((resolve) => {
+      const { code, output } = await new Promise<{ code: number; output: string }>((resolve) => {
         execFile(
           process.execPath,
           [BIN, "serve", "--config", join(dir, "edge.yaml")],
           { timeout: 60_000 },
-          (error) => resolve(error === null ? 0 : typeof error.code === "number" ? error.code : -1),
+          (error, stdout, stderr) =>
+            resolve({
+              code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
+              output: `${stdout}${stderr}`,
+            }),
         );
       });
-      expect(code).toBe(2);
+      // The edge's own words, should the status be another: which worker said what.
+      expect(code, output).toBe(2);
+      expect(output).toContain("exited before serving (status 2)");
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

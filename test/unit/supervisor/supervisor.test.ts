@@ -100,6 +100,22 @@ describe("Supervisor", () => {
     expect(s.slots.every((x) => x.worker === undefined)).toBe(true);
   });
 
+  it("a worker's IPC failure is logged, not thrown: the supervisor and its workers go on", async () => {
+    const { supervisor: s, logger } = supervisor(2);
+    await s.start();
+    const worker = s.slots[0]?.worker;
+    if (worker === undefined) throw new Error("no worker");
+    // What Node emits when a write meets a channel the worker has just closed (EPIPE);
+    // an 'error' no one listens to throws here, as it would take a supervisor down.
+    expect(() => worker.process.emit("error", new Error("write EPIPE"))).not.toThrow();
+    expect(logger.at("warn").map((l) => [l.message, l.fields["error"]])).toContainEqual([
+      "a worker's IPC channel failed",
+      "write EPIPE",
+    ]);
+    expect(s.slots.map((x) => x.state)).toEqual(["serving", "serving"]);
+    expect((await s.collectMetrics()).length).toBeGreaterThan(0);
+  });
+
   it("replaces a worker that keeps dying, each time later (the delay doubles), and counts it", async () => {
     process.env["FAKE_LIFETIME_MS"] = "30";
     const { supervisor: s, metrics, logger } = supervisor(1, 100);
