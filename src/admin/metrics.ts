@@ -107,7 +107,8 @@ export class EdgeMetrics {
   readonly keyPrimaryAge: Gauge;
   readonly drillActive: Gauge<"scenario">;
   readonly clientRefusals: Counter<"listener" | "reason">;
-  readonly tlsCertificateNotAfter: Gauge;
+  /** Set only through {@link tlsCertificateNotAfterSeconds}, which registers it. */
+  private readonly tlsCertificateNotAfter: Gauge;
   /**
    * The served certificate's end, Unix seconds; undefined without `tls`. The gauge is in
    * the registry only while it is set: a gauge with no labels would otherwise export 0, an
