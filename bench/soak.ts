@@ -652,8 +652,12 @@ interface Sample {
   readonly inFlight: number;
   readonly windowRps: number;
   readonly windowP99Ms: number;
-  /** The master probe since the sample before: answers, and the slowest (failures count as ∞). */
+  /**
+   * The master probe since the sample before: how many were sent, how many failed (no 200),
+   * and the slowest answer or wait so far (one still unanswered counts as its time so far).
+   */
   readonly probes: number;
+  readonly probesFailed: number;
   readonly probeMaxMs: number;
 }
 
@@ -1159,18 +1163,22 @@ async function main(): Promise<boolean> {
     let lastGenerator = process.cpuUsage();
     let lastSampleAt = performance.now();
     let lastSampleWall = Date.now();
-    /** Probes sent since `fromMs`: how many, and the slowest answer (a failure or none yet: ∞). */
-    const probesSince = (fromMs: number): { probes: number; probeMaxMs: number } => {
+    /** Probes sent since `fromMs`: how many, how many failed, the slowest answer or wait. */
+    const probesSince = (
+      fromMs: number,
+    ): { probes: number; probesFailed: number; probeMaxMs: number } => {
+      const now = Date.now();
       let n = 0;
+      let failed = 0;
       let worst = 0;
       for (let i = probes.length - 1; i >= 0; i--) {
         const p = probes[i];
         if (p === undefined || p.sentMs < fromMs) break;
         n++;
-        const ms = p.doneMs === undefined || p.outcome !== 200 ? Infinity : p.doneMs - p.sentMs;
-        worst = Math.max(worst, ms);
+        if (p.doneMs !== undefined && p.outcome !== 200) failed++;
+        worst = Math.max(worst, (p.doneMs ?? now) - p.sentMs);
       }
-      return { probes: n, probeMaxMs: n === 0 ? Number.NaN : worst };
+      return { probes: n, probesFailed: failed, probeMaxMs: n === 0 ? Number.NaN : worst };
     };
     let lastPrintT = -Infinity;
     let sampling: Promise<unknown> = Promise.resolve();
@@ -1229,7 +1237,7 @@ async function main(): Promise<boolean> {
       if (sample.t - lastPrintT >= PRINT_S - 0.5 * SAMPLE_S) {
         lastPrintT = sample.t;
         say(
-          `  t=${pad(fmt(sample.t, 0), 5)} s  rss ${fmt(sample.rssMiB)} MiB  heap ${fmt(sample.heapUsedMiB)}/${fmt(sample.heapTotalMiB)} MiB  ext ${fmt(sample.externalMiB)} MiB (new ${fmt(sample.spacesMiB.new ?? Number.NaN)}, old ${fmt(sample.spacesMiB.old ?? Number.NaN)})  fds ${String(sample.fds.total)} (judged ${String(sample.fds.judged)})  cpu ${fmt(sample.cpuPct, 0)} % (machine ${fmt(sample.machinePct, 0)} %)  lag p99 ${fmt(sample.lagP99Ms)} ms  l1 ${String(sample.l1Entries)}  ctx ${String(sample.contextEntries)}  ks calls ${String(sample.keystoneCalls)}  ${fmt(sample.windowRps, 0)} req/s  p99 ${fmt(sample.windowP99Ms)} ms  in flight ${String(sample.inFlight)}  master ${sample.probeMaxMs === Infinity ? "down" : `${fmt(sample.probeMaxMs, 0)} ms`}`,
+          `  t=${pad(fmt(sample.t, 0), 5)} s  rss ${fmt(sample.rssMiB)} MiB  heap ${fmt(sample.heapUsedMiB)}/${fmt(sample.heapTotalMiB)} MiB  ext ${fmt(sample.externalMiB)} MiB (new ${fmt(sample.spacesMiB.new ?? Number.NaN)}, old ${fmt(sample.spacesMiB.old ?? Number.NaN)})  fds ${String(sample.fds.total)} (judged ${String(sample.fds.judged)})  cpu ${fmt(sample.cpuPct, 0)} % (machine ${fmt(sample.machinePct, 0)} %)  lag p99 ${fmt(sample.lagP99Ms)} ms  l1 ${String(sample.l1Entries)}  ctx ${String(sample.contextEntries)}  ks calls ${String(sample.keystoneCalls)}  ${fmt(sample.windowRps, 0)} req/s  p99 ${fmt(sample.windowP99Ms)} ms  in flight ${String(sample.inFlight)}  master ≤ ${fmt(sample.probeMaxMs, 0)} ms${sample.probesFailed > 0 ? ` (${String(sample.probesFailed)} of ${String(sample.probes)} failed)` : ""}`,
         );
       }
       return sample;
