@@ -16,10 +16,15 @@
  *   the token's own fields its own.
  *
  * Method: each shape and size in a process of its own (`--expose-gc`): a cache is filled,
- * then a full GC; printed are the process's RSS then, and the growth of the V8 heap (used,
- * external and array buffers included) and of RSS over the empty cache, divided by N, with
- * the machine. The goal in docs/benchmarks.md: ≤ 200 MB RSS
- * at 100k cached tokens.
+ * with a full GC every BENCH_GC_EVERY entries [10 000] (an edge fills its cache over
+ * minutes, collecting as it goes: filling a million entries in one go would instead leave
+ * the garbage made on the way — request bodies, JSON text, random bytes — in RSS as a
+ * high-water mark no edge reaches; 0: no GC until the end, the earlier method), then a
+ * full GC. Printed: the process's RSS then; the growth over the empty cache of the V8 heap
+ * in use (external and array buffers included: what the entries retain), of V8's reserved
+ * heap and of RSS, each divided by N; the fill time; the machine. The goal in
+ * docs/benchmarks.md: ≤ 200 MB RSS at 100k cached tokens (for the edge's whole process:
+ * add its RSS with an empty cache, in the sizing guide there).
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -36,6 +41,8 @@ const SIZES = (process.env.BENCH_SIZES ?? "100000,1000000")
   .filter((n) => Number.isSafeInteger(n) && n > 0);
 /** Past this many entries the shapes with a catalog of their own are not run (memory). */
 const OWN_CATALOG_MAX = Number(process.env.BENCH_OWN_CATALOG_MAX ?? 100_000);
+/** A full GC every this many entries while filling (0: only at the end). */
+const GC_EVERY = Number(process.env.BENCH_GC_EVERY ?? 10_000);
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -119,7 +126,10 @@ function answers(shape: Shape): (i: number) => KeystoneToken {
 }
 
 interface Figures {
+  /** V8's heap in use + external + array buffers: what is retained. */
   readonly heapBytes: number;
+  /** V8's reserved heap (used and free pages). */
+  readonly reservedBytes: number;
   readonly rssBytes: number;
 }
 
@@ -127,10 +137,17 @@ function settle(): Figures {
   if (gc === undefined) throw new Error("run with --expose-gc (npm run bench:cache-memory does)");
   for (let i = 0; i < 3; i++) gc();
   const m = process.memoryUsage();
-  return { heapBytes: m.heapUsed + m.external + m.arrayBuffers, rssBytes: m.rss };
+  return {
+    heapBytes: m.heapUsed + m.external + m.arrayBuffers,
+    reservedBytes: m.heapTotal,
+    rssBytes: m.rss,
+  };
 }
 
-async function measure(shape: Shape, n: number): Promise<Figures & { cache: TokenCache }> {
+async function measure(
+  shape: Shape,
+  n: number,
+): Promise<Figures & { cache: TokenCache; fillSeconds: number }> {
   const cache = createTokenCache(
     {
       memcached_servers: [],
@@ -145,20 +162,25 @@ async function measure(shape: Shape, n: number): Promise<Figures & { cache: Toke
   const before = settle();
   const next = answers(shape);
   const withCatalog = shape !== "keystone, no catalog";
+  const start = performance.now();
   for (let i = 0; i < n; i++) {
+    if (GC_EVERY > 0 && i > 0 && i % GC_EVERY === 0) gc?.();
     // A token's bytes as Keystone issues them (≈ 180 characters); dropped once keyed.
     const token = `gAAAAA${randomBytes(132).toString("base64url")}`;
     const answer = next(i);
     await cache.entry(token).storePositive(answer, Date.now() + HOUR_MS);
     prepared.set(answer, prepareToken(answer, withCatalog));
   }
+  const fillSeconds = (performance.now() - start) / 1000;
   const after = settle();
   if (cache.size !== n)
     throw new Error(`expected ${String(n)} entries, held ${String(cache.size)}`);
   return {
     heapBytes: after.heapBytes - before.heapBytes,
+    reservedBytes: after.reservedBytes - before.reservedBytes,
     rssBytes: after.rssBytes - before.rssBytes,
     cache,
+    fillSeconds,
   };
 }
 
@@ -175,15 +197,19 @@ async function one(shape: Shape, n: number): Promise<void> {
   process.stdout.write(
     JSON.stringify({
       heapBytes: f.heapBytes,
+      reservedBytes: f.reservedBytes,
       rssBytes: f.rssBytes,
       totalRss: process.memoryUsage().rss,
-    }) + "\n",
+      fillSeconds: f.fillSeconds,
+    } satisfies Result) + "\n",
   );
   f.cache.close();
 }
 
+type Result = Figures & { totalRss: number; fillSeconds: number };
+
 /** Each case in a process of its own: RSS does not shrink back between cases. */
-function child(shape: Shape, n: number): Promise<Figures & { totalRss: number }> {
+function child(shape: Shape, n: number): Promise<Result> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
@@ -191,7 +217,7 @@ function child(shape: Shape, n: number): Promise<Figures & { totalRss: number }>
       { maxBuffer: 1 << 20 },
       (error, stdout) => {
         if (error !== null) reject(new Error(`${shape} × ${String(n)}: ${error.message}`));
-        else resolve(JSON.parse(stdout.trim()) as Figures & { totalRss: number });
+        else resolve(JSON.parse(stdout.trim()) as Result);
       },
     );
   });
@@ -204,17 +230,17 @@ if (flag === "--one") {
 } else {
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   process.stdout.write(
-    `bench:cache-memory — machine: ${cpu}, ${String(cpus().length)} cores, ${String(Math.round(totalmem() / 2 ** 30))} GiB, ${platform()} ${release()} ${arch()}, Node ${process.version}\n\n`,
+    `bench:cache-memory — machine: ${cpu}, ${String(cpus().length)} cores, ${String(Math.round(totalmem() / 2 ** 30))} GiB, ${platform()} ${release()} ${arch()}, Node ${process.version}; a full GC every ${GC_EVERY > 0 ? GC_EVERY.toLocaleString("en") : "–"} entries while filling\n\n`,
   );
   process.stdout.write(
-    "| shape | tokens | process RSS | heap growth | RSS growth | heap per token | RSS per token |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    "| shape | tokens | process RSS | retained (heap) growth | V8 reserved growth | RSS growth | retained per token | RSS per token | fill |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
   );
   for (const n of SIZES) {
     for (const shape of SHAPES) {
       if (shape === "keystone + catalog" && n > OWN_CATALOG_MAX) continue;
       const f = await child(shape, n);
       process.stdout.write(
-        `| ${shape} | ${n.toLocaleString("en")} | ${(f.totalRss / MiB).toFixed(0)} MiB | ${(f.heapBytes / MiB).toFixed(1)} MiB | ${(f.rssBytes / MiB).toFixed(1)} MiB | ${String(Math.round(f.heapBytes / n))} B | ${String(Math.round(f.rssBytes / n))} B |\n`,
+        `| ${shape} | ${n.toLocaleString("en")} | ${(f.totalRss / MiB).toFixed(0)} MiB | ${(f.heapBytes / MiB).toFixed(1)} MiB | ${(f.reservedBytes / MiB).toFixed(1)} MiB | ${(f.rssBytes / MiB).toFixed(1)} MiB | ${String(Math.round(f.heapBytes / n))} B | ${String(Math.round(f.rssBytes / n))} B | ${f.fillSeconds.toFixed(1)} s |\n`,
       );
     }
   }
