@@ -92,6 +92,11 @@
  *   refused;
  * - SOAK_PROBE_S [1], SOAK_MASTER_SLOW_MS [2000]  the master probe's period, and the answer
  *   time from which the master counts as slower than the edge's deadline;
+ * - SOAK_KEYSTONE_THREADS [24]  the edge's Keystone's uwsgi threads (one process): at least
+ *   the connections its clients keep — the edge's 16, the probe's 4 — because uwsgi's
+ *   `--http11-socket` holds a thread on every idle keep-alive connection for up to 4 s, so a
+ *   Keystone with fewer threads than connections makes requests on the others wait seconds
+ *   (runs 1–8 had 8 threads: their 503 clusters were that, docs/security.md);
  * - SOAK_SAMPLE_S [5], SOAK_PRINT_S [30]  sampling and progress-line periods;
  * - SOAK_CONNECTIONS [32]  the generator's keep-alive connections to the edge;
  * - SOAK_MAX_IN_FLIGHT [512]  requests in flight beyond which scheduled ones are skipped
@@ -153,6 +158,14 @@ const OUTAGE_S = num("SOAK_OUTAGE_S", 5);
 const RECOVERY_S = num("SOAK_RECOVERY_S", 20);
 const REVOCATION_MARGIN_S = num("SOAK_REVOCATION_MARGIN_S", 5);
 const PROBE_S = Math.max(0.1, num("SOAK_PROBE_S", 1));
+/** The master probe's connections (it must not queue behind itself while the master is fast). */
+const PROBE_CONNECTIONS = 4;
+/** The edge's connections to one Keystone endpoint (`keystone.connections`'s default). */
+const EDGE_KEYSTONE_CONNECTIONS = 16;
+const KEYSTONE_THREADS = Math.max(
+  1,
+  Math.floor(num("SOAK_KEYSTONE_THREADS", EDGE_KEYSTONE_CONNECTIONS + PROBE_CONNECTIONS + 4)),
+);
 const MASTER_SLOW_MS = Math.max(1, num("SOAK_MASTER_SLOW_MS", 2000));
 const SAMPLE_S = Math.max(1, num("SOAK_SAMPLE_S", 5));
 const PRINT_S = Math.max(SAMPLE_S, num("SOAK_PRINT_S", 30));
@@ -682,7 +695,10 @@ async function main(): Promise<boolean> {
     const info: KeystoneInfo = keystone.info;
     const ks = keystone;
     [replica, memcached, echo] = await Promise.all([
-      startKeystoneReplica(info, { cacheServer: `127.0.0.1:${String(ks.memcachedPort)}` }),
+      startKeystoneReplica(info, {
+        cacheServer: `127.0.0.1:${String(ks.memcachedPort)}`,
+        threads: KEYSTONE_THREADS,
+      }),
       startMemcached(),
       startEchoUpstream(),
     ]);
@@ -1092,7 +1108,7 @@ async function main(): Promise<boolean> {
 
     // --- the master probe: Keystone's own answer time for a token it has not seen ---
     const probeClient = new Pool(new URL(replica.url).origin, {
-      connections: 16,
+      connections: PROBE_CONNECTIONS,
       pipelining: 1,
       headersTimeout: 30_000,
       bodyTimeout: 30_000,

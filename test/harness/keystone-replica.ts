@@ -37,6 +37,13 @@ export interface ReplicaOptions {
    * production Keystone runs, instead of ~0.7 s. Default: the master's setting.
    */
   readonly cacheServer?: string;
+  /**
+   * uwsgi threads (one process). Default 8. `--http11-socket` holds a thread on each
+   * keep-alive connection while it idles (up to uwsgi's socket timeout, 4 s): a client
+   * keeping more connections than there are threads sees some of its requests wait
+   * seconds for a thread. Give at least the connections its clients keep.
+   */
+  readonly threads?: number;
 }
 
 const children = new Set<ChildProcess>();
@@ -86,7 +93,7 @@ export async function startKeystoneReplica(
       "--plugin", "python3",
       "--http11-socket", `127.0.0.1:${String(port)}`,
       "--wsgi-file", "/usr/bin/keystone-wsgi-public",
-      "--processes", "1", "--threads", "8",
+      "--processes", "1", "--threads", String(options.threads ?? 8),
       "--master", "--die-on-term", "--lazy-apps", "--need-app", "--no-orphans",
       "--enable-threads", "--buffer-size", "65535", "--chdir", dir,
     ];
