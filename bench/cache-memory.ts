@@ -22,7 +22,10 @@
  * high-water mark no edge reaches; 0: no GC until the end, the earlier method), then a
  * full GC. Printed: the process's RSS then; the growth over the empty cache of the V8 heap
  * in use (external and array buffers included: what the entries retain), of V8's reserved
- * heap and of RSS, each divided by N; the fill time; the machine. The goal in
+ * heap and of RSS, each divided by N; the fill time; the machine. Then, for sizing
+ * memcached, what one token of each shape costs there: its sealed entry (what the edge
+ * writes: AES-GCM over the answer's JSON) and the item memcached stores (+ the 81-byte
+ * key and memcached 1.6's 56-byte item header with CAS, before slab rounding). The goal in
  * docs/benchmarks.md: ≤ 200 MB RSS at 100k cached tokens (for the edge's whole process:
  * add its RSS with an empty cache, in the sizing guide there).
  */
@@ -31,7 +34,9 @@ import { randomBytes } from "node:crypto";
 import { arch, cpus, platform, release, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 
+import { seal } from "../src/cache/sealed.js";
 import { createTokenCache, type TokenCache } from "../src/cache/tiers.js";
+import { CacheKeyer } from "../src/cache/token-key.js";
 import { prepareToken, type PreparedToken } from "../src/contract/inject.js";
 import type { KeystoneToken } from "../src/token/body.js";
 
@@ -185,6 +190,8 @@ async function measure(
 }
 
 const MiB = 2 ** 20;
+/** memcached 1.6's item header with CAS on 64-bit, before the key and the value. */
+const MEMCACHED_ITEM_HEADER_BYTES = 56;
 const SHAPES: readonly Shape[] = [
   "keystone, no catalog",
   "context + catalog",
@@ -233,7 +240,24 @@ if (flag === "--one") {
     `bench:cache-memory — machine: ${cpu}, ${String(cpus().length)} cores, ${String(Math.round(totalmem() / 2 ** 30))} GiB, ${platform()} ${release()} ${arch()}, Node ${process.version}; a full GC every ${GC_EVERY > 0 ? GC_EVERY.toLocaleString("en") : "–"} entries while filling\n\n`,
   );
   process.stdout.write(
-    "| shape | tokens | process RSS | retained (heap) growth | V8 reserved growth | RSS growth | retained per token | RSS per token | fill |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    "\n| shape | sealed entry | memcached item (before slab rounding) |\n| --- | ---: | ---: |\n",
+  );
+  const keyer = CacheKeyer.random();
+  for (const shape of SHAPES) {
+    const token = `gAAAAA${randomBytes(132).toString("base64url")}`;
+    const keys = keyer.keys(token);
+    const sealed = seal(
+      keyer.sealingKey(token, keys.memcachedKey),
+      answers(shape)(0),
+      Date.now() + HOUR_MS,
+    );
+    const item = sealed.length + Buffer.byteLength(keys.memcachedKey) + MEMCACHED_ITEM_HEADER_BYTES;
+    process.stdout.write(
+      `| ${shape} | ${sealed.length.toLocaleString("en")} B | ${item.toLocaleString("en")} B |\n`,
+    );
+  }
+  process.stdout.write(
+    "\n| shape | tokens | process RSS | retained (heap) growth | V8 reserved growth | RSS growth | retained per token | RSS per token | fill |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
   );
   for (const n of SIZES) {
     for (const shape of SHAPES) {
