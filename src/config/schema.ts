@@ -405,6 +405,11 @@ export const configSchema = z.strictObject({
         .describe(
           "Deadline of one validation across every endpoint it fails over to: the default leaves room for one timed-out endpoint and an answer from the next, far below a client's usual 30–60 s timeout.",
         ),
+      connections: z.number().int().min(1).max(1_024).default(16).meta({
+        unit: "connections",
+        description:
+          "Pooled keep-alive connections to each Keystone endpoint for validations, the revocation feed and the service token; beyond them calls wait for a socket, within their deadline. Keep it at or below the threads the endpoint's server can give this edge if it holds a thread per idle keep-alive connection, as uwsgi's `--http11-socket` does (for up to its socket timeout, 4 s): requests sent on connections past its threads wait seconds. Count every edge (and every worker) against a shared master.",
+      }),
       failure_threshold: z
         .number()
         .int()

@@ -125,6 +125,7 @@ export async function buildCore(
           name,
           fault: (endpoint) => drills.keystone(endpoint),
           timeoutMs: k.timeout_ms,
+          connections: k.connections,
           cafile: k.cafile,
           certfile: k.certfile,
           keyfile: k.keyfile,

@@ -114,6 +114,18 @@ describe("configuration", () => {
     expect(config.fernet.auth_methods).toHaveLength(6);
   });
 
+  it("pools 16 connections per Keystone endpoint by default, and names the field when out of range", () => {
+    expect(validateConfig(minimal, { sources: noSecrets }).keystone.connections).toBe(16);
+    const withConnections = (connections: unknown) => ({
+      ...minimal,
+      keystone: { ...minimal.keystone, connections },
+    });
+    expect(validateConfig(withConnections(4), { sources: noSecrets }).keystone.connections).toBe(4);
+    expect(problemsOf(withConnections(0))).toEqual([
+      expect.stringMatching(/^keystone\.connections: /),
+    ]);
+  });
+
   it("limits clients by default and checks the limits against each other", () => {
     const config = validateConfig(minimal, { sources: noSecrets });
     expect(config.client).toEqual({
