@@ -58,11 +58,26 @@ export function normalizeCatalog(catalog: readonly CatalogService[]): V2Service[
 }
 
 /**
+ * One header value per catalog object. The tokens answered from one context share that
+ * context's catalog array (validation/context.ts), so they share its header value too,
+ * instead of each cached token holding its own copy (≈5.6 KB for an 8-service catalog,
+ * eight times what the rest of its entry holds: docs/benchmarks.md). Weak: a value lives
+ * as long as some answer holds its catalog. A catalog is never changed once validated.
+ */
+const headerValues = new WeakMap<readonly CatalogService[], string>();
+
+/**
  * The exact `X-Service-Catalog` value keystonemiddleware sets for a v3 token's catalog:
- * `jsonutils.dumps(_normalize_catalog(catalog))`. Pure ASCII.
+ * `jsonutils.dumps(_normalize_catalog(catalog))`. Pure ASCII. Computed once per catalog
+ * object.
  */
 export function serviceCatalogHeaderValue(catalog: readonly CatalogService[]): string {
-  return pythonJsonDumps(normalizeCatalog(catalog));
+  let value = headerValues.get(catalog);
+  if (value === undefined) {
+    value = pythonJsonDumps(normalizeCatalog(catalog));
+    headerValues.set(catalog, value);
+  }
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------------

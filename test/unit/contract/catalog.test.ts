@@ -242,3 +242,32 @@ describe("normalizeCatalog and X-Service-Catalog", () => {
     expect(mismatches.slice(0, 3)).toEqual([]);
   });
 });
+
+describe("serviceCatalogHeaderValue per catalog object", () => {
+  it("reads a catalog once, however many tokens of its context ask (the value is shared)", () => {
+    let reads = 0;
+    const catalog = new Proxy(structuredClone(CATALOG) as CatalogService[], {
+      get(target, property, receiver) {
+        reads++;
+        return Reflect.get(target, property, receiver) as unknown;
+      },
+    });
+    const first = serviceCatalogHeaderValue(catalog);
+    expect(first).toBe(pythonJsonDumps(normalizeCatalog(structuredClone(CATALOG))));
+    const readsForFirst = reads;
+    expect(readsForFirst).toBeGreaterThan(0);
+    expect(serviceCatalogHeaderValue(catalog)).toBe(first);
+    expect(reads).toBe(readsForFirst);
+  });
+
+  it("gives another catalog object its own value", () => {
+    const a = structuredClone(CATALOG) as CatalogService[];
+    const b = structuredClone(CATALOG) as CatalogService[];
+    const first = b[0];
+    if (first === undefined) throw new Error("the fixture catalog is empty");
+    b[0] = { ...first, type: "another-type" };
+    expect(serviceCatalogHeaderValue(a)).toBe(serviceCatalogHeaderValue(structuredClone(a)));
+    expect(serviceCatalogHeaderValue(b)).toContain('"type": "another-type"');
+    expect(serviceCatalogHeaderValue(a)).not.toContain("another-type");
+  });
+});
