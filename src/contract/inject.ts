@@ -207,15 +207,29 @@ export class PreparedToken {
   /**
    * @param token a token Keystone validated
    * @param includeServiceCatalog auth_token's `include_service_catalog`
+   * @param sameHeadersAs a token prepared before whose headers `token`'s are by
+   *   construction (one answered from the same context: every field the headers read is
+   *   the context's, validation/context.ts); its frozen lists are shared, not rebuilt.
    */
-  constructor(token: KeystoneToken, includeServiceCatalog: boolean) {
+  constructor(token: KeystoneToken, includeServiceCatalog: boolean, sameHeadersAs?: PreparedToken) {
     this.token = token;
     this.includeServiceCatalog = includeServiceCatalog;
-    this.user = userHeaders(token, includeServiceCatalog);
-    this.service = serviceHeaders(token);
-    this.roleNames = Object.freeze(roleNames(token));
-    this.systemScoped = systemScope(token) !== undefined;
-    this.accessRestriction = accessRestrictionOf(token);
+    if (
+      sameHeadersAs !== undefined &&
+      sameHeadersAs.includeServiceCatalog === includeServiceCatalog
+    ) {
+      this.user = sameHeadersAs.user;
+      this.service = sameHeadersAs.service;
+      this.roleNames = sameHeadersAs.roleNames;
+      this.systemScoped = sameHeadersAs.systemScoped;
+      this.accessRestriction = sameHeadersAs.accessRestriction;
+    } else {
+      this.user = userHeaders(token, includeServiceCatalog);
+      this.service = serviceHeaders(token);
+      this.roleNames = Object.freeze(roleNames(token));
+      this.systemScoped = systemScope(token) !== undefined;
+      this.accessRestriction = accessRestrictionOf(token);
+    }
     Object.freeze(this);
   }
 }

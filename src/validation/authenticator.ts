@@ -16,7 +16,6 @@ import {
   INVALID,
   PreparedToken,
   injectHeaders,
-  prepareToken,
   serviceTokenRolesMatch,
   type InjectOptions,
   type TokenState,
@@ -28,9 +27,9 @@ import {
   unauthorizedResponse,
 } from "../contract/responses.js";
 import { silentLogger, tokenHash, type Logger } from "../log.js";
-import type { KeystoneToken } from "../token/body.js";
 import type { AuthDecision, RequestAuthenticator, RequestInfo, TokenOutcome } from "./decision.js";
 import type { Verdict } from "./pipeline.js";
+import { PreparedTokens } from "./prepared-tokens.js";
 
 export interface AuthenticatorOptions extends InjectOptions {
   /** `peeked`: `validateNow` was asked first and had nothing (see the pipeline). */
@@ -60,7 +59,7 @@ export interface AuthenticatorOptions extends InjectOptions {
 
 export class EdgeAuthenticator implements RequestAuthenticator {
   /** Header lists per validated token object; cache hits return the same object. */
-  private readonly prepared = new WeakMap<KeystoneToken, PreparedToken>();
+  private readonly prepared: PreparedTokens;
   private readonly unauthorized;
   private readonly logger: Logger;
   private warnedNoServiceType = false;
@@ -70,6 +69,7 @@ export class EdgeAuthenticator implements RequestAuthenticator {
     this.unauthorized = unauthorizedResponse(options.wwwAuthenticateUri);
     this.logger = options.logger ?? silentLogger;
     this.retryAfter = retryAfterValue(options.retryAfterSeconds);
+    this.prepared = new PreparedTokens(options.includeServiceCatalog);
   }
 
   authenticate(
@@ -204,11 +204,6 @@ export class EdgeAuthenticator implements RequestAuthenticator {
   private state(verdict: Verdict | undefined): TokenState {
     if (verdict === undefined) return null;
     if (verdict.kind !== "valid") return INVALID;
-    let p = this.prepared.get(verdict.token);
-    if (!p) {
-      p = prepareToken(verdict.token, this.options.includeServiceCatalog);
-      this.prepared.set(verdict.token, p);
-    }
-    return p;
+    return this.prepared.of(verdict.token);
   }
 }

@@ -68,15 +68,29 @@ export function contextKey(p: TokenPayload): string | undefined {
   }
 }
 
+/** The context each answer of {@link answerFromContext} was built from (weak on both). */
+const builtFrom = new WeakMap<KeystoneToken, KeystoneToken>();
+
 /** Keystone's answer for `token`, built from a context and the token's own fields. */
 export function answerFromContext(context: KeystoneToken, token: Token): KeystoneToken {
-  return Object.freeze({
+  const answer = Object.freeze({
     ...context,
     methods: Object.freeze([...token.payload.methods]),
     audit_ids: Object.freeze([...token.payload.auditIds]),
     issued_at: keystoneTime(token.issuedAtSeconds),
     expires_at: keystoneTime(token.expiresAtSeconds),
   });
+  builtFrom.set(answer, context);
+  return answer;
+}
+
+/**
+ * The context `answer` was built from by {@link answerFromContext}, if it was: the two
+ * differ only in the token's own fields (methods, audit ids, issue and expiry times), so
+ * whatever is derived from the rest — the identity headers — is the same for both.
+ */
+export function contextOf(answer: KeystoneToken): KeystoneToken | undefined {
+  return builtFrom.get(answer);
 }
 
 /** Options of {@link ContextCache}. */
