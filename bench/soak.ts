@@ -608,6 +608,17 @@ function inAnyRestart(tl: Timeline, sent: number, done: number): boolean {
   return done >= tl.memcachedStop && sent <= end;
 }
 
+/** The status of an answer, its body drained; "error" when none came. */
+function statusOf(pending: ReturnType<Pool["request"]>): Promise<number | "error"> {
+  return pending.then(
+    async (res) => {
+      await res.body.dump();
+      return res.statusCode;
+    },
+    () => "error" as const,
+  );
+}
+
 /** One collection from the edge's `--trace-gc` output. */
 interface GcEvent {
   /** Seconds since the run's t0 (from V8's ms since the isolate began, ± the start-up). */
@@ -1125,20 +1136,14 @@ async function main(): Promise<boolean> {
       const probe: Probe = { sentMs: Date.now(), doneMs: undefined, outcome: undefined };
       probes.push(probe);
       const start = performance.now();
-      const job = probeClient
-        .request({
+      const job = statusOf(
+        probeClient.request({
           path: probePath,
           method: "GET",
           headers: { "x-auth-token": probeAdmin, "x-subject-token": mintFor(u, p, untilS) },
           signal: AbortSignal.timeout(20_000),
-        })
-        .then(
-          async (res) => {
-            await res.body.dump();
-            return res.statusCode;
-          },
-          () => "error" as const,
-        )
+        }),
+      )
         .then((outcome) => {
           probe.doneMs = Date.now();
           probe.outcome = outcome;
@@ -1156,15 +1161,13 @@ async function main(): Promise<boolean> {
       inFlight++;
       const sentMs = Date.now();
       const start = performance.now();
-      const job = client
-        .request({ path: "/v2.1/servers", method: "GET", headers: { "x-auth-token": p.token } })
-        .then(
-          async (res) => {
-            await res.body.dump();
-            return res.statusCode;
-          },
-          () => "error" as const,
-        )
+      const job = statusOf(
+        client.request({
+          path: "/v2.1/servers",
+          method: "GET",
+          headers: { "x-auth-token": p.token },
+        }),
+      )
         .then((status) => {
           judge(p, status, sentMs, Date.now(), performance.now() - start);
         })
