@@ -135,6 +135,12 @@ export class EdgeMetrics {
   readonly keyLagChecks: Counter<"trigger" | "result">;
   readonly keyLagFallbacks: Counter<"result">;
   readonly keyLagFallbackRefusals: Counter;
+  /** Sampled verdicts asked again of the master, by outcome and by the tier that settled them. */
+  readonly shadowValidations: Counter<"outcome" | "tier">;
+  /** Sampled verdicts not compared, by why. */
+  readonly shadowSkips: Counter<"reason">;
+  /** Audit log lines dropped (buffer full, or a failed write). */
+  readonly auditDropped: Counter;
 
   /**
    * Where the state gauges read at scrape time: the configuration in force, whichever that
@@ -385,6 +391,35 @@ export class EdgeMetrics {
     this.keyLagFallbackRefusals = new Counter({
       name: "keystone_edge_key_lag_fallback_refusals_total",
       help: "Tokens no local key decrypts refused (401) while the key ring was behind because the fallback budget was spent (fernet.lag_fallback_per_second, lag_fallback_burst).",
+      registers,
+    });
+    this.shadowValidations = new Counter({
+      name: "keystone_edge_shadow_validations_total",
+      help: "Verdicts the edge reached without Keystone, sampled (shadow_validation.sample_ratio) and asked again of the master: agree, disagree (the edge still differs after its second look; see the log line), skipped (not compared; keystone_edge_shadow_skips_total says why), by the tier that settled them.",
+      labelNames: ["outcome", "tier"],
+      registers,
+    });
+    for (const outcome of ["agree", "disagree", "skipped"])
+      for (const tier of ["l1", "context", "memcached", "local_reject", "negative", "revocation"])
+        this.shadowValidations.inc({ outcome, tier }, 0);
+    this.shadowSkips = new Counter({
+      name: "keystone_edge_shadow_skips_total",
+      help: "Sampled verdicts not compared with the master, by reason: master_degraded (its breaker open, or degraded mode), rate (shadow_validation.max_per_second), busy (max_in_flight), master_unavailable (no answer), pending_full (too many differences awaiting a second look), edge_unavailable (no verdict of the edge's at the second look).",
+      labelNames: ["reason"],
+      registers,
+    });
+    for (const reason of [
+      "master_degraded",
+      "rate",
+      "busy",
+      "master_unavailable",
+      "pending_full",
+      "edge_unavailable",
+    ])
+      this.shadowSkips.inc({ reason }, 0);
+    this.auditDropped = new Counter({
+      name: "keystone_edge_audit_dropped_total",
+      help: "Audit log lines dropped: the write buffer was full (audit_log.max_buffered_bytes) or a write failed. Decisions are never delayed for the audit log.",
       registers,
     });
     this.keystoneBreaker = new Gauge({

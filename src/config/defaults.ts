@@ -15,3 +15,11 @@ export const DEFAULT_L1_MAX_ENTRIES = 100_000;
 export const DEFAULT_STALE_IF_ERROR_SECONDS = 900;
 /** `keystone.revocation_poll_interval_ms`: how often the revocation feed is polled. */
 export const DEFAULT_REVOCATION_POLL_INTERVAL_MS = 10_000;
+/** `shadow_validation.sample_ratio`: fraction of the edge's own verdicts asked again of the master. */
+export const DEFAULT_SHADOW_SAMPLE_RATIO = 0.001;
+/** `shadow_validation.max_per_second`: shadow validations started per second at most, per process. */
+export const DEFAULT_SHADOW_MAX_PER_SECOND = 5;
+/** `shadow_validation.max_in_flight`: shadow validations waiting for the master at once. */
+export const DEFAULT_SHADOW_MAX_IN_FLIGHT = 4;
+/** `audit_log.max_buffered_bytes`: audit lines held in memory before the file has them. */
+export const DEFAULT_AUDIT_MAX_BUFFERED_BYTES = 4 * 1_048_576;

@@ -17,8 +17,12 @@
 import { z } from "zod";
 import { DEFAULT_AUTH_METHODS } from "../token/methods.js";
 import {
+  DEFAULT_AUDIT_MAX_BUFFERED_BYTES,
   DEFAULT_L1_MAX_ENTRIES,
   DEFAULT_REVOCATION_POLL_INTERVAL_MS,
+  DEFAULT_SHADOW_MAX_IN_FLIGHT,
+  DEFAULT_SHADOW_MAX_PER_SECOND,
+  DEFAULT_SHADOW_SAMPLE_RATIO,
   DEFAULT_STALE_IF_ERROR_SECONDS,
   DEFAULT_TOKEN_CACHE_TIME_SECONDS,
 } from "./defaults.js";
@@ -620,6 +624,83 @@ export const configSchema = z.strictObject({
       service_token_roles: ["service"],
       service_token_roles_required: true,
     }),
+  shadow_validation: z
+    .strictObject({
+      sample_ratio: z.number().min(0).max(1).default(DEFAULT_SHADOW_SAMPLE_RATIO).meta({
+        unit: "ratio",
+        description:
+          "Fraction of the verdicts the edge reaches without Keystone (in-process cache, contexts, memcached, local decryption, remembered refusals, the revocation list) asked again of the master in the background, off the request path; 0 turns shadow validation off. A difference is looked at again after `confirm_after_ms` and counted a disagreement only if the edge still differs (`keystone_edge_shadow_validations_total`).",
+      }),
+      max_per_second: z.number().min(0).max(1_000).default(DEFAULT_SHADOW_MAX_PER_SECOND).meta({
+        unit: "calls/s",
+        description:
+          "Ceiling of shadow validations started per second, per process (each worker has its own): what shadow validation may cost the master at most, whatever the traffic. Samples beyond it are skipped and counted.",
+      }),
+      max_in_flight: z.number().int().min(1).max(64).default(DEFAULT_SHADOW_MAX_IN_FLIGHT).meta({
+        unit: "calls",
+        description:
+          "Shadow validations waiting for the master at once, at most: a slow master holds this many of the pool's connections, never more.",
+      }),
+      confirm_after_ms: z.number().int().min(0).max(3_600_000).optional().meta({
+        description:
+          "How long after a difference the edge is asked again: a token revoked or expired between the two looks is refused by then, and counts as agreement.",
+        absent: "twice `keystone.revocation_poll_interval_ms`",
+      }),
+    })
+    .describe(
+      "Trust, but verify: a sampled fraction of the edge's own verdicts is validated again at the master (the last of `keystone.endpoints`), never while it is out of rotation or the region is in degraded mode.",
+    )
+    .default({
+      sample_ratio: DEFAULT_SHADOW_SAMPLE_RATIO,
+      max_per_second: DEFAULT_SHADOW_MAX_PER_SECOND,
+      max_in_flight: DEFAULT_SHADOW_MAX_IN_FLIGHT,
+    }),
+  tracing: z
+    .strictObject({
+      otlp_endpoint: httpUrl.optional().meta({
+        description:
+          "The OpenTelemetry collector's base URL, as in `OTEL_EXPORTER_OTLP_ENDPOINT` (e.g. `http://127.0.0.1:4318`): spans are sent over OTLP/HTTP to `<otlp_endpoint>/v1/traces`.",
+        absent: "tracing off",
+      }),
+      sample_ratio: z.number().min(0).max(1).default(0.01).meta({
+        unit: "ratio",
+        description:
+          "Fraction of requests traced when the client sends no `traceparent`; a client's sampled `traceparent` is always honoured (parent-based), an unsampled one never.",
+      }),
+      service_name: nonEmpty.default("keystone-edge").describe("The `service.name` of the spans."),
+    })
+    .describe(
+      "OpenTelemetry tracing: W3C `traceparent`/`tracestate` accepted and passed on to the service and to Keystone; spans for the request, the validation tiers, Keystone calls and the forward. A span never holds a token.",
+    )
+    .default({ sample_ratio: 0.01, service_name: "keystone-edge" }),
+  audit_log: z
+    .strictObject({
+      path: z.string().min(1).optional().meta({
+        format: "path",
+        description:
+          "A JSON-lines file every authentication decision is appended to (time, request id, user, scope, method, path without its query, outcome and reason, tier, latency, the token's short hash — never a token), written off the request path. Reopened on reload (SIGHUP), for log rotation.",
+        absent: "no audit log",
+      }),
+      sample_ratio: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(1)
+        .meta({ unit: "ratio", description: "Fraction of decisions written; 1: every one." }),
+      max_buffered_bytes: z
+        .number()
+        .int()
+        .min(65_536)
+        .max(1_073_741_824)
+        .default(DEFAULT_AUDIT_MAX_BUFFERED_BYTES)
+        .meta({
+          unit: "bytes",
+          description:
+            "Audit lines held in memory while the disk catches up; beyond it lines are dropped and counted (`keystone_edge_audit_dropped_total`), never waited for.",
+        }),
+    })
+    .describe("An audit log of authentication decisions, for security review and forensics.")
+    .default({ sample_ratio: 1, max_buffered_bytes: DEFAULT_AUDIT_MAX_BUFFERED_BYTES }),
   client: clientLimits,
 });
 

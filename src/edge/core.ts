@@ -33,6 +33,7 @@ import { EdgeAuthenticator } from "../validation/authenticator.js";
 import { DegradedMode } from "../validation/degraded-mode.js";
 import { FallbackBudget } from "../validation/fallback-budget.js";
 import { ValidationPipeline } from "../validation/pipeline.js";
+import { ShadowValidation } from "../validation/shadow.js";
 import { buildAdminFace } from "./admin-face.js";
 import type { CacheFactory } from "./cache-factory.js";
 import { stateFor, type SharedState, type StateOrigin } from "./carry-over.js";
@@ -220,7 +221,16 @@ export async function buildCore(
   });
   feed.start();
   const degraded = new DegradedMode({ logger });
+  const shadow = shadowValidation(config, {
+    endpoints,
+    serviceToken,
+    degraded,
+    recheck: (token) => pipeline.recheck(token),
+    metrics,
+    logger,
+  });
   const pipeline = new ValidationPipeline({
+    ...(shadow === undefined ? {} : { shadow }),
     revocations,
     ...(contexts === undefined ? {} : { contexts }),
     decoder,
@@ -360,6 +370,7 @@ export async function buildCore(
       // Its loops stop now (the new core runs its own); its pools and service token stay
       // for the requests still in flight until close().
       status.stop();
+      shadow?.stop();
       keys.close();
       void lag.stop();
       void prober.stop();
@@ -367,6 +378,7 @@ export async function buildCore(
     },
     async close(keepState) {
       status.stop();
+      shadow?.stop();
       keys.close();
       serviceToken.close();
       await lag.stop();
@@ -381,4 +393,54 @@ export async function buildCore(
       if (!keepState) state.contexts?.close();
     },
   };
+}
+
+/**
+ * Shadow validation for `config`, asking the master (the last of `keystone.endpoints`)
+ * alone, through its pool and breaker; undefined when `sample_ratio` is 0.
+ */
+function shadowValidation(
+  config: Readonly<Config>,
+  parts: {
+    readonly endpoints: KeystoneEndpoints;
+    readonly serviceToken: ServiceToken;
+    readonly degraded: DegradedMode;
+    readonly recheck: (token: string) => ReturnType<ValidationPipeline["recheck"]>;
+    readonly metrics: EdgeMetrics;
+    readonly logger: Logger;
+  },
+): ShadowValidation | undefined {
+  const s = config.shadow_validation;
+  const master = parts.endpoints.guards.at(-1);
+  if (s.sample_ratio === 0 || master === undefined) return undefined;
+  const { metrics } = parts;
+  const validator = new KeystoneValidator({
+    endpoints: {
+      guards: [master],
+      report: (guard, admission, outcome) => {
+        parts.endpoints.report(guard, admission, outcome);
+      },
+    },
+    serviceToken: parts.serviceToken,
+    requestTimeoutMs: config.keystone.timeout_ms,
+    includeCatalog: false,
+    logger: parts.logger,
+    observe: (endpoint, outcome, latencyMs) => {
+      metrics.keystoneCalls.observe({ endpoint, outcome }, latencyMs / 1000);
+    },
+  });
+  return new ShadowValidation({
+    master: validator,
+    masterHealthy: () => master.breaker.state().kind === "closed" && !parts.degraded.active,
+    recheck: parts.recheck,
+    sampleRatio: s.sample_ratio,
+    maxPerSecond: s.max_per_second,
+    maxInFlight: s.max_in_flight,
+    confirmAfterMs: s.confirm_after_ms ?? 2 * config.keystone.revocation_poll_interval_ms,
+    logger: parts.logger,
+    onOutcome: (outcome, tier, skip) => {
+      metrics.shadowValidations.inc({ outcome, tier });
+      if (skip !== undefined) metrics.shadowSkips.inc({ reason: skip });
+    },
+  });
 }

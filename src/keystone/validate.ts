@@ -54,8 +54,11 @@ export interface KeystoneCallObserver {
 }
 
 export interface KeystoneValidatorOptions {
-  /** The endpoints in order, each behind its breaker. */
-  readonly endpoints: KeystoneEndpoints;
+  /**
+   * The endpoints in order, each behind its breaker (shadow validation passes the master's
+   * alone, its breaker shared).
+   */
+  readonly endpoints: Pick<KeystoneEndpoints, "guards" | "report">;
   readonly serviceToken: ServiceToken;
   /**
    * Deadline of one validation across every endpoint it tries, ms (each call also has the

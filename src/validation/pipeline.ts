@@ -97,6 +97,11 @@ export interface PipelineOptions {
   /** Called once per validation with the tier and result. */
   readonly observe?: (verdict: Verdict) => void;
   /**
+   * Shadow validation (shadow.ts): offered each verdict of the request path with its token
+   * (not a drill's, not a recheck's). Default: none.
+   */
+  readonly shadow?: { offer(token: string, verdict: Verdict): void };
+  /**
    * Keystone's revocation events (the feed): checked on every cached answer, in-process and
    * memcached alike — Keystone's own answers already are. Default: none.
    */
@@ -246,13 +251,22 @@ export class ValidationPipeline {
    *   filled it) without counting a second lookup.
    */
   async validate(token: string, peeked = false): Promise<Verdict> {
+    const verdict = await this.recheck(token, peeked);
+    this.options.observe?.(verdict);
+    this.options.shadow?.offer(token, verdict);
+    return verdict;
+  }
+
+  /**
+   * The verdict the request path would give `token` now, neither counted nor offered to
+   * shadow validation: shadow validation's second look at a difference.
+   */
+  async recheck(token: string, peeked = false): Promise<Verdict> {
     const entry = this.options.cache.entry(token);
-    const verdict = await this.unlessMarked(
+    return this.unlessMarked(
       entry,
       this.settled(entry.peek(peeked)) ?? (await this.settle(token, entry)),
     );
-    this.options.observe?.(verdict);
-    return verdict;
   }
 
   /**
@@ -325,7 +339,10 @@ export class ValidationPipeline {
     const verdict = this.settled(this.options.cache.peek(token));
     // With revocation markers, "valid" waits for the marker read: validate() gives it.
     if (verdict?.kind === "valid" && this.options.cache.marksRevocations === true) return undefined;
-    if (verdict) this.options.observe?.(verdict);
+    if (verdict) {
+      this.options.observe?.(verdict);
+      this.options.shadow?.offer(token, verdict);
+    }
     return verdict;
   }
 

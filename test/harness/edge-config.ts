@@ -40,6 +40,11 @@ export function edgeConfigDocument(
     readonly authToken?: Record<string, unknown>;
     /** More `keystone` options (endpoints, breakers, feed), over the defaults here. */
     readonly keystone?: Record<string, unknown>;
+    /**
+     * `shadow_validation`. Default off (`sample_ratio: 0`): tests that count the master's
+     * calls count exactly.
+     */
+    readonly shadowValidation?: Record<string, unknown>;
   },
 ): Record<string, unknown> {
   return {
@@ -55,5 +60,6 @@ export function edgeConfigDocument(
     fernet: { key_repository: info.keyRepository, auth_methods: info.authMethods },
     ...(options.cache ? { cache: options.cache } : {}),
     ...(options.authToken ? { auth_token: options.authToken } : {}),
+    shadow_validation: options.shadowValidation ?? { sample_ratio: 0 },
   };
 }

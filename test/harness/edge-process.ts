@@ -40,6 +40,11 @@ export interface EdgeProcessOptions {
   };
   /** Extra lines appended to the YAML. */
   readonly extraYaml?: readonly string[];
+  /**
+   * The `shadow_validation` section's lines. Default off (`sample_ratio: 0`): tests that
+   * count the master's calls count exactly.
+   */
+  readonly shadowYaml?: readonly string[];
   /** `keystone.timeout_ms`. Default 10 000. */
   readonly timeoutMs?: number;
   /**
@@ -88,6 +93,8 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
       `  auth_methods: [${keystone.authMethods.join(", ")}]`,
       ...(options.fernetYaml ?? []),
       ...(options.extraYaml ?? []),
+      // Off unless a test asks: tests that count the master's calls count exactly.
+      ...(options.shadowYaml ?? ["shadow_validation:", "  sample_ratio: 0"]),
       "",
     ].join("\n"),
   );

@@ -107,6 +107,7 @@ async function startLagRegion(
     listen: "127.0.0.1:0",
     upstream: echo.url,
     admin_listen: "127.0.0.1:0",
+    shadow_validation: { sample_ratio: 0 },
     keystone: {
       www_authenticate_uri: keystone.url,
       endpoints: [keystone.url],

@@ -113,6 +113,7 @@ export async function startRegion(options: RegionOptions): Promise<Region> {
     listen: "127.0.0.1:0",
     upstream: options.upstream,
     admin_listen: "127.0.0.1:0",
+    shadow_validation: { sample_ratio: 0 },
     keystone: {
       www_authenticate_uri: keystone.url,
       endpoints: [keystone.url],
