@@ -11,7 +11,7 @@ import tseslint from "typescript-eslint";
  */
 export const LAYERS = [
   ["(base)"],
-  ["fernet"],
+  ["fernet", "tracing", "audit"],
   ["token"],
   ["config", "revocation", "contract"],
   ["cache", "keystone"],

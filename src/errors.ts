@@ -40,7 +40,11 @@ export type CheckErrorCode =
   | "admin_unreachable"
   | "admin_bad_answer";
 
+/** Codes for an audit log that cannot be written (`audit_log.path`). */
+export type AuditLogErrorCode = "audit_log_unwritable";
+
 export type ErrorCode =
+  | AuditLogErrorCode
   | TokenErrorCode
   | KeyRepositoryErrorCode
   | ConfigErrorCode
@@ -81,6 +85,24 @@ export class KeyRepositoryError extends EdgeError {
   ) {
     super(message);
     this.name = "KeyRepositoryError";
+  }
+}
+
+/**
+ * The audit file cannot be opened for appending (missing directory, no permission, a
+ * directory at that path, …). Carries the path; its `cause` is the system's error.
+ */
+export class AuditLogError extends EdgeError {
+  readonly code: AuditLogErrorCode = "audit_log_unwritable";
+
+  constructor(
+    message: string,
+    /** The file at fault. */
+    readonly path: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "AuditLogError";
   }
 }
 
@@ -182,6 +204,7 @@ export function exitStatusFor(error: EdgeError): ExitStatus {
     case "unsupported_version":
       return ExitStatus.invalidToken;
     case "usage":
+    case "audit_log_unwritable":
     case "config_unreadable":
     case "invalid_config":
     case "key_repository_missing":

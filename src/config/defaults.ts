@@ -21,5 +21,3 @@ export const DEFAULT_SHADOW_SAMPLE_RATIO = 0.001;
 export const DEFAULT_SHADOW_MAX_PER_SECOND = 5;
 /** `shadow_validation.max_in_flight`: shadow validations waiting for the master at once. */
 export const DEFAULT_SHADOW_MAX_IN_FLIGHT = 4;
-/** `audit_log.max_buffered_bytes`: audit lines held in memory before the file has them. */
-export const DEFAULT_AUDIT_MAX_BUFFERED_BYTES = 4 * 1_048_576;

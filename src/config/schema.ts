@@ -16,8 +16,8 @@
  */
 import { z } from "zod";
 import { DEFAULT_AUTH_METHODS } from "../token/methods.js";
+import { DEFAULT_AUDIT_MAX_BUFFERED_BYTES } from "../audit/audit-log.js";
 import {
-  DEFAULT_AUDIT_MAX_BUFFERED_BYTES,
   DEFAULT_L1_MAX_ENTRIES,
   DEFAULT_REVOCATION_POLL_INTERVAL_MS,
   DEFAULT_SHADOW_MAX_IN_FLIGHT,

@@ -35,6 +35,7 @@ import { FallbackBudget } from "../validation/fallback-budget.js";
 import { ValidationPipeline } from "../validation/pipeline.js";
 import { ShadowValidation } from "../validation/shadow.js";
 import { buildAdminFace } from "./admin-face.js";
+import { openAuditTrail } from "./audit-trail.js";
 import type { CacheFactory } from "./cache-factory.js";
 import { stateFor, type SharedState, type StateOrigin } from "./carry-over.js";
 import { buildIdentityFace } from "./identity-face.js";
@@ -96,6 +97,8 @@ export async function buildCore(
 ): Promise<EdgeCore> {
   const { metrics, drills } = context;
   const logger = context.logger ?? silentLogger;
+  // First: a path that cannot be written stops the start (or the reload) before any loop runs.
+  const audit = await openAuditTrail(config, metrics, logger);
   /** The key lag monitor, built once the service token exists: told of every ring change. */
   const lagHook: { monitor?: KeyLagMonitor } = {};
   const keys = await KeyRepository.open({
@@ -105,6 +108,9 @@ export async function buildCore(
       if (outcome.kind === "failed") metrics.keyRepositoryReloadFailures.inc();
       else if (outcome.kind === "changed") lagHook.monitor?.ringChanged();
     },
+  }).catch(async (error: unknown) => {
+    await audit?.close();
+    throw error;
   });
   // What validation sees of the ring: all of it, but for a key-lag drill's hidden primary.
   const keyView = drillKeyView(keys, () => drills.keyRing());
@@ -287,6 +293,7 @@ export async function buildCore(
     logger,
     onRequestDone: (o) => {
       metrics.countRequest(o.auth, o.status);
+      audit?.proxy(o);
       if (o.forward !== "ok" && o.forward !== "not_forwarded") {
         metrics.upstreamErrors.inc({ kind: o.forward });
       }
@@ -317,6 +324,7 @@ export async function buildCore(
     revocations,
     feed,
     retryAfterSeconds,
+    ...(audit === undefined ? {} : { audit }),
     ...(context.loops === undefined ? {} : { shareRevocations: context.loops.publish }),
   });
   const status: StatusReporter = admin.status;
@@ -388,6 +396,7 @@ export async function buildCore(
         forwarder.close(),
         endpoints.close(),
         identity?.relay.close(),
+        audit?.close(),
         keepState ? undefined : state.cache.close(),
       ]);
       if (!keepState) state.contexts?.close();

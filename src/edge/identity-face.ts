@@ -15,6 +15,8 @@ import type { FaultInjector } from "../drill/faults.js";
 import { IdentityRelay, validationRotation } from "../identity/relay.js";
 import { createIdentityHandler } from "../identity/server.js";
 import { TokenApi } from "../identity/token-api.js";
+import type { TokenDecision } from "../identity/server.js";
+import type { AuditTrail } from "./audit-trail.js";
 import { KeystoneEndpoint } from "../keystone/endpoint.js";
 import type { KeystoneEndpoints } from "../keystone/endpoint-set.js";
 import type { FeedUpdate, RevocationFeed } from "../keystone/revocation-feed.js";
@@ -40,6 +42,8 @@ export interface IdentityParts {
   readonly shareRevocations?: (update: FeedUpdate) => void;
   /** Seconds a 503 asks the client to wait. */
   readonly retryAfterSeconds: number;
+  /** The audit log, when on. */
+  readonly audit?: AuditTrail;
 }
 
 /** The Identity handler and its relay (to close); undefined without `identity_listen`. */
@@ -95,6 +99,9 @@ export function buildIdentityFace(
     onRequest: (route, status) => {
       metrics.identityRequests.inc({ route, status_class: statusClass(status) });
     },
+    ...(parts.audit === undefined
+      ? {}
+      : { onTokenDecision: (d: TokenDecision) => parts.audit?.identity(d) }),
     onTokenRevoked: async (token) => {
       const revoked = await pipeline.revokeNow(token);
       if (revoked.auditId !== undefined) {

@@ -32,9 +32,26 @@ import {
 import { isDiscoveryPath, rewriteDiscovery } from "./discovery.js";
 import { sendError, type IdentityRelay } from "./relay.js";
 import type { TokenApi } from "./token-api.js";
+import type { Verdict } from "../validation/pipeline.js";
 
 /** Which part of the Identity face answered, for metrics. */
 export type IdentityRoute = "validate" | "check" | "revoke" | "discovery" | "relay";
+
+/** A token validation the face answered, for the audit log. */
+export interface TokenDecision {
+  readonly method: "GET" | "HEAD";
+  /** The path, without the query. */
+  readonly path: string;
+  readonly status: number;
+  /** The answer's `X-OpenStack-Request-ID`. */
+  readonly requestId: string;
+  /** The subject token, for the audit log to hash: never logged as it is. */
+  readonly subjectToken: string | undefined;
+  /** Its verdict, when it was validated (the caller's token was valid). */
+  readonly subject: Verdict | undefined;
+  /** From the request's arrival to the answer, ms. */
+  readonly latencyMs: number;
+}
 
 /** Options of {@link createIdentityServer}. */
 export interface IdentityServerOptions {
@@ -54,6 +71,8 @@ export interface IdentityServerOptions {
   readonly logger?: Logger;
   /** Called once per request answered. Must not throw. */
   readonly onRequest?: (route: IdentityRoute, status: number) => void;
+  /** Called once per `GET`/`HEAD /v3/auth/tokens` answered (the audit log). Must not throw. */
+  readonly onTokenDecision?: (decision: TokenDecision) => void;
   /**
    * Keystone accepted a `DELETE /v3/auth/tokens` relayed through the face: the subject
    * token is revoked. Awaited before the client sees the answer (read-your-writes); a
@@ -99,8 +118,10 @@ export function createIdentityHandler(options: IdentityServerOptions): RequestLi
     ).replace(/\/+$/, "");
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = performance.now();
     // Every answer carries one, as Keystone's do; a relayed answer carries Keystone's own.
-    res.setHeader("x-openstack-request-id", requestIdFor(header(req, "x-openstack-request-id")));
+    const requestId = requestIdFor(header(req, "x-openstack-request-id"));
+    res.setHeader("x-openstack-request-id", requestId);
     const admission = admitRequest(req, limits);
     if (admission.kind !== "admit") {
       req.resume();
@@ -132,16 +153,26 @@ export function createIdentityHandler(options: IdentityServerOptions): RequestLi
     const method = req.method ?? "GET";
     if (path.replace(/\/+$/, "") === "/v3/auth/tokens" && (method === "GET" || method === "HEAD")) {
       req.resume();
+      const subjectToken = header(req, "x-subject-token");
       const answer = await options.tokenApi.answer({
         method,
         authToken: header(req, "x-auth-token"),
-        subjectToken: header(req, "x-subject-token"),
+        subjectToken,
         query: new URLSearchParams(q < 0 ? "" : url.slice(q + 1)),
         accessRulesVersion: header(req, "openstack-identity-access-rules"),
         publicUrl: `${publicRoot(req)}/v3`,
       });
       res.writeHead(answer.status, answer.headers.flat()).end(answer.body);
       options.onRequest?.(method === "HEAD" ? "check" : "validate", answer.status);
+      options.onTokenDecision?.({
+        method,
+        path,
+        status: answer.status,
+        requestId,
+        subjectToken,
+        subject: answer.subject,
+        latencyMs: performance.now() - started,
+      });
       return;
     }
     const subject = header(req, "x-subject-token");

@@ -31,6 +31,8 @@ export interface IdentityResponse {
   readonly status: number;
   readonly headers: readonly (readonly [string, string])[];
   readonly body: string;
+  /** The subject token's verdict, once it was validated (for the audit log; never sent). */
+  readonly subject?: Verdict;
 }
 
 /** What a token request brings. */
@@ -88,13 +90,23 @@ export class TokenApi {
     const subject = truthy(request.query.get("allow_expired"))
       ? await this.options.validateAllowingExpired(subjectToken)
       : await this.options.validate(subjectToken);
+    return { ...this.judge(request, action, caller.token, subject), subject };
+  }
+
+  /** The answer once both tokens are validated. */
+  private judge(
+    request: TokenApiRequest,
+    action: TokenApiAction,
+    caller: KeystoneToken,
+    subject: Verdict,
+  ): IdentityResponse {
     if (subject.kind === "unavailable") return this.unavailable(request);
     if (subject.kind !== "valid") return this.notFound(request);
     if (hasAccessRules(subject.token)) {
       const version = Number.parseFloat(request.accessRulesVersion ?? "");
       if (!(version >= ACCESS_RULES_MIN_VERSION)) return this.notFound(request);
     }
-    if (!mayInspectToken(action, caller.token, subject.token)) {
+    if (!mayInspectToken(action, caller, subject.token)) {
       return this.respond(
         request,
         403,
@@ -108,7 +120,7 @@ export class TokenApi {
     const body = JSON.stringify({
       token: withoutCatalogIf(request.query.has("nocatalog"), subject.token),
     });
-    return this.respond(request, 200, body, [["X-Subject-Token", subjectToken]]);
+    return this.respond(request, 200, body, [["X-Subject-Token", request.subjectToken ?? ""]]);
   }
 
   private unauthorized(request: TokenApiRequest): IdentityResponse {

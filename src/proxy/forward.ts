@@ -28,7 +28,12 @@ export interface ForwarderOptions {
 
 /** How one forwarded request ended. */
 export type ForwardOutcome =
-  | { readonly kind: "ok"; readonly status: number }
+  | {
+      readonly kind: "ok";
+      readonly status: number;
+      /** The service's `X-OpenStack-Request-ID`, when it sent one (the audit log's). */
+      readonly requestId?: string;
+    }
   | {
       readonly kind: "upstream_refused" | "upstream_timeout" | "upstream_error";
       readonly status: 502 | 504;
@@ -85,6 +90,8 @@ export class Forwarder {
       done(outcome);
     };
     let controller: Dispatcher.DispatchController | undefined;
+    /** The service's `X-OpenStack-Request-ID`. */
+    let requestId: string | undefined;
     const onClientGone = (): void => {
       if (res.writableFinished) return;
       // Settle first: abort() calls the handler's error path synchronously.
@@ -128,6 +135,8 @@ export class Forwarder {
         if (res.destroyed) c.abort(new Error("client went away"));
       },
       onResponseStart(c, statusCode, upstreamHeaders: IncomingHttpHeaders) {
+        const id = upstreamHeaders["x-openstack-request-id"];
+        if (typeof id === "string") requestId = id;
         const out: Record<string, string | string[]> = {};
         const listed = connectionListed(upstreamHeaders.connection);
         for (const [name, value] of Object.entries(upstreamHeaders)) {
@@ -150,7 +159,11 @@ export class Forwarder {
       },
       onResponseEnd() {
         res.end();
-        finish({ kind: "ok", status: res.statusCode });
+        finish(
+          requestId === undefined
+            ? { kind: "ok", status: res.statusCode }
+            : { kind: "ok", status: res.statusCode, requestId },
+        );
       },
       onResponseError(_c, error) {
         fail(error);

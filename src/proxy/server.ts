@@ -24,6 +24,7 @@ import {
 } from "./client-limits.js";
 import { RequestHeadReader } from "./request-head.js";
 import type { AuthOutcome, RequestAuthenticator } from "../validation/decision.js";
+import type { Verdict } from "../validation/pipeline.js";
 
 export interface EdgeServerOptions {
   readonly authenticator: RequestAuthenticator;
@@ -44,6 +45,20 @@ export interface RequestOutcome {
   readonly forward: ForwardOutcome["kind"] | "not_forwarded";
   readonly status: number;
   readonly durationMs: number;
+  /** The method and the origin-form target; absent for a request the client limits refused. */
+  readonly method?: string;
+  readonly target?: string;
+  /** The service's `X-OpenStack-Request-ID`, when it answered with one. */
+  readonly requestId?: string | undefined;
+  /**
+   * The user token, for the audit log to hash (`tokenHash`): never logged or labelled as
+   * it is. Absent when the request had none.
+   */
+  readonly userToken?: string | undefined;
+  /** The user token's verdict. */
+  readonly user?: Verdict | undefined;
+  /** How long validation took, ms (the decision's latency, not the service's). */
+  readonly authMs?: number;
 }
 
 /**
@@ -118,17 +133,25 @@ export function createEdgeHandler(options: EdgeServerOptions): RequestListener {
     const head = heads.read(req, admission.authority);
     guardBody(req, head.hasBody, limits.body_timeout_ms, refused);
     const headers = head.headers;
+    const method = req.method ?? "GET";
     const decision = await options.authenticator.authenticate(head.userToken, head.serviceToken, {
       accept: head.accept,
-      method: req.method ?? "GET",
+      method,
       url: admission.target,
     });
-    const done = (forward: RequestOutcome["forward"], status: number): void => {
+    const authMs = performance.now() - started;
+    const done = (forward: RequestOutcome["forward"], status: number, requestId?: string): void => {
       options.onRequestDone?.({
         auth: decision.outcome,
         forward,
         status,
         durationMs: performance.now() - started,
+        method,
+        target: admission.target,
+        requestId,
+        userToken: head.userToken,
+        user: decision.user,
+        authMs,
       });
     };
     if (decision.kind === "respond") {
@@ -147,7 +170,11 @@ export function createEdgeHandler(options: EdgeServerOptions): RequestListener {
       // A service that failed mid-answer: the client already saw its status (and then a
       // cut connection); count what it saw, the failure goes to the upstream errors.
       const sent = outcome.kind !== "ok" && res.headersSent ? res.statusCode : undefined;
-      done(outcome.kind, sent ?? ("status" in outcome ? outcome.status : 499));
+      done(
+        outcome.kind,
+        sent ?? ("status" in outcome ? outcome.status : 499),
+        outcome.kind === "ok" ? outcome.requestId : undefined,
+      );
     });
   };
   return (req, res) => {

@@ -152,6 +152,7 @@ export class EdgeAuthenticator implements RequestAuthenticator {
         headers: [...r.headers, ["Retry-After", this.retryAfter]],
         body: r.body,
         outcome: "unavailable",
+        user,
       };
     }
     let userState = this.state(user);
@@ -192,12 +193,14 @@ export class EdgeAuthenticator implements RequestAuthenticator {
         headers: r.headers,
         body: r.body,
         outcome: outcome === "valid" ? "invalid_service_token" : outcome,
+        user,
       };
     }
     return {
       kind: "forward",
       headers: result.headers,
       outcome: result.authenticated ? outcome : `delayed_${outcome}`,
+      user,
     };
   }
 

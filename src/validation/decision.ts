@@ -7,6 +7,7 @@
  * ({@link AuthDecision}) and the outcome codes requests are counted by. The proxy
  * (proxy/server.ts) depends on these; validation never depends on the proxy.
  */
+import type { Verdict } from "./pipeline.js";
 
 /** How a request's user token was settled, before `delay_auth_decision` is applied. */
 export type TokenOutcome = "valid" | "invalid" | "no_token" | "access_rules";
@@ -29,6 +30,8 @@ export type AuthDecision =
       readonly headers: readonly (readonly [string, string])[];
       /** For metrics and logs: how the user token was settled. */
       readonly outcome: AuthOutcome;
+      /** The user token's verdict, when there was a user token (the audit log's). */
+      readonly user?: Verdict | undefined;
     }
   | {
       readonly kind: "respond";
@@ -36,6 +39,7 @@ export type AuthDecision =
       readonly headers: readonly (readonly [string, string])[];
       readonly body: string;
       readonly outcome: AuthOutcome;
+      readonly user?: Verdict | undefined;
     };
 
 /** What the authenticator sees of a request besides its tokens. */
