@@ -36,6 +36,9 @@ import { ValidationPipeline } from "../validation/pipeline.js";
 import { ShadowValidation } from "../validation/shadow.js";
 import { buildAdminFace } from "./admin-face.js";
 import { openAuditTrail } from "./audit-trail.js";
+import { hostname } from "node:os";
+import { noTracing, type Tracing } from "../tracing.js";
+import { createOtelTracing } from "../tracing/otel-tracing.js";
 import type { CacheFactory } from "./cache-factory.js";
 import { stateFor, type SharedState, type StateOrigin } from "./carry-over.js";
 import { buildIdentityFace } from "./identity-face.js";
@@ -99,6 +102,7 @@ export async function buildCore(
   const logger = context.logger ?? silentLogger;
   // First: a path that cannot be written stops the start (or the reload) before any loop runs.
   const audit = await openAuditTrail(config, metrics, logger);
+  const tracing = tracingFor(config, logger);
   /** The key lag monitor, built once the service token exists: told of every ring change. */
   const lagHook: { monitor?: KeyLagMonitor } = {};
   const keys = await KeyRepository.open({
@@ -189,6 +193,7 @@ export async function buildCore(
     serviceToken,
     includeCatalog,
     logger,
+    tracing,
     observe: (endpoint, outcome, latencyMs) => {
       metrics.keystoneCalls.observe({ endpoint, outcome }, latencyMs / 1000);
     },
@@ -237,6 +242,7 @@ export async function buildCore(
   });
   const pipeline = new ValidationPipeline({
     ...(shadow === undefined ? {} : { shadow }),
+    tracing,
     revocations,
     ...(contexts === undefined ? {} : { contexts }),
     decoder,
@@ -287,6 +293,7 @@ export async function buildCore(
     forwarder,
     isIdentityHeader,
     limits: config.client,
+    tracing,
     onRefusal: (reason) => {
       metrics.clientRefusals.inc({ listener: "proxy", reason });
     },
@@ -397,6 +404,7 @@ export async function buildCore(
         endpoints.close(),
         identity?.relay.close(),
         audit?.close(),
+        tracing.shutdown(),
         keepState ? undefined : state.cache.close(),
       ]);
       if (!keepState) state.contexts?.close();
@@ -451,5 +459,18 @@ function shadowValidation(
       metrics.shadowValidations.inc({ outcome, tier });
       if (skip !== undefined) metrics.shadowSkips.inc({ reason: skip });
     },
+  });
+}
+
+/** OpenTelemetry tracing for `config`, or {@link noTracing} when `tracing.otlp_endpoint` is unset. */
+function tracingFor(config: Readonly<Config>, logger: Logger): Tracing {
+  const t = config.tracing;
+  if (t.otlp_endpoint === undefined) return noTracing;
+  return createOtelTracing({
+    otlpEndpoint: t.otlp_endpoint,
+    sampleRatio: t.sample_ratio,
+    serviceName: t.service_name,
+    instanceId: `${hostname()}/${String(process.pid)}`,
+    logger,
   });
 }

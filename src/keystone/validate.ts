@@ -12,6 +12,8 @@
  * honours it within its `allow_expired_window`). Never throws; never logs the subject token.
  */
 import { silentLogger, tokenHash, type Logger } from "../log.js";
+import { noTracing, type Tracing } from "../tracing.js";
+import type { CallOptions, CallOutcome, KeystoneEndpoint } from "./endpoint.js";
 import type { KeystoneEndpoints } from "./endpoint-set.js";
 import type { ServiceToken } from "./service-token.js";
 import type { KeystoneToken } from "../token/body.js";
@@ -69,6 +71,44 @@ export interface KeystoneValidatorOptions {
   readonly includeCatalog?: boolean;
   readonly logger?: Logger;
   readonly observe?: KeystoneCallObserver;
+  /**
+   * A client span per call, its `traceparent` sent to Keystone (never the tokens in an
+   * attribute). Default {@link noTracing}.
+   */
+  readonly tracing?: Tracing;
+}
+
+/** One call to `endpoint`, in a client span when tracing is on. */
+export function tracedCall(
+  tracing: Tracing,
+  endpoint: KeystoneEndpoint,
+  call: CallOptions & { readonly headers: Record<string, string> },
+): Promise<CallOutcome> {
+  if (!tracing.enabled) return endpoint.call(call);
+  const query = call.path.indexOf("?");
+  const route = query < 0 ? call.path : call.path.slice(0, query);
+  return tracing.inSpan(
+    `${call.method} ${route}`,
+    "client",
+    {
+      "http.request.method": call.method,
+      "server.address": endpoint.name,
+      "url.path": route,
+      "keystone_edge.endpoint": endpoint.name,
+    },
+    async (span) => {
+      tracing.inject(call.headers);
+      const outcome = await endpoint.call(call);
+      if (outcome.kind === "response") {
+        span.setAttribute("http.response.status_code", outcome.status);
+        span.end(outcome.status >= 500 ? `HTTP ${String(outcome.status)}` : undefined);
+      } else {
+        span.setAttribute("error.type", outcome.reason);
+        span.end(`${outcome.reason}: ${outcome.detail}`);
+      }
+      return outcome;
+    },
+  );
 }
 
 export class KeystoneValidator {
@@ -116,7 +156,7 @@ export class KeystoneValidator {
         }
         const admission = guard.breaker.admit();
         if (admission === undefined) break; // out of rotation: the next endpoint
-        const outcome = await endpoint.call({
+        const outcome = await tracedCall(this.options.tracing ?? noTracing, endpoint, {
           method: "GET",
           path,
           timeoutMs: Math.min(remainingMs, endpoint.timeoutMs),

@@ -25,6 +25,7 @@ import {
 import { RequestHeadReader } from "./request-head.js";
 import type { AuthOutcome, RequestAuthenticator } from "../validation/decision.js";
 import type { Verdict } from "../validation/pipeline.js";
+import { noTracing, type TraceSpan, type Tracing } from "../tracing.js";
 
 export interface EdgeServerOptions {
   readonly authenticator: RequestAuthenticator;
@@ -38,6 +39,13 @@ export interface EdgeServerOptions {
   readonly logger?: Logger;
   /** Called once per request when it is over. */
   readonly onRequestDone?: (outcome: RequestOutcome) => void;
+  /**
+   * A server span per request (continuing the client's `traceparent`), the validation's
+   * spans inside it, and a client span for the forward whose `traceparent` the service
+   * gets in place of the client's. Default {@link noTracing}: the client's
+   * `traceparent` goes through untouched.
+   */
+  readonly tracing?: Tracing;
 }
 
 export interface RequestOutcome {
@@ -81,6 +89,18 @@ function wireHeaders(pairs: readonly (readonly [string, string])[]): readonly st
   return flat;
 }
 
+/**
+ * `headers` (flat `[name, value, …]`) with the client's `traceparent`/`tracestate` replaced
+ * by `trace`'s.
+ */
+function replaceTraceHeaders(headers: string[], trace: Readonly<Record<string, string>>): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    const name = headers[i]?.toLowerCase();
+    if (name === "traceparent" || name === "tracestate") headers.splice(i, 2);
+  }
+  for (const [name, value] of Object.entries(trace)) headers.push(name, value);
+}
+
 /** The listener in front of the service: {@link createEdgeHandler} behind the client limits. */
 export function createEdgeServer(options: EdgeServerOptions): Server {
   return createLimitedListener(
@@ -99,6 +119,7 @@ export function createEdgeHandler(options: EdgeServerOptions): RequestListener {
   const heads = new RequestHeadReader(options.isIdentityHeader);
   const limits = options.limits ?? CLIENT_LIMIT_DEFAULTS;
   const refused: RefusalObserver = (reason) => options.onRefusal?.(reason);
+  const tracing = options.tracing ?? noTracing;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = performance.now();
     const admission = admitRequest(req, limits);
@@ -130,6 +151,30 @@ export function createEdgeHandler(options: EdgeServerOptions): RequestListener {
     }
     // From here on, one target: the one access rules judge is the one forwarded.
     req.url = admission.target;
+    if (!tracing.enabled) return serve(req, res, admission, started, undefined);
+    const method = req.method ?? "GET";
+    const q = admission.target.indexOf("?");
+    return tracing.inSpan(
+      method,
+      "server",
+      {
+        "http.request.method": method,
+        // Never the query: it can hold anything.
+        "url.path": q < 0 ? admission.target : admission.target.slice(0, q),
+      },
+      (span) => serve(req, res, admission, started, span),
+      { traceparent: req.headers["traceparent"], tracestate: req.headers["tracestate"] },
+    );
+  };
+
+  /** An admitted request: read its head, authenticate, answer or forward. */
+  const serve = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    admission: { readonly target: string; readonly authority?: string | undefined },
+    started: number,
+    span: TraceSpan | undefined,
+  ): Promise<void> => {
     const head = heads.read(req, admission.authority);
     guardBody(req, head.hasBody, limits.body_timeout_ms, refused);
     const headers = head.headers;
@@ -141,6 +186,16 @@ export function createEdgeHandler(options: EdgeServerOptions): RequestListener {
     });
     const authMs = performance.now() - started;
     const done = (forward: RequestOutcome["forward"], status: number, requestId?: string): void => {
+      if (span !== undefined) {
+        span.setAttribute("http.response.status_code", status);
+        span.setAttribute("keystone_edge.outcome", decision.outcome);
+        const user = decision.user;
+        if (user !== undefined && user.kind !== "unavailable") {
+          span.setAttribute("keystone_edge.tier", user.source);
+        }
+        // A server's 5xx is an error of the span (semantic conventions); a 4xx is not.
+        if (status >= 500) span.end(`HTTP ${String(status)}`);
+      }
       options.onRequestDone?.({
         auth: decision.outcome,
         forward,
@@ -166,15 +221,34 @@ export function createEdgeHandler(options: EdgeServerOptions): RequestListener {
       return;
     }
     for (const item of wireHeaders(decision.headers)) headers.push(item);
-    options.forwarder.forward(req, res, headers, head.hasBody, (outcome) => {
-      // A service that failed mid-answer: the client already saw its status (and then a
-      // cut connection); count what it saw, the failure goes to the upstream errors.
-      const sent = outcome.kind !== "ok" && res.headersSent ? res.statusCode : undefined;
-      done(
-        outcome.kind,
-        sent ?? ("status" in outcome ? outcome.status : 499),
-        outcome.kind === "ok" ? outcome.requestId : undefined,
-      );
+    const forward = (onDone: () => void): void => {
+      options.forwarder.forward(req, res, headers, head.hasBody, (outcome) => {
+        // A service that failed mid-answer: the client already saw its status (and then a
+        // cut connection); count what it saw, the failure goes to the upstream errors.
+        const sent = outcome.kind !== "ok" && res.headersSent ? res.statusCode : undefined;
+        done(
+          outcome.kind,
+          sent ?? ("status" in outcome ? outcome.status : 499),
+          outcome.kind === "ok" ? outcome.requestId : undefined,
+        );
+        onDone();
+      });
+    };
+    if (span === undefined) {
+      forward(() => undefined);
+      return;
+    }
+    // The service continues the trace from the forward's span, not from the client's.
+    await tracing.inSpan("forward", "client", { "http.request.method": method }, (client) => {
+      const trace: Record<string, string> = {};
+      tracing.inject(trace);
+      replaceTraceHeaders(headers, trace);
+      return new Promise<void>((resolve) => {
+        forward(() => {
+          client.setAttribute("http.response.status_code", res.statusCode);
+          resolve();
+        });
+      });
     });
   };
   return (req, res) => {

@@ -31,6 +31,7 @@ import type { CacheEntry, CachedVerdict } from "../cache/tiers.js";
 
 export type { CacheEntry, CachedVerdict } from "../cache/tiers.js";
 import { systemClock, type Clock } from "../units.js";
+import { noTracing, type Tracing } from "../tracing.js";
 import { answerFromContext, contextKey, type ContextCache } from "./context.js";
 import { FallbackBudget } from "./fallback-budget.js";
 import { SingleFlight } from "./single-flight.js";
@@ -96,6 +97,12 @@ export interface PipelineOptions {
   readonly logger?: Logger;
   /** Called once per validation with the tier and result. */
   readonly observe?: (verdict: Verdict) => void;
+  /**
+   * A span per validation past the in-process cache, with a child per tier it tries
+   * (decryption, memcached's contexts and entries, the revocation marker; the Keystone call
+   * is the validator's). Default {@link noTracing}.
+   */
+  readonly tracing?: Tracing;
   /**
    * Shadow validation (shadow.ts): offered each verdict of the request path with its token
    * (not a drill's, not a recheck's). Default: none.
@@ -221,6 +228,7 @@ export class ValidationPipeline {
   private readonly logger: Logger;
   private readonly budget: { take(): boolean };
   private readonly fallbackNegativeTtlMs: number;
+  private readonly tracing: Tracing;
   /** The re-read of the key repository that requests wait on now. */
   private lookingAgain: Promise<void> | undefined;
 
@@ -228,6 +236,7 @@ export class ValidationPipeline {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.budget = options.fallbackBudget ?? new FallbackBudget({ clock: this.clock });
+    this.tracing = options.tracing ?? noTracing;
     this.fallbackNegativeTtlMs =
       options.fallbackNegativeTtlMs ??
       Math.max(DEFAULT_NEGATIVE_TTL_MS, options.tokenCacheTimeSeconds * 1000);
@@ -251,7 +260,15 @@ export class ValidationPipeline {
    *   filled it) without counting a second lookup.
    */
   async validate(token: string, peeked = false): Promise<Verdict> {
-    const verdict = await this.recheck(token, peeked);
+    const verdict = this.tracing.enabled
+      ? await this.tracing.inSpan("validate", "internal", {}, async (span) => {
+          const v = await this.recheck(token, peeked);
+          span.setAttribute("keystone_edge.result", v.kind);
+          if (v.kind !== "unavailable") span.setAttribute("keystone_edge.tier", v.source);
+          else span.setAttribute("keystone_edge.reason", v.reason);
+          return v;
+        })
+      : await this.recheck(token, peeked);
     this.options.observe?.(verdict);
     this.options.shadow?.offer(token, verdict);
     return verdict;
@@ -277,7 +294,7 @@ export class ValidationPipeline {
   private async unlessMarked(entry: CacheEntry, verdict: Verdict): Promise<Verdict> {
     // Markers off (the cache's one flag, as validateNow reads it): no promise, no read.
     if (verdict.kind !== "valid" || this.options.cache.marksRevocations !== true) return verdict;
-    if (!(await entry.revoked())) return verdict;
+    if (!(await this.traced("revocation marker", () => entry.revoked()))) return verdict;
     this.rememberRevoked(entry, Date.parse(verdict.token.expires_at));
     return REVOKED;
   }
@@ -365,7 +382,7 @@ export class ValidationPipeline {
     cache: CacheEntry,
     { inProcessContexts = true, tokenEntries = true } = {},
   ): Promise<Verdict> {
-    let local = this.options.decoder.decode(token);
+    let local = this.traced("decrypt", () => this.options.decoder.decode(token));
     if (undecryptable(local) && this.options.lookAgain !== undefined) {
       // Look before deciding: the key that signed it may be on disk, its event not here yet.
       await this.lookAgain(this.options.lookAgain);
@@ -384,7 +401,9 @@ export class ValidationPipeline {
     if (contexts !== undefined && ctxKey !== undefined) {
       const context =
         (inProcessContexts ? contexts.get(ctxKey) : undefined) ??
-        (contexts.isShared ? await contexts.fetch(ctxKey) : undefined);
+        (contexts.isShared
+          ? await this.traced("memcached context", () => contexts.fetch(ctxKey))
+          : undefined);
       const answer = fromContext(context, local.token);
       if (answer !== undefined) {
         const verdict = this.unlessRevoked(answer, "context");
@@ -394,10 +413,17 @@ export class ValidationPipeline {
       }
     }
 
-    const shared = tokenEntries ? await cache.fetch() : undefined;
+    const shared = tokenEntries
+      ? await this.traced("memcached token", () => cache.fetch())
+      : undefined;
     if (shared && shared.user.id === localUserId) return this.unlessRevoked(shared, "memcached");
 
     return this.inFlight.run(token, () => this.askKeystone(token, local.token, cache, true));
+  }
+
+  /** `fn` in a child span named `name` when tracing is on. */
+  private traced<T>(name: string, fn: () => T): T {
+    return this.tracing.enabled ? this.tracing.inSpan(name, "internal", {}, fn) : fn();
   }
 
   /** One re-read of the key repository at a time, however many requests wait on it. */
