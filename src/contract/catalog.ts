@@ -58,26 +58,13 @@ export function normalizeCatalog(catalog: readonly CatalogService[]): V2Service[
 }
 
 /**
- * One header value per catalog object. The tokens answered from one context share that
- * context's catalog array (validation/context.ts), so they share its header value too,
- * instead of each cached token holding its own copy (≈5.6 KB for an 8-service catalog,
- * eight times what the rest of its entry holds: docs/benchmarks.md). Weak: a value lives
- * as long as some answer holds its catalog. A catalog is never changed once validated.
- */
-const headerValues = new WeakMap<readonly CatalogService[], string>();
-
-/**
  * The exact `X-Service-Catalog` value keystonemiddleware sets for a v3 token's catalog:
- * `jsonutils.dumps(_normalize_catalog(catalog))`. Pure ASCII. Computed once per catalog
- * object.
+ * `jsonutils.dumps(_normalize_catalog(catalog))`. Pure ASCII. Computed once per context:
+ * the tokens answered from one context share its prepared header lists
+ * (validation/prepared-tokens.ts), this value among them.
  */
 export function serviceCatalogHeaderValue(catalog: readonly CatalogService[]): string {
-  let value = headerValues.get(catalog);
-  if (value === undefined) {
-    value = pythonJsonDumps(normalizeCatalog(catalog));
-    headerValues.set(catalog, value);
-  }
-  return value;
+  return pythonJsonDumps(normalizeCatalog(catalog));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@
  * cross an HTTP hop, so they are simply absent here. The client's copies are stripped first
  * (see `strip.ts`), so absent really means absent.
  *
- * Hot path: {@link prepareToken} builds a token's frozen pair lists once (a cache stores the
- * result); {@link injectHeaders} for a user token alone returns that frozen list itself.
+ * Hot path: a {@link PreparedToken} holds a token's frozen pair lists, built once (the
+ * authenticator keeps them per context: validation/prepared-tokens.ts); {@link injectHeaders} for a user token alone returns that frozen list itself.
  */
 import type { KeystoneToken } from "../token/body.js";
 import { accessRestrictionOf, type AccessRestriction } from "./access-rules.js";
@@ -232,11 +232,6 @@ export class PreparedToken {
     }
     Object.freeze(this);
   }
-}
-
-/** Build a token's header lists once (store the result next to the token in a cache). */
-export function prepareToken(token: KeystoneToken, includeServiceCatalog: boolean): PreparedToken {
-  return new PreparedToken(token, includeServiceCatalog);
 }
 
 /**

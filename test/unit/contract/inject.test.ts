@@ -10,7 +10,6 @@ import {
   PreparedToken,
   injectHeaders,
   invalidIdentityHeaders,
-  prepareToken,
   serviceHeaders,
   serviceTokenRolesMatch,
   userHeaders,
@@ -268,7 +267,7 @@ describe("invalid and missing tokens", () => {
 
 describe("prepared tokens (the hot path)", () => {
   it("are frozen all the way down and reused as is for a user token alone", () => {
-    const prepared = prepareToken(PROJECT, true);
+    const prepared = new PreparedToken(PROJECT, true);
     expect(Object.isFrozen(prepared)).toBe(true);
     expect(Object.isFrozen(prepared.user)).toBe(true);
     expect(prepared.user.every((p) => Object.isFrozen(p))).toBe(true);
@@ -286,7 +285,7 @@ describe("prepared tokens (the hot path)", () => {
           const prep = (t: KeystoneToken | TokenState) =>
             t === null || t === INVALID
               ? t
-              : prepareToken(
+              : new PreparedToken(
                   t instanceof PreparedToken ? t.token : t,
                   options.includeServiceCatalog,
                 );
@@ -299,7 +298,7 @@ describe("prepared tokens (the hot path)", () => {
   });
 
   it("a token prepared with the other catalog setting is re-prepared, not misused", () => {
-    const prepared = prepareToken(PROJECT, false);
+    const prepared = new PreparedToken(PROJECT, false);
     const h = asObject(injectHeaders(prepared, null, DEFAULTS).headers);
     expect(h).toHaveProperty("X-Service-Catalog");
   });
