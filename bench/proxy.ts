@@ -50,6 +50,11 @@ const LATENCY_ROUNDS = Math.max(1, Number(process.env.BENCH_LATENCY_ROUNDS ?? 3)
 const EDGE_NODE_ARGS = (process.env.BENCH_EDGE_NODE_ARGS ?? "")
   .split(" ")
   .filter((a) => a.length > 0);
+/**
+ * Another build's `dist/src/cli/main.js` (e.g. a worktree at an earlier commit): measured
+ * as one more case, so that a change's cost is a difference within one run.
+ */
+const BASELINE_BIN = process.env.BENCH_BASELINE_BIN;
 const dist = (f: string): string => fileURLToPath(new URL(`../dist/bench/${f}`, import.meta.url));
 /** Core of the measured process; every other process runs on core 0. */
 const MEASURED_CORE = cpus().length >= 2 ? cpus().length - 1 : undefined;
@@ -241,7 +246,13 @@ async function main(): Promise<void> {
     const fixtures = await createFixtures(keystone.info);
     const token = fixtures.tokens.project;
     const auth = { "X-Auth-Token": token };
-    const edgeOptions = { keystone: keystone.info, serviceUser: fixtures.serviceUser };
+    // Shadow validation at its production default (1 in 1,000 verdicts), not the harness's
+    // off: the figures are what an operator's edge costs.
+    const edgeOptions = {
+      keystone: keystone.info,
+      serviceUser: fixtures.serviceUser,
+      shadowYaml: [],
+    };
 
     // The identity headers the edge adds for this token, for the header-cost case.
     const echo = await startEchoUpstream();
@@ -328,6 +339,42 @@ http { access_log off;
     edges.push(edgeMarkers, edgeNoMarkers);
     pin(edgeMarkers.pid, OTHER_CORES);
     pin(edgeNoMarkers.pid, OTHER_CORES);
+    // Tracing on, spans exported to a collector stand-in that drains and acknowledges them
+    // (on the other core): 1 % of requests sampled (the default), and every one.
+    const otlpPort = await freePort();
+    const otlp = spawnDaemon(process.execPath, [
+      "-e",
+      `require("node:http").createServer((q, s) => { q.resume(); q.on("end", () => s.writeHead(200, { "content-type": "application/json" }).end("{}")); }).listen(${String(otlpPort)}, "127.0.0.1")`,
+    ]);
+    children.push(otlp);
+    const withTracing = (ratio: number): string[] => [
+      "tracing:",
+      `  otlp_endpoint: "http://127.0.0.1:${String(otlpPort)}"`,
+      `  sample_ratio: ${String(ratio)}`,
+    ];
+    const edgeTraced = await startEdgeProcess({
+      ...edgeOptions,
+      upstream,
+      nodeArgs: EDGE_NODE_ARGS,
+      extraYaml: withTracing(0.01),
+    });
+    const edgeTracedAll = await startEdgeProcess({
+      ...edgeOptions,
+      upstream,
+      nodeArgs: EDGE_NODE_ARGS,
+      extraYaml: withTracing(1),
+    });
+    edges.push(edgeTraced, edgeTracedAll);
+    const edgeBaseline =
+      BASELINE_BIN === undefined
+        ? undefined
+        : await startEdgeProcess({ ...edgeOptions, upstream, bin: BASELINE_BIN });
+    if (edgeBaseline !== undefined) {
+      edges.push(edgeBaseline);
+      pin(edgeBaseline.pid, OTHER_CORES);
+    }
+    pin(edgeTraced.pid, OTHER_CORES);
+    pin(edgeTracedAll.pid, OTHER_CORES);
 
     // (b) WSGI echo under uwsgi
     const kmwConf = kmwPasswordConf(keystone.info, fixtures.serviceUser);
@@ -398,6 +445,18 @@ http { access_log off;
         headers: auth,
         pid: edgeMarkers.pid,
       },
+      edgeTraced: {
+        label: "(a) keystone-edge, tracing on (1 % sampled)",
+        url: edgeTraced.url,
+        headers: auth,
+        pid: edgeTraced.pid,
+      },
+      edgeTracedAll: {
+        label: "(a) keystone-edge, tracing on (every request)",
+        url: edgeTracedAll.url,
+        headers: auth,
+        pid: edgeTracedAll.pid,
+      },
     } satisfies Record<string, Case>;
     const b = {
       bare: { label: "(b) uwsgi echo, bare", url: bare.url, headers: {}, pid: bare.pid },
@@ -420,7 +479,20 @@ http { access_log off;
         pid: edgeB.pid,
       },
     } satisfies Record<string, Case>;
-    const cases: Case[] = [...Object.values(a), ...Object.values(b)];
+    const baseline: Case | undefined =
+      edgeBaseline === undefined
+        ? undefined
+        : {
+            label: "(a) keystone-edge, baseline build",
+            url: edgeBaseline.url,
+            headers: auth,
+            pid: edgeBaseline.pid,
+          };
+    const cases: Case[] = [
+      ...Object.values(a),
+      ...(baseline === undefined ? [] : [baseline]),
+      ...Object.values(b),
+    ];
 
     say(
       `bench:proxy: ${String(cases.length)} cases × ${String(ROUNDS)} rounds, wrk -t1 -c${String(CONNECTIONS)} -d${String(DURATION_S)}s each` +
@@ -503,6 +575,8 @@ http { access_log off;
     const markersUs = pairedUs(a.edgeMarkers, a.edgeMemcached);
     const markersP50Ms = get(a.edgeMarkers).p50Ms - get(a.edgeMemcached).p50Ms;
     const headerBytesUs = pairedUs(a.passHeaders, a.pass);
+    const tracingUs = pairedUs(a.edgeTraced, a.edge);
+    const tracingAllUs = pairedUs(a.edgeTracedAll, a.edge);
     const kmwAuthUs = pairedUs(b.kmw, b.bare);
     const kmwMemcachedAuthUs = pairedUs(b.kmwMemcached, b.bare);
     const edgeWholeUs = get(b.edge).cpuUsPerRequest;
@@ -516,6 +590,14 @@ http { access_log off;
     );
     say(
       `revocation markers (one memcached read per request): ${markersUs.toFixed(1)} µs CPU per request, ${markersP50Ms.toFixed(2)} ms p50 at ${String(CONNECTIONS)} connections; ${Math.round(get(a.edgeMarkers).reqPerSec).toString()} vs ${Math.round(get(a.edgeMemcached).reqPerSec).toString()} req/s`,
+    );
+    if (baseline !== undefined) {
+      say(
+        `this build − the baseline build (per round):          ${pairedUs(a.edge, baseline).toFixed(1)} µs CPU per request; ${Math.round(get(a.edge).reqPerSec).toString()} vs ${Math.round(get(baseline).reqPerSec).toString()} req/s`,
+      );
+    }
+    say(
+      `tracing on (− tracing off, per round):               ${tracingUs.toFixed(1)} µs CPU per request at 1 % sampled, ${tracingAllUs.toFixed(1)} µs with every request traced and exported`,
     );
     say(
       `keystonemiddleware auth work (wrapped − bare):       ${kmwAuthUs.toFixed(1)} µs in-process cache, ${kmwMemcachedAuthUs.toFixed(1)} µs memcached+ENCRYPT`,

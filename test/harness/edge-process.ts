@@ -45,6 +45,8 @@ export interface EdgeProcessOptions {
    * count the master's calls count exactly.
    */
   readonly shadowYaml?: readonly string[];
+  /** The edge's CLI script (benchmarks compare a baseline build). Default this tree's dist. */
+  readonly bin?: string;
   /** `keystone.timeout_ms`. Default 10 000. */
   readonly timeoutMs?: number;
   /**
@@ -101,7 +103,7 @@ export async function startEdgeProcess(options: EdgeProcessOptions): Promise<Edg
   let out = "";
   const argv = [
     ...(options.nodeArgs ?? []),
-    BIN,
+    options.bin ?? BIN,
     "serve",
     "--config",
     join(dir, "edge.yaml"),
