@@ -43,8 +43,12 @@ export type CheckErrorCode =
 /** Codes for an audit log that cannot be written (`audit_log.path`). */
 export type AuditLogErrorCode = "audit_log_unwritable";
 
+/** Codes for a listener that cannot be opened (`listen`, `admin_listen`, `identity_listen`). */
+export type ListenErrorCode = "listen_failed";
+
 export type ErrorCode =
   | AuditLogErrorCode
+  | ListenErrorCode
   | TokenErrorCode
   | KeyRepositoryErrorCode
   | ConfigErrorCode
@@ -103,6 +107,24 @@ export class AuditLogError extends EdgeError {
   ) {
     super(message, options);
     this.name = "AuditLogError";
+  }
+}
+
+/**
+ * A listener the configuration asks for cannot be opened: the port is taken, below 1024
+ * without the capability, or the address is not this host's. The message names the option
+ * and the cause in one line; `option` is the option's name, `systemCode` the system's code
+ * (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`, …).
+ */
+export class ListenError extends EdgeError {
+  readonly code = "listen_failed" as const;
+  constructor(
+    readonly option: string,
+    readonly systemCode: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ListenError";
   }
 }
 
@@ -165,7 +187,10 @@ export const ExitStatus = {
    * failures as {@link ExitStatus.checkNotRun}, so from it 1 always means this.
    */
   keysBehind: 1,
-  /** Usage, configuration or key repository problems. */
+  /**
+   * Usage, configuration or key repository problems, and a listener that cannot be
+   * opened (a taken port): what the operator must fix before the edge can run.
+   */
   usage: 2,
   /** The token is invalid (forged, malformed, unknown payload). */
   invalidToken: 3,
@@ -205,6 +230,7 @@ export function exitStatusFor(error: EdgeError): ExitStatus {
       return ExitStatus.invalidToken;
     case "usage":
     case "audit_log_unwritable":
+    case "listen_failed":
     case "config_unreadable":
     case "invalid_config":
     case "key_repository_missing":

@@ -14,9 +14,11 @@ import cluster from "node:cluster";
 import { fileURLToPath } from "node:url";
 
 import { createCacheFactory } from "../edge/cache-factory.js";
+import { DEFAULT_CONFIG_PATH } from "../config/defaults.js";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { parseListenAddress } from "../config/schema.js";
+import { checkListenable, listenError } from "../edge/listeners.js";
 import { startEdge, type RunningEdge } from "../edge/running-edge.js";
 import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
 import { jsonLogger, type Logger, type LogLevel } from "../log.js";
@@ -29,7 +31,7 @@ import { parseCommandArgs, type Command } from "./command.js";
 /** The script each worker process runs: this CLI. */
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 
-const help = `Usage: keystone-edge serve --config FILE [--log-level LEVEL] [--grace SECONDS]
+const help = `Usage: keystone-edge serve [--config FILE] [--log-level LEVEL] [--grace TIME]
 
 Runs keystone-edge: validates every request's X-Auth-Token / X-Service-Token (in-process
 cache, local Fernet decryption, memcached, then Keystone) and forwards it to the upstream
@@ -47,13 +49,16 @@ stays; with workers, in every worker). SIGTERM/SIGINT: stop accepting, finish re
 flight (--grace), exit 0.
 
 Options:
-  --config FILE        the YAML configuration (see docs/configuration.md)
+  --config FILE        the YAML configuration (see docs/configuration.md); default
+                       /etc/keystone-edge/config.yaml
   --log-level LEVEL    debug, info, warn or error (default info)
   --grace SECONDS      on SIGTERM, how long requests in flight may take (default 10)
   -h, --help           show this help
 
-Exit status: 0 after a clean shutdown; 2 when the configuration or the key repository
-cannot be used (the message names the option or file).
+Exit status: 0 after a clean shutdown; 2 when the edge cannot start as configured: the
+configuration, a secret, the key repository or the audit log cannot be used, or a
+listener cannot be opened (a port in use, below 1024 without the capability); one line
+on stderr names the option and the cause. 1: an internal error (a bug: please report it).
 `;
 
 export const serve: Command = {
@@ -86,9 +91,9 @@ export const serve: Command = {
     }
     const level = parsed.values["log-level"] ?? "info";
     const graceText = parsed.values.grace ?? "10";
-    const file = parsed.values.config;
+    const file = parsed.values.config ?? DEFAULT_CONFIG_PATH;
     try {
-      if (typeof file !== "string") throw new UsageError("--config FILE is required");
+      if (typeof file !== "string") throw new UsageError("--config takes a FILE");
       if (typeof level !== "string" || !["debug", "info", "warn", "error"].includes(level)) {
         throw new UsageError("--log-level must be debug, info, warn or error");
       }
@@ -209,6 +214,8 @@ async function supervise(options: {
   readonly args: readonly string[];
 }): Promise<number> {
   const { logger } = options;
+  // A taken port: one line from this process, before any worker is forked.
+  await checkListenable(options.config);
   const metrics = new SupervisorMetrics();
   const supervisor = new Supervisor({
     configFile: options.file,
@@ -246,7 +253,9 @@ async function supervise(options: {
     if (admin === undefined) throw new UsageError("admin_listen: not host:port");
     try {
       await new Promise<void>((resolve, reject) => {
-        gateway.once("error", reject);
+        gateway.once("error", (error) => {
+          reject(listenError("admin_listen", options.config.admin_listen, error));
+        });
         gateway.listen(admin.port, admin.host, () => {
           gateway.off("error", reject);
           resolve();

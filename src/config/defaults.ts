@@ -21,3 +21,8 @@ export const DEFAULT_SHADOW_SAMPLE_RATIO = 0.001;
 export const DEFAULT_SHADOW_MAX_PER_SECOND = 5;
 /** `shadow_validation.max_in_flight`: shadow validations waiting for the master at once. */
 export const DEFAULT_SHADOW_MAX_IN_FLIGHT = 4;
+/**
+ * The configuration file every command reads when `--config` is not given, and the path the
+ * container image, the systemd unit, the Kubernetes examples and the docs all use.
+ */
+export const DEFAULT_CONFIG_PATH = "/etc/keystone-edge/config.yaml";

@@ -11,12 +11,17 @@
  * a grace period, the others close last.
  */
 import type { RequestListener, Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import {
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server as NetServer,
+} from "node:net";
 import type { Server as TlsServer } from "node:tls";
 
 import { createAdminListener } from "../admin/admin-server.js";
 import type { EdgeMetrics } from "../admin/metrics.js";
 import { parseListenAddress, type Config } from "../config/schema.js";
+import { ListenError } from "../errors.js";
 import { applyListenerLimits, createLimitedListener } from "../proxy/client-limits.js";
 import { tlsServerOptions, type ListenerTlsMaterial } from "../proxy/tls.js";
 
@@ -38,17 +43,93 @@ export interface BoundAddress {
  * Binds `server`. `exclusive`: never shared with other cluster workers (the admin
  * listener: in a worker it is private, and a shared port 0 would be one port for all).
  */
-function listen(server: Server, hostPort: string, exclusive = false): Promise<BoundAddress> {
+function listen(
+  server: NetServer,
+  option: ListenOption,
+  hostPort: string,
+  exclusive = false,
+): Promise<BoundAddress> {
   const parsed = parseListenAddress(hostPort);
   if (!parsed) throw new Error(`invalid listen address ${hostPort}`);
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (error) => {
+      reject(listenError(option, hostPort, error));
+    });
     server.listen({ port: parsed.port, host: parsed.host, exclusive }, () => {
       server.off("error", reject);
       const a = server.address() as AddressInfo;
       resolve({ host: a.address, port: a.port });
     });
   });
+}
+
+/** The options that name a listener. */
+export type ListenOption = "listen" | "admin_listen" | "identity_listen";
+
+/**
+ * The {@link ListenError} for `error`, the failure to bind `hostPort` of `option`: one line
+ * naming the option, the address, the cause and what usually fixes it.
+ */
+export function listenError(option: ListenOption, hostPort: string, error: unknown): ListenError {
+  const code = (error as { code?: unknown }).code;
+  const systemCode = typeof code === "string" ? code : "unknown";
+  const where = `${option}: cannot listen on ${hostPort}`;
+  switch (systemCode) {
+    case "EADDRINUSE":
+      return new ListenError(
+        option,
+        systemCode,
+        `${where}: the address is in use by another process (EADDRINUSE); ` +
+          `find it with \`ss -ltnp 'sport = :${portOf(hostPort)}'\`. ` +
+          "In front of a service the edge takes the service's public port and the service moves to the port `upstream` names",
+      );
+    case "EACCES":
+      return new ListenError(
+        option,
+        systemCode,
+        `${where}: permission denied (EACCES); ports below 1024 need root or ` +
+          "CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE), or listen on a port above 1023",
+      );
+    case "EADDRNOTAVAIL":
+      return new ListenError(
+        option,
+        systemCode,
+        `${where}: no interface of this host has that address (EADDRNOTAVAIL); use one of its addresses, 127.0.0.1 or 0.0.0.0`,
+      );
+    default:
+      return new ListenError(
+        option,
+        systemCode,
+        `${where} (${systemCode}): ${error instanceof Error ? error.message : String(error)}`,
+      );
+  }
+}
+
+/**
+ * Binds each listener address of `config` for a moment and closes it again: the
+ * supervisor's pre-flight before it forks workers, so that a taken port is one
+ * {@link ListenError} from one process rather than one per worker. Port 0 always binds.
+ *
+ * @throws ListenError for the first address that cannot be bound.
+ */
+export async function checkListenable(
+  config: Pick<Config, "listen" | "admin_listen" | "identity_listen">,
+): Promise<void> {
+  const options: readonly [ListenOption, string | undefined][] = [
+    ["listen", config.listen],
+    ["admin_listen", config.admin_listen],
+    ["identity_listen", config.identity_listen],
+  ];
+  for (const [option, hostPort] of options) {
+    if (hostPort === undefined) continue;
+    const probe = createNetServer();
+    await listen(probe, option, hostPort, true);
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
+}
+
+function portOf(hostPort: string): string {
+  return String(parseListenAddress(hostPort)?.port ?? hostPort);
 }
 
 export class Listeners {
@@ -104,14 +185,14 @@ export class Listeners {
           );
     const opened: Server[] = [];
     try {
-      const address = await listen(proxy, config.listen);
+      const address = await listen(proxy, "listen", config.listen);
       opened.push(proxy);
-      const adminAddress = await listen(admin, config.admin_listen, true);
+      const adminAddress = await listen(admin, "admin_listen", config.admin_listen, true);
       opened.push(admin);
       const identityAddress =
         identity === undefined || config.identity_listen === undefined
           ? undefined
-          : await listen(identity, config.identity_listen);
+          : await listen(identity, "identity_listen", config.identity_listen);
       return new Listeners(proxy, admin, identity, address, adminAddress, identityAddress);
     } catch (error) {
       for (const server of opened) server.close();
