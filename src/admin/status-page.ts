@@ -47,7 +47,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <h2>Keystone endpoints</h2>
 <table><thead><tr><th>endpoint</th><th>breaker</th><th>open for</th></tr></thead><tbody id="endpoints"></tbody></table>
 <h2>Key ring</h2>
-<p><span id="keys-count">…</span> keys, primary <span id="keys-primary">…</span>, primary age <span id="keys-age">…</span>, last reload <span id="keys-reload">…</span> (<span id="keys-health">…</span>)</p>
+<p><span id="keys-count">…</span> keys, primary <span id="keys-primary">…</span>, primary age <span id="keys-age">…</span>, last reload <span id="keys-reload">…</span>, last read <span id="keys-checked">…</span> (<span id="keys-health">…</span>)</p>
 <p>Against the master: <span id="keys-lag" class="badge">…</span> since <span id="keys-lag-since">…</span>, last agreed <span id="keys-lag-agreed">…</span>, last check <span id="keys-lag-check">…</span></p>
 <h2>Revocation feed</h2>
 <p><span id="feed-state">…</span>, last answer <span id="feed-lag">…</span> ago, <span id="feed-events">…</span> events held</p>
@@ -110,6 +110,7 @@ function render(s) {
   text("keys-primary", s.keys.primary_index);
   text("keys-age", secs(s.keys.primary_age_seconds));
   text("keys-reload", s.keys.last_reload);
+  text("keys-checked", s.keys.last_checked || "—");
   text("keys-health", s.keys.healthy ? "healthy" : "re-reads failing");
   const lag = s.keys.lag || { state: "unknown", since: null, last_agreed: null, last_check: null };
   const lagBadge = document.getElementById("keys-lag");

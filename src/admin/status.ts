@@ -147,7 +147,8 @@ export class StatusReporter {
         count: keys.key_count,
         primary_index: keys.primary_index,
         primary_age_seconds: primaryAge ?? null,
-        last_reload: keys.last_reload.at,
+        last_reload: keys.loaded_at,
+        last_checked: keys.last_reload.at,
         lag,
       },
       revocation_feed: {

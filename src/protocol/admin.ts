@@ -126,7 +126,6 @@ export interface AdminErrorBody {
 // ---------------------------------------------------------------------------------------
 // status
 
-/** The document `GET /status` answers. */
 /** One worker process of a supervised edge (`workers` > 1), as `/status` lists it. */
 export interface WorkerStatus {
   /** 1-based, stable across replacements. */
@@ -139,6 +138,7 @@ export interface WorkerStatus {
   readonly restarts: number;
 }
 
+/** The document `GET /status` answers (documented field by field in docs/operations.md). */
 export interface EdgeStatus {
   /**
    * With `workers` > 1: every worker; the rest of the document is one serving worker's
@@ -166,7 +166,16 @@ export interface EdgeStatus {
     readonly count: number;
     readonly primary_index: number;
     readonly primary_age_seconds: number | null;
+    /**
+     * When the key ring in force was loaded (start-up, or the last re-read that found the
+     * repository changed: a rotation arriving). ISO 8601.
+     */
     readonly last_reload: string;
+    /**
+     * When the repository was last read (changed or not: every poll and file event). ISO
+     * 8601. Optional for older edges.
+     */
+    readonly last_checked?: string;
     /** Whether the ring decrypts what the master issues now. Optional for older edges. */
     readonly lag?: KeyLagStatus;
   };

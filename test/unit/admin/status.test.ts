@@ -29,6 +29,7 @@ function reporter(
   lag: { state: KeyLagState; lastCheck: KeyLagCheck | undefined },
   metrics = new EdgeMetrics(new Registry()),
   memcached = false,
+  keysStatus: KeyRepositoryStatus = keys,
 ) {
   return new StatusReporter({
     metrics,
@@ -36,7 +37,7 @@ function reporter(
     endpoints: () => [],
     degradedMode: () => false,
     draining: () => false,
-    keys: () => keys,
+    keys: () => keysStatus,
     keyLag: () => lag,
     feed: () => ({ kind: "starting" }),
     clock: new ManualClock(),
@@ -129,6 +130,24 @@ describe("status: the key lag", () => {
     expect(rendered.get("keys-lag-check")?.text).toBe(`${iso(T0_MS)} (reload: behind)`);
     expect(rendered.get("status")?.text).toBe("degraded");
     expect(rendered.get("workers-section")?.hidden).toBe(true);
+  });
+
+  it("last reload is when the ring in force was loaded, not the last read of the directory", async () => {
+    // Loaded an hour ago, re-read (unchanged) a moment ago by the poll: the operator's
+    // "last reload" must not move with every poll.
+    const polled: KeyRepositoryStatus = {
+      ...keys,
+      loaded_at: iso(T0_MS - 3_600_000),
+      last_reload: { result: "ok", at: iso(T0_MS - 2_000) },
+      reloads: 360,
+    };
+    const lag = { state: { kind: "unknown" } as const, lastCheck: undefined };
+    const s = await reporter(lag, undefined, false, polled).snapshot();
+    expect(s.keys.last_reload).toBe(iso(T0_MS - 3_600_000));
+    expect(s.keys.last_checked).toBe(iso(T0_MS - 2_000));
+    const rendered = await renderPage(s);
+    expect(rendered.get("keys-reload")?.text).toBe(iso(T0_MS - 3_600_000));
+    expect(rendered.get("keys-checked")?.text).toBe(iso(T0_MS - 2_000));
   });
 
   it("the status page lists the workers when /status has them (workers > 1)", async () => {
@@ -242,5 +261,50 @@ describe("status: memcached", () => {
       ],
       errors: 5,
     });
+  });
+});
+
+describe("docs/operations.md documents /status field by field", () => {
+  it("names every field a snapshot has", async () => {
+    const { readFileSync } = await import("node:fs");
+    const doc = readFileSync(new URL("../../../docs/operations.md", import.meta.url), "utf8");
+    const start = doc.indexOf("## `/status`, field by field");
+    expect(start).toBeGreaterThan(-1);
+    const section = doc.slice(start, doc.indexOf("\n## ", start + 1));
+    const lag = {
+      state: { kind: "behind", sinceMs: T0_MS - 30_000, lastAgreedAtMs: T0_MS - 90_000 } as const,
+      lastCheck: { atMs: T0_MS - 1_000, trigger: "undecryptable", result: "behind" } as const,
+    };
+    const s = await reporter(lag).snapshot();
+    const full = {
+      ...s,
+      memcached: { servers: [{ server: "m:11211", state: "closed" }], errors: 0 },
+      workers: [{ worker: 1, pid: 1, state: "serving", started_at: iso(T0_MS), restarts: 0 }],
+      drill: {
+        id: "d1",
+        scenario: "master-outage",
+        fault: "keystone_blackhole",
+        endpoints: ["master"],
+        started_at: iso(T0_MS),
+        expires_at: iso(T0_MS + 60_000),
+      },
+    };
+    /** Every field's name, nested ones too, but not the keys of maps (windows, tiers). */
+    const names = new Set<string>();
+    const walk = (value: unknown, key: string): void => {
+      if (key === "hit_rates" || key === "keystone_offload") return;
+      if (Array.isArray(value)) {
+        for (const item of value) walk(item, "");
+      } else if (typeof value === "object" && value !== null) {
+        for (const [k, v] of Object.entries(value)) {
+          names.add(k);
+          walk(v, k);
+        }
+      }
+    };
+    walk(full, "");
+    expect(names.size).toBeGreaterThan(20);
+    const missing = [...names].filter((name) => !section.includes(name));
+    expect(missing).toEqual([]);
   });
 });
