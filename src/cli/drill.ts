@@ -9,13 +9,20 @@
 import { readFileSync } from "node:fs";
 
 import { AdminClient } from "../drill/admin-client.js";
-import { DRILL_SCENARIOS, isDrillScenario, MAX_DRILL_SECONDS } from "../protocol/admin.js";
+import {
+  DRILL_SCENARIOS,
+  isDrillScenario,
+  MAX_DRILL_SECONDS,
+  type DrillScenario,
+} from "../protocol/admin.js";
 import { renderReport } from "../drill/report.js";
 import { runDrill } from "../drill/scenarios.js";
 import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
-import { parseCommandArgs, type Command } from "./command.js";
+import { ADMIN_URL_EXAMPLE, parseAdminUrl } from "./admin-url.js";
+import { errorLines, parseCommandArgs, type Command } from "./command.js";
+import { DURATION_EXAMPLE, parseDurationArgument } from "./duration.js";
 
-const help = `Usage: keystone-edge drill SCENARIO --admin URL --secret-file FILE [options]
+const help = `Usage: keystone-edge drill SCENARIO --admin URL --secret-file FILE --token-file FILE [options]
 
 Rehearses a failure against a running keystone-edge and prints a report. The fault is
 injected inside the edge (real Keystone and memcached are never touched), ends by itself
@@ -46,8 +53,10 @@ Scenarios:
 Options:
   --admin URL              the edge's admin listener, e.g. http://127.0.0.1:9464
   --secret-file FILE       file holding the edge's admin_secret
-  --duration TIME          how long the fault lasts: 60s (default), 2m, 500ms, or seconds
-  --token-file FILE        tokens to drive traffic with, one per line (# comments)
+  --duration TIME          how long the fault lasts: 60s (default), 2m, 500ms, 1h (at
+                           most), or a number of seconds
+  --token-file FILE        tokens to drive traffic with, one per line (# comments);
+                           required, but for revocation
   --endpoint NAME          master-outage: the Keystone endpoint to blackhole
   --max-failover TIME      master-outage: longest acceptable time until the blackholed
                            endpoint leaves rotation (default 30s)
@@ -68,16 +77,75 @@ Exit status: 0 the region behaved; 5 it did not (the report says which check fai
 130 interrupted (faults released).
 `;
 
-/** `60s`, `2m`, `500ms`, `1h` or a bare number of seconds, as ms. */
-export function parseDuration(text: string, option: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (match?.[1] === undefined) {
-    throw new UsageError(`${option} must be a time such as 60s, 2m or 500ms`);
+/** Scenarios that validate tokens and so need `--token-file` (revocation brings its own). */
+function needsTokens(scenario: DrillScenario): boolean {
+  return scenario !== "revocation";
+}
+
+/** Longest positional argument echoed back: scenario names are short words, tokens are not. */
+const MAX_ECHOED_CHARS = 32;
+
+/** A positional argument as a message may show it: a short plain word, quoted; else its size. */
+function shownWord(word: string): string {
+  return word.length <= MAX_ECHOED_CHARS && /^[A-Za-z0-9._:-]+$/.test(word)
+    ? `"${word}"`
+    : `(not shown: ${String(word.length)} characters)`;
+}
+
+/** A unit written as a word of its own (`--duration 5 minutes`), as the suffix it means. */
+function unitSuffix(word: string): string | undefined {
+  const w = word.toLowerCase();
+  if (/^(ms|msecs?|millis|milliseconds?)$/.test(w)) return "ms";
+  if (/^(s|secs?|seconds?)$/.test(w)) return "s";
+  if (/^(m|mins?|minutes?)$/.test(w)) return "m";
+  if (/^(h|hrs?|hours?)$/.test(w)) return "h";
+  return undefined;
+}
+
+/** The options that take a time. */
+const TIME_OPTIONS = ["--duration", "--max-failover", "--max-detection", "--recovery-timeout"];
+
+/**
+ * For a positional argument that is a time's unit written apart (`--duration 5 minutes`),
+ * the one word meant (`--duration 5m`); undefined for any other.
+ */
+function timeMeant(args: readonly string[], word: string): string | undefined {
+  const unit = unitSuffix(word);
+  const at = args.indexOf(word);
+  if (unit === undefined || at < 1) return undefined;
+  const before = args[at - 1] ?? "";
+  const inline = /^(--[a-z-]+)=(\d+(?:\.\d+)?)$/.exec(before);
+  const [option, number] = inline ? [inline[1], inline[2]] : [args[at - 2], before];
+  return option !== undefined && TIME_OPTIONS.includes(option) && /^\d+(\.\d+)?$/.test(number ?? "")
+    ? `${option} ${number ?? ""}${unit}`
+    : undefined;
+}
+
+/**
+ * The SCENARIO of the positional arguments, or a usage error saying what is wrong with
+ * them: none, an unknown scenario (echoed with the list), or an extra argument after it —
+ * with, for `--duration 5 minutes`, the hint `--duration 5m`.
+ */
+function scenarioOf(args: readonly string[], positionals: readonly string[]): DrillScenario {
+  const list = DRILL_SCENARIOS.join(", ");
+  const scenario = positionals.find(isDrillScenario);
+  const extra =
+    positionals.find((p) => p !== scenario) ?? (positionals.length > 1 ? scenario : undefined);
+  const meant = extra === undefined ? undefined : timeMeant(args, extra);
+  if (extra !== undefined && (scenario !== undefined || meant !== undefined)) {
+    throw new UsageError(
+      `unexpected extra argument ${shownWord(extra)}` +
+        (scenario === undefined ? "" : ` after SCENARIO ${scenario}`) +
+        (meant === undefined ? "" : ` (a time is one word: ${meant})`),
+    );
   }
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"] ?? 1000;
-  const ms = Number(match[1]) * unit;
-  if (!(ms > 0)) throw new UsageError(`${option} must be above 0`);
-  return ms;
+  if (scenario !== undefined) return scenario;
+  const [first] = positionals;
+  throw new UsageError(
+    first === undefined
+      ? `give a SCENARIO: ${list}`
+      : `unknown scenario ${shownWord(first)} (scenarios: ${list})`,
+  );
 }
 
 function readSecretFile(path: string, option: string): string {
@@ -108,22 +176,23 @@ export const drill: Command = {
       io.stderr("keystone-edge drill: interrupted: releasing the faults\n");
       controller.abort();
     };
+    const time = { type: "string", value: DURATION_EXAMPLE } as const;
     try {
       const parsed = parseCommandArgs(
         args,
         {
-          admin: { type: "string" },
-          "secret-file": { type: "string" },
-          duration: { type: "string" },
-          "token-file": { type: "string" },
-          endpoint: { type: "string" },
-          "max-failover": { type: "string" },
-          "max-detection": { type: "string" },
-          "fresh-rate": { type: "string" },
-          concurrency: { type: "string" },
-          "recovery-timeout": { type: "string" },
-          "revoke-token-file": { type: "string" },
-          keystone: { type: "string" },
+          admin: { type: "string", value: "a URL such as http://127.0.0.1:9464" },
+          "secret-file": { type: "string", value: "a FILE holding the admin secret" },
+          duration: time,
+          "token-file": { type: "string", value: "a FILE of tokens, one per line" },
+          endpoint: { type: "string", value: "a Keystone endpoint's NAME" },
+          "max-failover": time,
+          "max-detection": time,
+          "fresh-rate": { type: "string", value: "a number of tokens a second" },
+          concurrency: { type: "string", value: "a number from 1 to 256" },
+          "recovery-timeout": time,
+          "revoke-token-file": { type: "string", value: "a FILE holding one token" },
+          keystone: { type: "string", value: "Keystone's Identity v3 URL" },
           json: { type: "boolean" },
         },
         true,
@@ -133,37 +202,50 @@ export const drill: Command = {
         return ExitStatus.ok;
       }
       const v = parsed.values;
-      const scenario = parsed.positionals[0] ?? "";
-      if (parsed.positionals.length !== 1 || !isDrillScenario(scenario)) {
-        throw new UsageError(`give one SCENARIO: ${DRILL_SCENARIOS.join(", ")}`);
-      }
+      const scenario = scenarioOf(args, parsed.positionals);
       const str = (name: string): string | undefined =>
         typeof v[name] === "string" ? v[name] : undefined;
-      const admin = str("admin");
+      const adminText = str("admin");
       const secretFile = str("secret-file");
-      if (admin === undefined) throw new UsageError("--admin URL is required");
-      if (!URL.canParse(admin)) throw new UsageError("--admin must be a URL");
-      if (secretFile === undefined) throw new UsageError("--secret-file FILE is required");
-      const durationMs = parseDuration(str("duration") ?? "60s", "--duration");
-      if (durationMs > MAX_DRILL_SECONDS * 1000) {
-        throw new UsageError(`--duration must be at most ${String(MAX_DRILL_SECONDS)} s`);
+      if (adminText === undefined) {
+        throw new UsageError(
+          `--admin URL is required: the edge's admin listener, e.g. ${ADMIN_URL_EXAMPLE}`,
+        );
       }
+      const admin = parseAdminUrl(adminText);
+      if (secretFile === undefined) {
+        throw new UsageError("--secret-file FILE is required: the edge's admin_secret");
+      }
+      const tokenFile = str("token-file");
+      if (tokenFile === undefined && needsTokens(scenario)) {
+        throw new UsageError("--token-file FILE is required: tokens to drive traffic with");
+      }
+      const durationMs = parseDurationArgument(str("duration") ?? "60s", "--duration", {
+        max: MAX_DRILL_SECONDS * 1000,
+      });
       const concurrency = Number(str("concurrency") ?? "4");
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) {
         throw new UsageError("--concurrency must be an integer from 1 to 256");
       }
-      const recoveryTimeoutMs = parseDuration(
+      const recoveryTimeoutMs = parseDurationArgument(
         str("recovery-timeout") ?? "30s",
         "--recovery-timeout",
       );
-      const maxFailoverMs = parseDuration(str("max-failover") ?? "30s", "--max-failover");
-      const maxDetectionMs = parseDuration(str("max-detection") ?? "15s", "--max-detection");
+      const maxFailoverMs = parseDurationArgument(str("max-failover") ?? "30s", "--max-failover");
+      const maxDetectionMs = parseDurationArgument(
+        str("max-detection") ?? "15s",
+        "--max-detection",
+      );
       const freshPerSecond = Number(str("fresh-rate") ?? "2");
       if (!Number.isFinite(freshPerSecond) || freshPerSecond <= 0 || freshPerSecond > 1000) {
         throw new UsageError("--fresh-rate must be a number above 0 and at most 1000");
       }
-      const tokenFile = str("token-file");
       const tokens = tokenFile === undefined ? [] : readTokens(tokenFile, "--token-file");
+      if (tokens.length === 0 && needsTokens(scenario)) {
+        throw new UsageError(
+          "--token-file holds no token: give tokens to drive traffic with, one per line (# comments)",
+        );
+      }
       const revokeFile = str("revoke-token-file");
       const keystone = str("keystone");
       if (scenario === "revocation" && (revokeFile === undefined || keystone === undefined)) {
@@ -207,7 +289,7 @@ export const drill: Command = {
           : ExitStatus.drillFailed;
     } catch (error) {
       if (error instanceof EdgeError) {
-        io.stderr(`keystone-edge drill: ${error.message}\n`);
+        io.stderr(errorLines(drill.path, error, help));
         return exitStatusFor(error);
       }
       throw error;

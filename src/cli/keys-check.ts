@@ -31,7 +31,7 @@ import { staticKeyRing, type KeyRing, type KeyRingEntry } from "../fernet/key-ri
 import { KeystoneEndpoint, type CallOptions, type CallOutcome } from "../keystone/endpoint.js";
 import { ServiceToken } from "../keystone/service-token.js";
 import { TokenDecoder } from "../token/decoder.js";
-import { parseCommandArgs, type Command, type CommandIO } from "./command.js";
+import { parseCommandArgs, usageLine, type Command, type CommandIO } from "./command.js";
 
 const help = `Usage: keystone-edge keys check --config FILE [--endpoint NAME] [--json]
 
@@ -382,6 +382,7 @@ function reportError(
   for (const line of problems.length > 0 ? problems : [error.message]) {
     io.stderr(`keystone-edge keys check: ${line}\n`);
   }
+  if (error.code === "usage") io.stderr(`${usageLine(help)}\n`);
   return exitStatusFor(error);
 }
 
@@ -389,8 +390,8 @@ async function runCheck(args: readonly string[], io: CommandIO): Promise<number>
   const parsed = parseCommandArgs(
     args,
     {
-      config: { type: "string" },
-      endpoint: { type: "string" },
+      config: { type: "string", value: "the edge's configuration FILE" },
+      endpoint: { type: "string", value: "the NAME of one of keystone.endpoints" },
       json: { type: "boolean" },
     },
     false,

@@ -1,39 +1,49 @@
 /**
- * `keystone-edge keys status`: print a key repository's status as JSON.
+ * `keystone-edge keys status`: print a key repository's status.
  *
  * Owns: the one-shot read an operator or a config-management check runs to see which keys
- * the edge would load: count, primary index, each key's role, fingerprint and age; and,
- * with `--admin`, what the running edge itself reports of its keys — the ring it holds and
- * whether it knows its keys to be behind what Keystone issues now (the key-lag state of its
- * `/status`), read defensively so that an edge without that field still answers.
+ * the edge would load: count, primary index, each key's role, fingerprint and age — only
+ * what one read knows (no reload counters, no watching: those are the daemon's, in its
+ * `/status`); and, with `--admin`, what the running edge itself reports of its keys — the
+ * ring it holds and whether it knows its keys to be behind what Keystone issues now (the
+ * key-lag state of its `/status`), read defensively so that an edge without that field
+ * still answers. A readable summary by default, one JSON object with `--json`.
  */
 import { request } from "undici";
 import { CheckError, EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
-import { KeyRepository } from "../fernet/key-repository.js";
-import { parseCommandArgs, type Command } from "./command.js";
+import { KeyRepository, type KeyRepositoryStatus } from "../fernet/key-repository.js";
+import { ADMIN_URL_EXAMPLE, parseAdminUrl } from "./admin-url.js";
+import { errorLines, parseCommandArgs, type Command } from "./command.js";
 
-const help = `Usage: keystone-edge keys status --key-repository DIR [--admin URL]
+const help = `Usage: keystone-edge keys status --key-repository DIR [--admin URL] [--json]
 
-Reads a Keystone key repository as keystone-edge would and prints its status as JSON:
-directory, primary_index, key_count, and for each key its index, role (primary,
-secondary, staged), fingerprint (a short SHA-256 of the key, safe to compare between
-hosts to check that keys are in sync) and age_seconds (from the file's mtime).
+Reads a Keystone key repository as keystone-edge would and prints its directory, primary
+index, key count, and for each key its index, role (primary, secondary, staged),
+fingerprint (a short SHA-256 of the key, safe to compare between hosts to check that
+keys are in sync) and age (from the file's mtime).
 
-With --admin, adds "edge": what the running edge reports on its admin listener's
-/status: its status, the ring it holds (primary_index, key_count, healthy) and "lag",
-whether it knows its keys to be behind what Keystone issues now: {"state": "in_sync",
-"behind" or "unknown", "since", "last_agreed", "last_check": {"at", "trigger",
-"result"}}, or null from an edge that does not report it. The edge's in_sync means some
-key decrypts; to gate a rotation (the primary must), use keys check.
+With --admin, adds what the running edge reports on its admin listener's /status: its
+status, the ring it holds (primary index, key count, healthy) and its key lag: whether it
+knows its keys to be behind what Keystone issues now (in_sync, behind or unknown), since
+when, when a fresh token last decrypted, and its last check. The edge's in_sync means
+some key decrypts; to gate a rotation (the primary must), use keys check.
+
+--json prints one JSON object instead: directory, primary_index, key_count, keys
+[{index, role, fingerprint, age_seconds}], and with --admin "edge": {"admin", "status",
+"keys": {"primary_index", "key_count", "healthy"}, "lag": {"state", "since",
+"last_agreed", "last_check": {"at", "trigger", "result"}} or null from an edge that does
+not report it} ({"admin", "error"} when /status could not be read); on a problem,
+{"error": {"code", "message"}}.
 
 Options:
   --key-repository DIR  Keystone's [fernet_tokens] key_repository (required)
   --admin URL           the running edge's admin listener (admin_listen), e.g.
-                        http://127.0.0.1:9464 (no secret needed)
+                        ${ADMIN_URL_EXAMPLE} (no secret needed)
+  --json                print one JSON object (for machines)
   -h, --help            show this help
 
 Exit status: 0 the repository loads (and the edge answered); 2 it is missing, empty or
-holds an invalid key file (the JSON error names the file); 6 --admin given and the edge's
+holds an invalid key file (the message names the file); 6 --admin given and the edge's
 /status could not be read.
 `;
 
@@ -141,23 +151,6 @@ export function edgeKeysView(admin: string, status: unknown): EdgeKeysView {
   };
 }
 
-/** The admin listener's base URL, checked; without a trailing slash. */
-function adminBase(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new UsageError("--admin URL: not a URL (e.g. http://127.0.0.1:9464)");
-  }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    throw new UsageError("--admin URL: must be http:// or https://");
-  }
-  if (parsed.username !== "" || parsed.password !== "") {
-    throw new UsageError("--admin URL: the read needs no credentials; give none in the URL");
-  }
-  return parsed.origin + parsed.pathname.replace(/\/+$/, "");
-}
-
 /**
  * Reads the running edge's `/status` (unauthenticated, read-only).
  *
@@ -165,7 +158,7 @@ function adminBase(url: string): string {
  *   (not 200, not JSON, too large).
  */
 export async function readEdgeKeys(admin: string): Promise<EdgeKeysView> {
-  const base = adminBase(admin);
+  const base = parseAdminUrl(admin);
   let response;
   try {
     response = await request(`${base}/status`, {
@@ -217,15 +210,122 @@ export async function readEdgeKeys(admin: string): Promise<EdgeKeysView> {
   return edgeKeysView(base, body);
 }
 
+/** What one read of a repository knows: the repository's fields of {@link KeyRepositoryStatus}. */
+export type RepositoryView = Pick<
+  KeyRepositoryStatus,
+  "directory" | "primary_index" | "key_count" | "keys"
+>;
+
+function repositoryView(status: KeyRepositoryStatus): RepositoryView {
+  const { directory, primary_index, key_count, keys } = status;
+  return { directory, primary_index, key_count, keys };
+}
+
+/**
+ * An age to compare at a glance: its largest unit and the next one when not zero — `59s`,
+ * `2m 5s`, `1d 1h` (90061 s), `3d` (259205 s: the seconds are dropped).
+ */
+export function formatAge(seconds: number): string {
+  const units = [
+    ["d", 86_400],
+    ["h", 3_600],
+    ["m", 60],
+    ["s", 1],
+  ] as const;
+  const total = Math.max(0, Math.round(seconds));
+  const first = units.findIndex(([, size]) => total >= size);
+  if (first === -1) return "0s";
+  const [unit, size] = units[first] ?? ["s", 1];
+  const text = `${String(Math.floor(total / size))}${unit}`;
+  const next = units[first + 1];
+  if (next === undefined) return text;
+  const more = Math.floor((total % size) / next[1]);
+  return more === 0 ? text : `${text} ${String(more)}${next[0]}`;
+}
+
+/** Rows of cells, each column padded to its widest cell. */
+function table(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+  return rows.map((r) =>
+    r
+      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd(),
+  );
+}
+
+/** The repository, to read. */
+function repositoryText(view: RepositoryView): string {
+  const count = `${String(view.key_count)} key${view.key_count === 1 ? "" : "s"}`;
+  const rows = table([
+    ["index", "role", "fingerprint", "age"],
+    ...view.keys.map((k) => [String(k.index), k.role, k.fingerprint, formatAge(k.age_seconds)]),
+  ]);
+  return [
+    `key repository ${view.directory}: primary ${String(view.primary_index)}, ${count}`,
+    ...rows.map((r) => `  ${r}`),
+  ].join("\n");
+}
+
+/** A lag field's value as text. */
+function scalarText(value: Scalar | undefined): string {
+  return value === null || value === undefined ? "-" : String(value);
+}
+
+/** What the running edge says, to read. */
+function edgeText(edge: EdgeKeysView): string {
+  const keys = edge.keys;
+  const ring =
+    keys === null
+      ? "not reported"
+      : [
+          `primary ${scalarText(keys.primary_index)}`,
+          `${scalarText(keys.key_count)} keys`,
+          keys.healthy === null ? "health not reported" : keys.healthy ? "healthy" : "NOT healthy",
+        ].join(", ");
+  const lag = edge.lag;
+  const check = lag?.last_check ?? null;
+  const lines = table([
+    ["ring", ring],
+    [
+      "key lag",
+      lag === null
+        ? "not reported (an edge version before it did)"
+        : `${lag.state}${lag.since === null ? "" : ` since ${lag.since}`}`,
+    ],
+    ...(lag === null
+      ? []
+      : [
+          ["last agreed", lag.last_agreed ?? "never"],
+          [
+            "last check",
+            check === null
+              ? "none yet"
+              : `${scalarText(check["at"])} (${scalarText(check["trigger"])}): ${scalarText(check["result"])}`,
+          ],
+        ]),
+  ]);
+  return [
+    `edge at ${edge.admin}: ${edge.status ?? "status not reported"}`,
+    ...lines.map((l) => `  ${l}`),
+  ].join("\n");
+}
+
 export const keysStatus: Command = {
   path: ["keys", "status"],
-  summary: "print a key repository's status (keys, primary, ages) as JSON",
+  summary: "print a key repository's status: keys, primary, fingerprints, ages",
   help,
   async run(args, io) {
+    // Known before the arguments are read, so that even a usage error prints as asked.
+    const json = args.includes("--json");
     try {
       const parsed = parseCommandArgs(
         args,
-        { "key-repository": { type: "string" }, admin: { type: "string" } },
+        {
+          "key-repository": { type: "string", value: "a DIR: Keystone's key repository" },
+          admin: { type: "string", value: `a URL such as ${ADMIN_URL_EXAMPLE}` },
+          json: { type: "boolean" },
+        },
         false,
       );
       if (parsed.kind === "help") {
@@ -240,18 +340,22 @@ export const keysStatus: Command = {
       if (admin !== undefined && typeof admin !== "string") {
         throw new UsageError("--admin takes a URL");
       }
-      if (admin !== undefined) adminBase(admin); // a bad URL is a usage error before any read
+      if (admin !== undefined) parseAdminUrl(admin); // a bad URL is a usage error before any read
       const repository = await KeyRepository.open({ directory, watch: false, pollIntervalMs: 0 });
       repository.close();
-      const status = repository.status();
+      const view = repositoryView(repository.status());
       if (admin === undefined) {
-        io.stdout(JSON.stringify(status, null, 2) + "\n");
+        io.stdout(json ? JSON.stringify(view, null, 2) + "\n" : repositoryText(view) + "\n");
         return ExitStatus.ok;
       }
       try {
         const edge = await readEdgeKeys(admin);
-        io.stdout(JSON.stringify({ ...status, edge }, null, 2) + "\n");
-        if (edge.lag === null) {
+        io.stdout(
+          json
+            ? JSON.stringify({ ...view, edge }, null, 2) + "\n"
+            : `${repositoryText(view)}\n\n${edgeText(edge)}\n`,
+        );
+        if (edge.lag === null && json) {
           io.stderr(
             `keystone-edge keys status: the edge at ${edge.admin} does not report key lag (a version before it did)\n`,
           );
@@ -260,16 +364,20 @@ export const keysStatus: Command = {
       } catch (error) {
         if (!(error instanceof CheckError)) throw error;
         // The repository was read: print it, with why the edge's view is missing.
+        const base = parseAdminUrl(admin);
         io.stdout(
-          JSON.stringify({ ...status, edge: { admin, error: error.toJSON() } }, null, 2) + "\n",
+          json
+            ? JSON.stringify({ ...view, edge: { admin: base, error: error.toJSON() } }, null, 2) +
+                "\n"
+            : `${repositoryText(view)}\n\nedge at ${base}: could not read /status (below)\n`,
         );
-        io.stderr(`keystone-edge keys status: ${error.message}\n`);
+        io.stderr(errorLines(keysStatus.path, error, help));
         return exitStatusFor(error);
       }
     } catch (error) {
       if (error instanceof EdgeError) {
-        io.stdout(JSON.stringify({ error: error.toJSON() }) + "\n");
-        io.stderr(`keystone-edge keys status: ${error.message}\n`);
+        if (json) io.stdout(JSON.stringify({ error: error.toJSON() }) + "\n");
+        io.stderr(errorLines(keysStatus.path, error, help));
         return exitStatusFor(error);
       }
       throw error;

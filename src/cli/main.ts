@@ -9,7 +9,7 @@
 import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ExitStatus } from "../errors.js";
-import { processIO, type Command, type CommandIO } from "./command.js";
+import { nearest, processIO, type Command, type CommandIO } from "./command.js";
 import { checkConfig } from "./check-config.js";
 import { drill } from "./drill.js";
 import { configReferenceCommand } from "./config-reference.js";
@@ -53,6 +53,41 @@ Run "keystone-edge <command> --help" for a command's options.
 `;
 }
 
+/** A word that may be echoed: a command word as typed, never a token or a path. */
+function shownWord(word: string | undefined): string | undefined {
+  return word !== undefined && /^-{0,2}[a-z][a-z0-9-]{0,31}$/i.test(word) ? word : undefined;
+}
+
+/**
+ * Why `argv` names no command, with the nearest command when one is close: `unknown
+ * command "check-confg": did you mean "check-config"?`. Echoes only words that look like
+ * command words (a mistyped `token decode gAAAA…` must not print the token).
+ */
+function unknownCommand(argv: readonly string[]): string {
+  const [first, second] = argv;
+  const group = commands.filter((c) => c.path[0] === first);
+  const firstShown = shownWord(first);
+  if (firstShown === undefined) return "unknown command (not shown)";
+  if (firstShown.startsWith("-")) return `unknown option ${firstShown} (known: --help, --version)`;
+  if (group.length === 0) {
+    const guess = nearest(
+      firstShown,
+      commands.map((c) => c.path[0] ?? ""),
+    );
+    const meant = commands.find((c) => c.path[0] === guess);
+    return `unknown command "${firstShown}"${meant === undefined ? "" : `: did you mean "${meant.path.join(" ")}"?`}`;
+  }
+  const secondShown = shownWord(second);
+  const words = group.map((c) => c.path[1] ?? "");
+  const guess = secondShown === undefined ? undefined : nearest(secondShown, words);
+  return (
+    `unknown command "${firstShown} ${secondShown ?? "(not shown)"}"` +
+    (guess === undefined
+      ? ` ("${firstShown}" has: ${words.join(", ")})`
+      : `: did you mean "${firstShown} ${guess}"?`)
+  );
+}
+
 /** Runs the CLI with `argv` (without `node` and the script); resolves to the exit status. */
 export async function main(argv: readonly string[], io: CommandIO): Promise<number> {
   const first = argv[0];
@@ -71,7 +106,7 @@ export async function main(argv: readonly string[], io: CommandIO): Promise<numb
       io.stdout(group.map((c) => c.help).join("\n"));
       return argv[1] === undefined ? ExitStatus.usage : ExitStatus.ok;
     }
-    io.stderr(`keystone-edge: unknown command "${argv.slice(0, 2).join(" ")}"\n\n${mainHelp()}`);
+    io.stderr(`keystone-edge: ${unknownCommand(argv)}\n\n${mainHelp()}`);
     return ExitStatus.usage;
   }
   try {

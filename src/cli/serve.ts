@@ -26,7 +26,8 @@ import { createAdminGateway } from "../supervisor/admin-gateway.js";
 import { SupervisorMetrics } from "../supervisor/metrics.js";
 import { resolveWorkers, Supervisor, WorkerStartError } from "../supervisor/supervisor.js";
 import { runWorker } from "../supervisor/worker.js";
-import { parseCommandArgs, type Command } from "./command.js";
+import { errorLines, parseCommandArgs, type Command } from "./command.js";
+import { DURATION_EXAMPLE, parseDurationArgument } from "./duration.js";
 
 /** The script each worker process runs: this CLI. */
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
@@ -52,7 +53,8 @@ Options:
   --config FILE        the YAML configuration (see docs/configuration.md); default
                        /etc/keystone-edge/config.yaml
   --log-level LEVEL    debug, info, warn or error (default info)
-  --grace SECONDS      on SIGTERM, how long requests in flight may take (default 10)
+  --grace TIME         on SIGTERM, how long requests in flight may take: 20s, 1m, or
+                       seconds (default 10s)
   -h, --help           show this help
 
 Exit status: 0 after a clean shutdown; 2 when the edge cannot start as configured: the
@@ -73,7 +75,7 @@ export const serve: Command = {
           {
             config: { type: "string" },
             "log-level": { type: "string" },
-            grace: { type: "string" },
+            grace: { type: "string", value: DURATION_EXAMPLE },
           },
           false,
         );
@@ -82,7 +84,7 @@ export const serve: Command = {
       }
     })();
     if (parsed instanceof EdgeError) {
-      io.stderr(`keystone-edge serve: ${parsed.message}\n`);
+      io.stderr(errorLines(serve.path, parsed, help));
       return exitStatusFor(parsed);
     }
     if (parsed.kind === "help") {
@@ -97,9 +99,8 @@ export const serve: Command = {
       if (typeof level !== "string" || !["debug", "info", "warn", "error"].includes(level)) {
         throw new UsageError("--log-level must be debug, info, warn or error");
       }
-      const grace = Number(graceText);
-      if (!Number.isFinite(grace) || grace < 0)
-        throw new UsageError("--grace must be a number of seconds");
+      const graceMs = parseDurationArgument(String(graceText), "--grace", { min: 0 });
+      const grace = graceMs / 1000;
       if (cluster.isWorker) {
         const worker = Number(process.env["KEYSTONE_EDGE_WORKER"] ?? "0");
         const logger = jsonLogger({ level: level as LogLevel, fields: { worker } });
@@ -108,7 +109,7 @@ export const serve: Command = {
             configFile: file,
             role: worker === 1 ? "leader" : "follower",
             logger,
-            graceMs: grace * 1000,
+            graceMs,
             // With a callback, a channel already closed (the supervisor is gone, or this
             // worker is leaving) is reported there, not as an uncaught 'error' event.
             send: (message) => process.send?.(message, undefined, undefined, () => undefined),
@@ -130,7 +131,7 @@ export const serve: Command = {
           file,
           config: first,
           workers,
-          graceMs: grace * 1000,
+          graceMs,
           logger,
           args: ["serve", ...args],
         });
@@ -181,7 +182,7 @@ export const serve: Command = {
             state.phase = "stopping";
             process.off("SIGTERM", stop);
             process.off("SIGINT", stop);
-            void running.close(grace * 1000).then(resolve);
+            void running.close(graceMs).then(resolve);
           };
           process.on("SIGTERM", stop);
           process.on("SIGINT", stop);
@@ -193,7 +194,7 @@ export const serve: Command = {
       return ExitStatus.ok;
     } catch (error) {
       if (error instanceof EdgeError) {
-        io.stderr(`keystone-edge serve: ${error.message}\n`);
+        io.stderr(errorLines(serve.path, error, help));
         return exitStatusFor(error);
       }
       throw error;

@@ -1,8 +1,9 @@
 /**
  * `keystone-edge token decode`: verify and read one token locally, print one JSON object.
  *
- * Owns: the CLI contract other checks drive — Keystone's field names on stdout, exit 0 valid,
- * 4 expired (fields plus the error), 3 invalid, 2 usage or key repository problems.
+ * Owns: the CLI contract other checks drive — Keystone's field names on stdout (one field a
+ * line to read, one line with `--json`), exit 0 valid, 4 expired (fields plus the error),
+ * 3 invalid, 2 usage or key repository problems.
  */
 import { EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
 import { MAX_TOKEN_CHARS } from "../fernet/envelope.js";
@@ -12,16 +13,17 @@ import { TokenDecoder } from "../token/decoder.js";
 import { DEFAULT_AUTH_METHODS } from "../token/methods.js";
 import { renderKeystoneFields } from "../token/render.js";
 import { fixedClock, systemClock } from "../units.js";
-import { parseCommandArgs, type Command, type CommandIO } from "./command.js";
+import { errorLines, parseCommandArgs, type Command, type CommandIO } from "./command.js";
 
 const help = `Usage: keystone-edge token decode --key-repository DIR [options] [TOKEN | -]
 
 Verifies a Keystone Fernet token with the keys in DIR and prints one JSON object with
 Keystone's validate_token fields (user_id, methods, audit_ids, system, domain_id,
 project_id, trust_id, federated_group_ids, identity_provider_id, protocol_id,
-access_token_id, app_cred_id, issued_at, expires_at) plus payload_version. Absent values
-are null; times are YYYY-MM-DDTHH:MM:SS.ffffffZ. Nothing is sent to Keystone: roles,
-names, revocation and enabled flags are not checked here.
+access_token_id, app_cred_id, issued_at, expires_at) plus payload_version, one field a
+line; --json prints the same object on one line. Absent values are null; times are
+YYYY-MM-DDTHH:MM:SS.ffffffZ. Nothing is sent to Keystone: roles, names, revocation and
+enabled flags are not checked here.
 
 TOKEN is the token itself; "-" (or no TOKEN with input piped in) reads it from stdin.
 Prefer stdin: a token on the command line is visible to other users in the process list.
@@ -35,6 +37,7 @@ Options:
   --default-domain-id ID  Keystone's [identity] default_domain_id (default: default)
   --at TIME               judge expiry as of TIME (ISO 8601 with a zone, e.g.
                           2026-01-31T12:00:00Z) instead of now
+  --json                  print the object on one line (for machines)
   -h, --help              show this help
 
 Exit status:
@@ -44,6 +47,24 @@ Exit status:
   2  usage or key repository problem   {"error": {"code": …, "message": …}}
   1  internal error   {"error": {"code": "internal", "message": …}}
 `;
+
+/**
+ * A JSON object laid out to read: one field a line, indented by two spaces, each value on
+ * its field's line (`"methods": ["password"]`, `"error": {"code": "expired", …}`), as
+ * README.md shows it. `JSON.parse` reads it back as the one-line form.
+ */
+export function readableJson(object: object): string {
+  const inline = (value: unknown): string => {
+    if (Array.isArray(value)) return `[${value.map(inline).join(", ")}]`;
+    if (typeof value === "object" && value !== null) {
+      const fields = Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${inline(v)}`);
+      return `{${fields.join(", ")}}`;
+    }
+    return value === undefined ? "null" : JSON.stringify(value);
+  };
+  const fields = Object.entries(object).map(([k, v]) => `  ${JSON.stringify(k)}: ${inline(v)}`);
+  return fields.length === 0 ? "{}" : `{\n${fields.join(",\n")}\n}`;
+}
 
 async function readToken(positionals: readonly string[], io: CommandIO): Promise<string> {
   if (positionals.length > 1) throw new UsageError("give at most one TOKEN");
@@ -80,14 +101,23 @@ export const tokenDecode: Command = {
   summary: "verify and read a Fernet token with a local key repository (JSON out)",
   help,
   async run(args, io) {
+    // Known before the arguments are read, so that even a usage error prints as asked.
+    const beforeTerminator = args.includes("--") ? args.slice(0, args.indexOf("--")) : args;
+    const print = (object: object): void => {
+      io.stdout(
+        (beforeTerminator.includes("--json") ? JSON.stringify(object) : readableJson(object)) +
+          "\n",
+      );
+    };
     try {
       const parsed = parseCommandArgs(
         args,
         {
-          "key-repository": { type: "string" },
-          "auth-methods": { type: "string" },
-          "default-domain-id": { type: "string" },
-          at: { type: "string" },
+          "key-repository": { type: "string", value: "a DIR: Keystone's key repository" },
+          "auth-methods": { type: "string", value: "a LIST such as password,token" },
+          "default-domain-id": { type: "string", value: "a domain ID" },
+          at: { type: "string", value: "a time such as 2026-01-31T12:00:00Z" },
+          json: { type: "boolean" },
         },
         true,
       );
@@ -96,6 +126,7 @@ export const tokenDecode: Command = {
         return ExitStatus.ok;
       }
       const { values, positionals } = parsed;
+
       const directory = values["key-repository"];
       if (typeof directory !== "string" || directory.length === 0) {
         throw new UsageError("--key-repository DIR is required");
@@ -123,25 +154,19 @@ export const tokenDecode: Command = {
       const result = decoder.decode(token);
       switch (result.status) {
         case "valid":
-          io.stdout(JSON.stringify(renderKeystoneFields(result.token)) + "\n");
+          print(renderKeystoneFields(result.token));
           return ExitStatus.ok;
         case "expired":
-          io.stdout(
-            JSON.stringify({
-              ...renderKeystoneFields(result.token),
-              error: result.error.toJSON(),
-            }) + "\n",
-          );
+          print({ ...renderKeystoneFields(result.token), error: result.error.toJSON() });
           return ExitStatus.expiredToken;
         case "invalid":
-          io.stdout(JSON.stringify({ error: result.error.toJSON() }) + "\n");
+          print({ error: result.error.toJSON() });
           return exitStatusFor(result.error);
       }
     } catch (error) {
       if (error instanceof EdgeError) {
-        io.stdout(JSON.stringify({ error: error.toJSON() }) + "\n");
-        if (error instanceof UsageError)
-          io.stderr(`keystone-edge token decode: ${error.message}\n`);
+        print({ error: error.toJSON() });
+        if (error instanceof UsageError) io.stderr(errorLines(tokenDecode.path, error, help));
         return exitStatusFor(error);
       }
       throw error;

@@ -372,6 +372,23 @@ describe("keystone-edge keys check: usage and configuration (2)", () => {
     expect(json.json()).toMatchObject({ ok: false, error: { code: "usage" } });
   });
 
+  it("a usage error names the problem, then the usage line; never util.parseArgs's text", async () => {
+    const typo = await runCli(["keys", "check", "--confg", "edge.yaml"]);
+    expect(typo.status).toBe(2);
+    expect(typo.stderr).toBe(
+      "keystone-edge keys check: unknown option --confg: did you mean --config? (known: --config, --endpoint, --json, --help)\n" +
+        "Usage: keystone-edge keys check --config FILE [--endpoint NAME] [--json]\n",
+    );
+    const missing = await runCli(["keys", "check", "--config"]);
+    expect(missing.stderr.split("\n")[0]).toBe(
+      "keystone-edge keys check: --config needs a value (the edge's configuration FILE)",
+    );
+    // Not a usage error: no usage line.
+    const unreadable = await runCli(["keys", "check", "--config", join(work, "nope.yaml")]);
+    expect(unreadable.status).toBe(2);
+    expect(unreadable.stderr).not.toMatch(/Usage:/);
+  });
+
   it("exits 2 on a configuration that does not load, naming the option", async () => {
     const missing = await check(["--config", join(work, "nope.yaml"), "--json"]);
     expect(missing.status).toBe(2);
@@ -526,6 +543,7 @@ describe("keystone-edge keys status --admin", () => {
       region.dir,
       "--admin",
       `${admin.url}/`,
+      "--json",
     ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.json()).toMatchObject({
@@ -550,6 +568,7 @@ describe("keystone-edge keys status --admin", () => {
       region.dir,
       "--admin",
       admin.url,
+      "--json",
     ]);
     expect(r.status).toBe(0);
     expect(r.json()).toMatchObject({ edge: { lag: null } });
@@ -575,6 +594,7 @@ describe("keystone-edge keys status --admin", () => {
       region.dir,
       "--admin",
       odd.url,
+      "--json",
     ]);
     expect(tolerated.status).toBe(0);
     expect(tolerated.json()["edge"] as Record<string, unknown>).toEqual({
@@ -594,6 +614,7 @@ describe("keystone-edge keys status --admin", () => {
       region.dir,
       "--admin",
       notJson.url,
+      "--json",
     ]);
     expect(bad.status).toBe(6);
     expect(bad.json()).toMatchObject({
@@ -606,9 +627,70 @@ describe("keystone-edge keys status --admin", () => {
         .status,
     ).toBe(6);
     const dead = `http://127.0.0.1:${String(await freePort())}`;
-    const down = await runCli(["keys", "status", "--key-repository", region.dir, "--admin", dead]);
+    const down = await runCli([
+      "keys",
+      "status",
+      "--key-repository",
+      region.dir,
+      "--admin",
+      dead,
+      "--json",
+    ]);
     expect(down.status).toBe(6);
     expect(down.json()).toMatchObject({ edge: { error: { code: "admin_unreachable" } } });
+  });
+
+  it("prints the edge's view readably by default, under the repository", async () => {
+    const lag = {
+      state: "behind",
+      since: "2026-12-01T10:00:00.000Z",
+      last_agreed: "2026-12-01T09:59:30.000Z",
+      last_check: { at: "2026-12-01T10:00:05.000Z", trigger: "undecryptable", result: "behind" },
+    };
+    const admin = await fakeAdmin({ status: 200, body: edgeStatus({ lag }) });
+    const r = await runCli([
+      "keys",
+      "status",
+      "--key-repository",
+      region.dir,
+      "--admin",
+      admin.url,
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    const [repository, edge] = r.stdout.trimEnd().split("\n\n");
+    expect(repository).toMatch(new RegExp(`^key repository ${region.dir}: primary 2, 3 keys\n`));
+    expect(edge?.split("\n")).toEqual([
+      `edge at ${admin.url}: degraded`,
+      "  ring         primary 2, 3 keys, healthy",
+      "  key lag      behind since 2026-12-01T10:00:00.000Z",
+      "  last agreed  2026-12-01T09:59:30.000Z",
+      "  last check   2026-12-01T10:00:05.000Z (undecryptable): behind",
+    ]);
+    const old = await fakeAdmin({ status: 200, body: edgeStatus({}) });
+    const before = await runCli([
+      "keys",
+      "status",
+      "--key-repository",
+      region.dir,
+      "--admin",
+      old.url,
+    ]);
+    expect(before.status).toBe(0);
+    expect(before.stdout).toContain("  key lag  not reported (an edge version before it did)\n");
+    expect(before.stdout).not.toContain("last check");
+    const notJson = await fakeAdmin({ status: 200, body: "<html>" });
+    const bad = await runCli([
+      "keys",
+      "status",
+      "--key-repository",
+      region.dir,
+      "--admin",
+      notJson.url,
+    ]);
+    expect(bad.status).toBe(6);
+    expect(bad.stdout).toContain(`edge at ${notJson.url}: could not read /status`);
+    expect(bad.stderr).toMatch(/^keystone-edge keys status: .*not JSON/);
+    expect(bad.stderr).not.toMatch(/Usage:/);
   });
 
   it("exits 2 on an --admin that is not an http(s) URL", async () => {
@@ -616,6 +698,18 @@ describe("keystone-edge keys status --admin", () => {
       const r = await runCli(["keys", "status", "--key-repository", region.dir, "--admin", url]);
       expect(r.status, url).toBe(2);
       expect(r.stdout + r.stderr).not.toContain("pw@");
+      expect(r.stderr).toMatch(/\nUsage: keystone-edge keys status /);
     }
+    const bare = await runCli([
+      "keys",
+      "status",
+      "--key-repository",
+      region.dir,
+      "--admin",
+      "127.0.0.1:9464",
+    ]);
+    expect(bare.stderr.split("\n")[0]).toBe(
+      "keystone-edge keys status: --admin must be a URL such as http://127.0.0.1:9464 (did you mean http://127.0.0.1:9464?)",
+    );
   });
 });
