@@ -133,7 +133,11 @@ export class ConfigError extends EdgeError {
   constructor(
     readonly code: ConfigErrorCode,
     message: string,
-    /** One line per problem, each starting with the option's dotted path. */
+    /**
+     * One entry per problem, each starting with the option's dotted path, or for a YAML
+     * syntax error with `file:line:column`, then the offending line and a caret on lines
+     * of their own (indented).
+     */
     readonly problems: readonly string[],
   ) {
     super(message);

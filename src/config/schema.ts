@@ -52,6 +52,43 @@ function hostOf(url: string): string {
   return new URL(url).host;
 }
 
+/**
+ * Cross-field rules run even when another option of the same object is invalid, so that
+ * one pass reports every problem of a file. Their checks then see the object as given:
+ * each compares only options of the type it expects and passes otherwise (a wrong type is
+ * reported on its own).
+ */
+const inEveryPass = { when: () => true } as const;
+
+/** The option `key` of `value` when `value` is an object and it is a number. */
+function numberAt(value: unknown, key: string): number | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = (value as Record<string, unknown>)[key];
+  return typeof v === "number" ? v : undefined;
+}
+
+/** `value[a] <= value[b]`, or true when either is not a number. */
+function notAbove(value: unknown, a: string, b: string): boolean {
+  const x = numberAt(value, a);
+  const y = numberAt(value, b);
+  return x === undefined || y === undefined || x <= y;
+}
+
+/** Whether the endpoints' names (given or `host:port`) are unique, as far as they are valid. */
+function endpointNamesUnique(keystone: unknown): boolean {
+  if (typeof keystone !== "object" || keystone === null) return true;
+  const endpoints = (keystone as Record<string, unknown>)["endpoints"];
+  if (!Array.isArray(endpoints)) return true;
+  const names = endpoints.flatMap((e: unknown): string[] => {
+    if (typeof e === "object" && e !== null) {
+      const name = (e as Record<string, unknown>)["name"];
+      return typeof name === "string" ? [name] : [];
+    }
+    return typeof e === "string" && URL.canParse(e) ? [hostOf(e)] : [];
+  });
+  return new Set(names).size === names.length;
+}
+
 /** The edge's own service user: a password or an application credential. */
 const keystoneAuth = z
   .discriminatedUnion("type", [
@@ -202,14 +239,21 @@ const clientLimits = z
     "What a client may send to `listen` and `identity_listen`, and for how long: heads beyond these limits are refused before any validation work. Timeouts and `max_head_bytes` take effect for new connections after a reload.",
   )
   .default({ ...CLIENT_LIMIT_DEFAULTS })
-  .refine((c) => c.max_header_bytes <= c.max_head_bytes, {
+  .refine((c) => notAbove(c, "max_header_bytes", "max_head_bytes"), {
     message: "must not exceed max_head_bytes",
     path: ["max_header_bytes"],
+    ...inEveryPass,
   })
-  .refine((c) => c.request_timeout_ms === 0 || c.headers_timeout_ms <= c.request_timeout_ms, {
-    message: "must not exceed request_timeout_ms (unless that is 0)",
-    path: ["headers_timeout_ms"],
-  });
+  .refine(
+    (c) =>
+      numberAt(c, "request_timeout_ms") === 0 ||
+      notAbove(c, "headers_timeout_ms", "request_timeout_ms"),
+    {
+      message: "must not exceed request_timeout_ms (unless that is 0)",
+      path: ["headers_timeout_ms"],
+      ...inEveryPass,
+    },
+  );
 
 /** The client limits, validated. */
 export type ClientLimits = z.output<typeof clientLimits>;
@@ -357,9 +401,10 @@ export const configSchema = z.strictObject({
       max_body_bytes: 1_048_576,
       max_buffered_bytes: 16 * 1_048_576,
     })
-    .refine((r) => r.max_buffered_bytes >= r.max_body_bytes, {
+    .refine((r) => notAbove(r, "max_body_bytes", "max_buffered_bytes"), {
       message: "max_buffered_bytes must be at least max_body_bytes",
       path: ["max_buffered_bytes"],
+      ...inEveryPass,
     }),
   keystone: z
     .strictObject({
@@ -457,6 +502,12 @@ export const configSchema = z.strictObject({
       }),
       auth: keystoneAuth,
     })
+    // Before the transform: a transform never runs on an invalid object, this check does.
+    .refine(endpointNamesUnique, {
+      message: "endpoint names must be unique (unnamed ones are named after host:port)",
+      path: ["endpoints"],
+      ...inEveryPass,
+    })
     .describe(
       "How the edge reaches Keystone: its endpoints, TLS, deadlines, circuit breakers, the revocation feed and the edge's own service user.",
     )
@@ -466,11 +517,7 @@ export const configSchema = z.strictObject({
       endpoints: (k.endpoints ?? [k.www_authenticate_uri]).map((e) =>
         typeof e === "string" ? { name: hostOf(e), url: e } : e,
       ),
-    }))
-    .refine((k) => new Set(k.endpoints.map((e) => e.name)).size === k.endpoints.length, {
-      message: "endpoint names must be unique (unnamed ones are named after host:port)",
-      path: ["endpoints"],
-    }),
+    })),
   fernet: z
     .strictObject({
       key_repository: nonEmpty.meta({
@@ -582,10 +629,19 @@ export const configSchema = z.strictObject({
       stale_if_error: DEFAULT_STALE_IF_ERROR_SECONDS,
       revocation_markers: true,
     })
-    .refine((c) => c.memcached_servers.length === 0 || c.memcache_secret_key !== undefined, {
-      message: "memcache_secret_key is required when memcached_servers is set",
-      path: ["memcache_secret_key"],
-    }),
+    .refine(
+      (c: unknown) =>
+        typeof c !== "object" ||
+        c === null ||
+        !Array.isArray((c as Record<string, unknown>)["memcached_servers"]) ||
+        (c as { memcached_servers: unknown[] }).memcached_servers.length === 0 ||
+        (c as Record<string, unknown>)["memcache_secret_key"] !== undefined,
+      {
+        message: "memcache_secret_key is required when memcached_servers is set",
+        path: ["memcache_secret_key"],
+        ...inEveryPass,
+      },
+    ),
   auth_token: z
     .strictObject({
       delay_auth_decision: z

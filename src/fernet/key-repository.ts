@@ -26,6 +26,25 @@ function errnoCode(error: unknown): string | undefined {
     : undefined;
 }
 
+/** The option messages name unless told otherwise ({@link ReadOptions.option}). */
+const OPTION = "fernet.key_repository";
+
+/**
+ * What to do about a permission error: Keystone's own repository is `keystone:keystone`,
+ * the directory 0700 and the keys 0600 (`keystone-manage fernet_setup`), so an edge on the
+ * same host, as another user, reads nothing until an operator decides who may.
+ */
+export const PERMISSION_HINT =
+  "the edge's user needs read access; Keystone's keys are 0600 keystone:keystone — add " +
+  "the edge's user to the keystone group and make the keys 0640 (the directory 0750), " +
+  "or sync a copy it owns";
+
+/** ` (CODE)`, and for a permission error what to do about it. */
+function cause(code: string | undefined, error: unknown): string {
+  const shown = ` (${code ?? String(error)})`;
+  return code === "EACCES" || code === "EPERM" ? `${shown}: ${PERMISSION_HINT}` : shown;
+}
+
 /** A failed read that may succeed if tried again in a moment (a change was under way). */
 class Unsettled extends Error {}
 
@@ -87,7 +106,7 @@ function sameListing(a: readonly FileStamp[], b: readonly FileStamp[]): boolean 
  * Empty files are skipped, as Keystone skips them, but only when `acceptEmpty` (an empty
  * file is usually a copy caught half way).
  */
-async function readOnce(directory: string, acceptEmpty: boolean): Promise<KeyRing> {
+async function readOnce(directory: string, acceptEmpty: boolean, option: string): Promise<KeyRing> {
   const source = await keySource(directory);
   const before = await listKeyFiles(source);
   const files: KeyFile[] = [];
@@ -101,7 +120,7 @@ async function readOnce(directory: string, acceptEmpty: boolean): Promise<KeyRin
       if (code === "ENOENT") throw new Unsettled(`${path} vanished while being read`);
       throw new KeyRepositoryError(
         "key_repository_unreadable",
-        `key file ${path} cannot be read (${code ?? String(error)})`,
+        `${option}: cannot read key file ${path}${cause(code, error)}`,
         path,
       );
     }
@@ -111,7 +130,7 @@ async function readOnce(directory: string, acceptEmpty: boolean): Promise<KeyRin
     }
     const key = parseFernetKey(text);
     if (typeof key === "string") {
-      throw new KeyRepositoryError("invalid_key", `key file ${path}: ${key}`, path);
+      throw new KeyRepositoryError("invalid_key", `${option}: key file ${path}: ${key}`, path);
     }
     files.push({ index: Number(stamp.name), key, modifiedAtMs: stamp.mtimeMs });
   }
@@ -121,7 +140,7 @@ async function readOnce(directory: string, acceptEmpty: boolean): Promise<KeyRin
   if (files.length === 0) {
     throw new KeyRepositoryError(
       "key_repository_empty",
-      `key repository ${directory} holds no keys (expected files named 0, 1, 2, … ` +
+      `${option}: ${directory} holds no keys (expected files named 0, 1, 2, … ` +
         `as written by keystone-manage fernet_setup)`,
       directory,
     );
@@ -132,7 +151,7 @@ async function readOnce(directory: string, acceptEmpty: boolean): Promise<KeyRin
       // "01" and "1" name the same index; which one Keystone uses depends on listing order.
       throw new KeyRepositoryError(
         "invalid_key",
-        `key repository ${directory} has two files for index ${f.index}`,
+        `${option}: ${directory} has two files for index ${f.index}`,
         directory,
       );
     }
@@ -147,6 +166,11 @@ export interface ReadOptions {
   readonly attempts?: number;
   /** Pause between those reads. Default 50 ms. */
   readonly settleMs?: number;
+  /**
+   * What messages call the directory, as the operator gave it: an option or a flag.
+   * Default `fernet.key_repository`.
+   */
+  readonly option?: string;
 }
 
 /**
@@ -157,21 +181,23 @@ export interface ReadOptions {
  * ring is only ever built from a directory that held still while it was read.
  *
  * @throws KeyRepositoryError `key_repository_missing`, `key_repository_unreadable` (also
- *   when the directory never held still), `key_repository_empty`, or `invalid_key` naming
- *   the file.
+ *   when the directory never held still), `key_repository_empty`, or `invalid_key`; each
+ *   message starts with the option (`fernet.key_repository: `) and names the directory or
+ *   file, and a permission error says how to grant access.
  */
 export async function readKeyRepository(
   directory: string,
   options: ReadOptions = {},
 ): Promise<KeyRing> {
   const attempts = Math.max(1, options.attempts ?? 5);
+  const option = options.option ?? OPTION;
   let last = "";
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
-      return await readOnce(directory, attempt === attempts);
+      return await readOnce(directory, attempt === attempts, option);
     } catch (error) {
       if (error instanceof KeyRepositoryError) throw error;
-      if (!(error instanceof Unsettled)) throw asRepositoryError(directory, error);
+      if (!(error instanceof Unsettled)) throw asRepositoryError(directory, error, option);
       last = error.message;
       if (attempt < attempts) {
         await new Promise((resolve) => setTimeout(resolve, options.settleMs ?? 50));
@@ -180,23 +206,28 @@ export async function readKeyRepository(
   }
   throw new KeyRepositoryError(
     "key_repository_unreadable",
-    `key repository ${directory} kept changing while being read (${last})`,
+    `${option}: ${directory} kept changing while being read (${last})`,
     directory,
   );
 }
 
-function asRepositoryError(directory: string, error: unknown): KeyRepositoryError {
+/** A system error reading `directory` as the operator should read it. */
+export function asRepositoryError(
+  directory: string,
+  error: unknown,
+  option: string = OPTION,
+): KeyRepositoryError {
   const code = errnoCode(error);
   if (code === "ENOENT" || code === "ENOTDIR") {
     return new KeyRepositoryError(
       "key_repository_missing",
-      `key repository ${directory} does not exist or is not a directory`,
+      `${option}: ${directory} does not exist or is not a directory`,
       directory,
     );
   }
   return new KeyRepositoryError(
     "key_repository_unreadable",
-    `key repository ${directory} cannot be read (${code ?? String(error)})`,
+    `${option}: cannot read ${directory}${cause(code, error)}`,
     directory,
   );
 }
@@ -487,7 +518,7 @@ export class KeyRepository implements KeyRingSource {
         () =>
           new KeyRepositoryError(
             "key_repository_unreadable",
-            `key repository ${directory} did not answer within ${String(this.options.readTimeoutMs ?? 10_000)} ms`,
+            `${OPTION}: ${directory} did not answer within ${String(this.options.readTimeoutMs ?? 10_000)} ms`,
             directory,
           ),
       );
@@ -518,7 +549,7 @@ export class KeyRepository implements KeyRingSource {
           ? error
           : new KeyRepositoryError(
               "key_repository_unreadable",
-              `key repository ${directory}: ${String(error)}`,
+              `${OPTION}: ${directory}: ${String(error)}`,
               directory,
             );
       this.failures++;

@@ -798,7 +798,7 @@ async function checkConfigInPod(docs: readonly K8s[], w: Workload): Promise<Chec
     else if (isRecord(e.valueFrom) && isRecord(e.valueFrom["secretKeyRef"])) env[e.name] = SECRET;
     else throw new Error(`env ${e.name}: a source this test does not provide`);
   }
-  const result = await execFileAsync(process.execPath, [CLI, "check-config", checked], {
+  const result = await execFileAsync(process.execPath, [CLI, "check-config", "--json", checked], {
     env,
   }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),

@@ -60,6 +60,16 @@ function contract(): Record<string, unknown> {
   return parse(CONTRACT) as Record<string, unknown>;
 }
 
+function problemsOfFile(file: string): readonly string[] {
+  try {
+    loadConfig(file, noSecrets);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error("expected the file to be refused");
+}
+
 function problemsOf(doc: unknown, sources: SecretSources = noSecrets): readonly string[] {
   try {
     validateConfig(doc, { sources });
@@ -194,12 +204,15 @@ describe("configuration", () => {
     expect(problemsOf(doc)[0]).toMatch(/^keystone\.endpoints\.0\.name: expected 1-63 letters/);
   });
 
-  it("names unknown options, however deep", () => {
+  it("names unknown options, however deep, with the known option they most likely meant", () => {
     const doc = contract();
     (doc.keystone as Record<string, unknown>).timeout = 5;
     doc.listne = "x";
     expect(problemsOf(doc)).toEqual(
-      expect.arrayContaining(["keystone.timeout: unknown option", "listne: unknown option"]),
+      expect.arrayContaining([
+        "keystone.timeout: unknown option (did you mean timeout_ms?)",
+        "listne: unknown option (did you mean listen?)",
+      ]),
     );
   });
 
@@ -326,7 +339,7 @@ describe("loadConfig and check-config", () => {
       ),
     );
     expect(loadConfig(file).keystone.auth).toMatchObject({ password: "from-file" });
-    const r = await run(["check-config", file]);
+    const r = await run(["check-config", "--json", file]);
     expect(r.status).toBe(0);
     expect(r.json()).toMatchObject({
       ok: true,
@@ -338,24 +351,54 @@ describe("loadConfig and check-config", () => {
     expect(r.stderr).toMatch(/warning: keystone\.endpoints: 127\.0\.0\.1:5000 is plain HTTP/);
   });
 
-  it("reports YAML errors with their place, and duplicate keys", async () => {
+  it("reports YAML errors as FILE:LINE:COLUMN with the line and a caret, and duplicate keys", async () => {
     const file = join(dir, "broken.yaml");
-    await writeFile(file, "listen: [unclosed\n");
+    await writeFile(file, 'listen: "127.0.0.1:8774"\nupstream: "http://a"x\n');
     expect(() => loadConfig(file)).toThrow(/not valid YAML/);
+    expect(problemsOfFile(file)).toEqual([
+      `${file}:2:21: Unexpected scalar at node end\n` +
+        '  2 | upstream: "http://a"x\n' +
+        // under the x
+        "    |                     ^",
+    ]);
     await writeFile(file, "listen: a\nlisten: b\n");
-    expect(() => loadConfig(file)).toThrow(/not valid YAML.*[Dd]uplicate|unique/);
+    expect(problemsOfFile(file)).toEqual([
+      // at the start of a line: the line before is shown too
+      `${file}:2:1: Map keys must be unique\n  1 | listen: a\n  2 | listen: b\n    | ^`,
+    ]);
+  });
+
+  it("never shows a secret's value in a YAML error's lines", async () => {
+    const file = join(dir, "quoted.yaml");
+    await writeFile(file, 'keystone:\n  auth:\n    password: "s3cr"et-value"\n');
+    expect(problemsOfFile(file)).toEqual([
+      `${file}:3:21: Unexpected scalar at node end\n` +
+        "  3 |     password: <redacted>\n" +
+        "    |               ^",
+    ]);
+    // a value on more than one line: its other lines are hidden too
+    await writeFile(file, 'keystone:\n  auth:\n    password: "s3cr\n      et"-value"\n');
+    const [problem, ...others] = problemsOfFile(file);
+    expect(others).toEqual([]);
+    expect(problem).toMatch(new RegExp(`^${file}:4:\\d+: `));
+    expect(problem).toContain("  4 |       <redacted>\n");
+    expect(problem).not.toMatch(/s3cr|et"|value/);
   });
 
   it("check-config exits 2 and names each problem on stderr", async () => {
     const file = join(dir, "bad.yaml");
     await writeFile(file, CONTRACT.replace("timeout_ms: 2000", "timeout_ms: 2000\n  retries: 3"));
-    const r = await run(["check-config", file, "--skip-keys"]);
+    const r = await run(["check-config", file, "--skip-keys", "--json"]);
     expect(r.status).toBe(2);
     expect(r.json()).toMatchObject({
       error: { code: "invalid_config", problems: ["keystone.retries: unknown option"] },
     });
-    expect(r.stderr).toContain("keystone.retries: unknown option");
-    const missing = await run(["check-config", join(dir, "nope.yaml")]);
+    expect(r.stderr).toBe("keystone-edge check-config: keystone.retries: unknown option\n");
+    const readable = await run(["check-config", file, "--skip-keys"]);
+    expect(readable.status).toBe(2);
+    expect(readable.stdout).toBe("");
+    expect(readable.stderr).toBe(r.stderr);
+    const missing = await run(["check-config", "--json", join(dir, "nope.yaml")]);
     expect(missing.status).toBe(2);
     expect(missing.json()).toMatchObject({ error: { code: "config_unreadable" } });
   });
@@ -371,7 +414,7 @@ describe("loadConfig and check-config", () => {
         `tls:\n  certfile: ${cert.certfile}\n  keyfile: ${key.keyfile}\n  client_cafile: ${pki.ca.certfile}\n`;
       const file = join(dir, "tls.yaml");
       await writeFile(file, withTls(good, good));
-      const ok = await run(["check-config", file]);
+      const ok = await run(["check-config", "--json", file]);
       expect(ok.status, ok.stderr).toBe(0);
       expect(ok.json()).toMatchObject({
         tls: {
@@ -382,11 +425,11 @@ describe("loadConfig and check-config", () => {
       });
       expect(ok.stderr).not.toMatch(/tls:/);
       await writeFile(file, withTls(soon, soon));
-      const warned = await run(["check-config", file]);
+      const warned = await run(["check-config", "--json", file]);
       expect(warned.status).toBe(0);
       expect(warned.stderr).toMatch(/warning: tls: the served certificate ends in 3\.0 days/);
       await writeFile(file, withTls(good, other));
-      const refused = await run(["check-config", file]);
+      const refused = await run(["check-config", "--json", file]);
       expect(refused.status).toBe(2);
       expect(refused.json()).toMatchObject({
         error: { code: "invalid_config", problems: [expect.stringMatching(/^tls\.keyfile: /)] },
@@ -399,9 +442,12 @@ describe("loadConfig and check-config", () => {
   it("check-config refuses a configuration whose key repository does not load", async () => {
     const file = join(dir, "nokeys.yaml");
     await writeFile(file, CONTRACT.replace("/etc/keystone/fernet-keys", join(dir, "no-keys-here")));
-    const r = await run(["check-config", file]);
+    const r = await run(["check-config", "--json", file]);
     expect(r.status).toBe(2);
     expect(r.json()).toMatchObject({ error: { code: "key_repository_missing" } });
+    expect(r.stderr).toMatch(
+      /^keystone-edge check-config: fernet\.key_repository: \S*no-keys-here does not exist/,
+    );
     expect((await run(["check-config", file, "--skip-keys"])).status).toBe(0);
   });
 });
