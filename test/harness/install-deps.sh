@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Owns: installing the Debian packages the integration harness needs (Keystone,
-# keystonemiddleware, PostgreSQL + psycopg2, uwsgi with the python3 plugin,
-# memcached, python-openstackclient as a real client of the Identity face, Tempest
-# (Keystone's own API tests, run through the face), Chromium for the status page test,
-# and Prometheus' promtool for the alert rules).
+# Owns: installing the Debian packages that `npm run sandbox` and the integration harness
+# need. The README lists the same packages, one line each; keep the two in step.
+#   python3-keystone            Keystone itself: keystone-manage and the WSGI application
+#   keystone                    Debian's service packaging around it; never started
+#   uwsgi-core                  the server the harness runs Keystone in
+#   uwsgi-plugin-python3        its Python 3 plugin, which loads Keystone
+#   postgresql                  Keystone's database (a private cluster per run)
+#   python3-psycopg2            Keystone's PostgreSQL driver
+#   memcached                   Keystone's cache and the regions' shared tier
+#   python3-keystonemiddleware  the reference the edge's headers are compared with
+#   python3-openstackclient     a real client of the edge's Identity face
+#   tempest                     Keystone's own API tests, run through the Identity face
+#   chromium                    the status page test (headless, through playwright-core)
+#   prometheus                  promtool for the alert rules, and a real Prometheus
 # Idempotent: does nothing when everything is already installed.
 #
 # Usage: test/harness/install-deps.sh [--check]
