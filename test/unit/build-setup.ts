@@ -4,7 +4,7 @@
  * (`npm test` builds first; `vitest run --project unit` does not).
  */
 import { execFileSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { chmodSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -32,4 +32,6 @@ export default function setup(): void {
       stdio: "inherit",
     },
   );
+  // As `npm run build` does: the command is executable (the package test checks it).
+  chmodSync(join(root, "dist/src/cli/main.js"), 0o755);
 }
