@@ -21,7 +21,7 @@ const CHAINS = Number(process.env.BENCH_CHAINS ?? 50_000);
 const AWAITS = 30;
 
 async function leaf(value: number): Promise<number> {
-  await null;
+  await Promise.resolve();
   return value + 1;
 }
 

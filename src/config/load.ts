@@ -7,7 +7,7 @@
  * schema cannot say, and turning every problem into a message that names the option and
  * its cause (`keystone.auth.password_file: cannot read /run/secrets/pw (ENOENT)`,
  * `upstream: required`, `upstrem: unknown option (did you mean upstream?)`,
- * `edge.yaml:2:12: …` with the line and a caret) — every problem of a file in one pass.
+ * `config.yaml:2:12: …` with the line and a caret) — every problem of a file in one pass.
  * Also the offline check (nothing read but the file), and the redacted view of a config,
  * safe to print.
  *
