@@ -526,15 +526,18 @@ function edgeStatus(keys: Record<string, unknown>): string {
   });
 }
 
+/** A running edge's key-lag state as `/status` gives it: behind since 10:00. */
+const BEHIND = {
+  state: "behind",
+  since: "2026-12-01T10:00:00.000Z",
+  last_agreed: "2026-12-01T09:59:30.000Z",
+  last_check: { at: "2026-12-01T10:00:05.000Z", trigger: "undecryptable", result: "behind" },
+};
+
 describe("keystone-edge keys status --admin", () => {
   it("adds the running edge's ring and key-lag state", async () => {
     // the shape admin/status.ts answers
-    const lag = {
-      state: "behind",
-      since: "2026-12-01T10:00:00.000Z",
-      last_agreed: "2026-12-01T09:59:30.000Z",
-      last_check: { at: "2026-12-01T10:00:05.000Z", trigger: "undecryptable", result: "behind" },
-    };
+    const lag = BEHIND;
     const admin = await fakeAdmin({ status: 200, body: edgeStatus({ lag }) });
     const r = await runCli([
       "keys",
@@ -641,12 +644,7 @@ describe("keystone-edge keys status --admin", () => {
   });
 
   it("prints the edge's view readably by default, under the repository", async () => {
-    const lag = {
-      state: "behind",
-      since: "2026-12-01T10:00:00.000Z",
-      last_agreed: "2026-12-01T09:59:30.000Z",
-      last_check: { at: "2026-12-01T10:00:05.000Z", trigger: "undecryptable", result: "behind" },
-    };
+    const lag = BEHIND;
     const admin = await fakeAdmin({ status: 200, body: edgeStatus({ lag }) });
     const r = await runCli([
       "keys",
