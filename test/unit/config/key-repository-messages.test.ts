@@ -2,11 +2,11 @@
  * A key repository that does not load is reported as the option that names it
  * (`fernet.key_repository: …`) with its cause, wherever it surfaces (check-config, serve's
  * start-up, a reload's log line: they all show the error's message); a permission error
- * says what to change. The permission case runs for real: the built CLI as an
- * unprivileged user (the tests run as root, for whom permission bits deny nothing).
+ * says what to change. The permission case runs for real: the built CLI without the
+ * capabilities that let root read anything (the tests run as root in CI).
  */
 import { execFile } from "node:child_process";
-import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -96,11 +96,18 @@ describe("key repository messages", () => {
     const file = join(dir, "unprivileged.yaml");
     await writeFile(file, config(keys), { mode: 0o644 });
     const root = process.getuid?.() === 0;
-    if (!root) await chmod(keys, 0o000); // not root: the owner is denied too
+    // Root reads anything through its capabilities: the keys go to another owner and the
+    // CLI runs as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (util-linux's setpriv),
+    // as an unprivileged user would, from wherever the checkout is (a 0700 temp directory
+    // would shut another user out of the CLI itself). Not root: the owner is denied too.
+    if (root) await chown(keys, 12_345, 12_345);
+    else await chmod(keys, 0o000);
+    const command = root
+      ? ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", process.execPath]
+      : [process.execPath];
     try {
-      const r = await execFileAsync(process.execPath, [CLI, "check-config", file], {
-        ...(root ? { uid: 65534, gid: 65534 } : {}),
-      }).then(
+      const [program, ...rest] = command;
+      const r = await execFileAsync(program as string, [...rest, CLI, "check-config", file]).then(
         (x) => ({ code: 0, stderr: x.stderr }),
         (e: unknown) => e as { code: number; stderr: string },
       );
