@@ -9,7 +9,8 @@
  * object), and one line per problem on stderr.
  */
 import { Document, isScalar } from "yaml";
-import { derivedDefaults, loadConfig, redactConfig } from "../config/load.js";
+import { derivedDefaults } from "../config/derived.js";
+import { loadConfig, redactConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { ConfigError, EdgeError, ExitStatus, exitStatusFor, UsageError } from "../errors.js";
 import { readKeyRepository } from "../fernet/key-repository.js";

@@ -7,6 +7,7 @@
  * usage line after a usage error.
  */
 import { parseArgs } from "node:util";
+import { editDistance } from "../edit-distance.js";
 import { UsageError, type EdgeError } from "../errors.js";
 
 /** Where a command reads and writes. */
@@ -64,26 +65,6 @@ function shownOption(raw: string): string {
     : "(not shown)";
 }
 
-/** Edit distance with adjacent transpositions (optimal string alignment). */
-function distance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  const at = (i: number, j: number): number => d[i]?.[j] ?? Infinity;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        best = Math.min(best, at(i - 2, j - 2) + 1);
-      }
-      const row = d[i];
-      if (row) row[j] = best;
-    }
-  }
-  return at(a.length, b.length);
-}
-
 /**
  * The candidate `word` was most likely meant to be, if any is close: the only one it is a
  * prefix of (3 characters at least), else the nearest within 2 edits (1 for words of up to
@@ -97,7 +78,7 @@ export function nearest(word: string, candidates: readonly string[]): string | u
   const limit = word.length <= 2 ? 0 : word.length <= 4 ? 1 : 2;
   if (limit === 0) return undefined;
   const scored = candidates
-    .map((c) => ({ c, d: distance(word, c) }))
+    .map((c) => ({ c, d: editDistance(word, c, { transpositions: true }) }))
     .filter((s) => s.d <= limit)
     .sort((x, y) => x.d - y.d);
   const [first, second] = scored;

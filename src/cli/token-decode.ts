@@ -126,7 +126,6 @@ export const tokenDecode: Command = {
         return ExitStatus.ok;
       }
       const { values, positionals } = parsed;
-
       const directory = values["key-repository"];
       if (typeof directory !== "string" || directory.length === 0) {
         throw new UsageError("--key-repository DIR is required");
@@ -139,7 +138,7 @@ export const tokenDecode: Command = {
       const at = parseAt(values.at);
       const defaultDomainId = values["default-domain-id"];
       const token = await readToken(positionals, io);
-      const ring = await readKeyRepository(directory);
+      const ring = await readKeyRepository(directory, { option: "--key-repository" });
       let decoder: TokenDecoder;
       try {
         decoder = new TokenDecoder({

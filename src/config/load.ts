@@ -18,6 +18,7 @@ import { accessSync, constants, readFileSync } from "node:fs";
 import { isAbsolute, resolve, dirname } from "node:path";
 import { LineCounter, parseDocument, type YAMLError } from "yaml";
 import type { z } from "zod";
+import { editDistance } from "../edit-distance.js";
 import { ConfigError } from "../errors.js";
 import { configSchema, SECRET_PATHS, type Config } from "./schema.js";
 
@@ -232,20 +233,6 @@ function allOptions(schema: Schema = configSchema, prefix = ""): string[] {
     );
 }
 
-/** Levenshtein distance: the fewest insertions, deletions and substitutions from a to b. */
-export function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution);
-    }
-    previous = current;
-  }
-  return previous[b.length] ?? 0;
-}
-
 /**
  * The known option an unknown `name` most likely meant: the sibling nearest in edit
  * distance (at most a third of its length, at least 1), else the one sibling that is
@@ -423,17 +410,13 @@ export interface LoadOptions {
 
 /**
  * Reads and validates a YAML configuration file. Relative secret file paths are taken
- * from the file's directory. (A {@link SecretSources} as the second argument is read as
- * `{ sources }`.)
+ * from the file's directory.
  *
  * @throws ConfigError `config_unreadable` (missing file, bad YAML: each error as
  *   `FILE:LINE:COLUMN: message` followed by the line and a caret) or `invalid_config`.
  */
-export function loadConfig(
-  path: string,
-  options: LoadOptions | SecretSources = {},
-): Readonly<Config> {
-  const { sources, offline }: LoadOptions = "readFile" in options ? { sources: options } : options;
+export function loadConfig(path: string, options: LoadOptions = {}): Readonly<Config> {
+  const { sources, offline } = options;
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -541,39 +524,6 @@ export function redactConfig(config: Readonly<Config>): unknown {
     }
   }
   return copy;
-}
-
-/** An option whose default is not a constant: what it comes to in a config, and why. */
-export interface DerivedDefault {
-  readonly path: readonly string[];
-  readonly value: unknown;
-  /** Where the value comes from, e.g. `cache.token_cache_time`. */
-  readonly from: string;
-}
-
-/**
- * The options a config leaves out whose default is taken from another option (the
- * schema says so in their `absent`): `cache.context_cache_time` (`token_cache_time`),
- * `shadow_validation.confirm_after_ms` (twice `keystone.revocation_poll_interval_ms`). The
- * rest of the defaults are in the config itself.
- */
-export function derivedDefaults(config: Readonly<Config>): readonly DerivedDefault[] {
-  const derived: DerivedDefault[] = [];
-  if (config.cache.context_cache_time === undefined) {
-    derived.push({
-      path: ["cache", "context_cache_time"],
-      value: config.cache.token_cache_time,
-      from: "cache.token_cache_time",
-    });
-  }
-  if (config.shadow_validation.confirm_after_ms === undefined) {
-    derived.push({
-      path: ["shadow_validation", "confirm_after_ms"],
-      value: 2 * config.keystone.revocation_poll_interval_ms,
-      from: "twice keystone.revocation_poll_interval_ms",
-    });
-  }
-  return derived;
 }
 
 function deepFreeze<T>(value: T): T {

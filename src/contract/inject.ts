@@ -14,7 +14,8 @@
  * (see `strip.ts`), so absent really means absent.
  *
  * Hot path: a {@link PreparedToken} holds a token's frozen pair lists, built once (the
- * authenticator keeps them per context: validation/prepared-tokens.ts); {@link injectHeaders} for a user token alone returns that frozen list itself.
+ * authenticator keeps them per context: validation/prepared-tokens.ts);
+ * {@link injectHeaders} for a user token alone returns that frozen list itself.
  */
 import type { KeystoneToken } from "../token/body.js";
 import { accessRestrictionOf, type AccessRestriction } from "./access-rules.js";

@@ -8,6 +8,7 @@
  * successors (core.ts: same endpoint name and URL, same breaker state).
  */
 import type { EdgeMetrics } from "../admin/metrics.js";
+import { contextCacheTimeSeconds } from "../config/derived.js";
 import type { Config } from "../config/schema.js";
 import type { FaultInjector } from "../drill/faults.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -57,7 +58,7 @@ export function stateFor(
     memcachedFault: () => build.drills.memcached(),
   });
   const revocations = new RevocationList();
-  const contextCacheTime = config.cache.context_cache_time ?? config.cache.token_cache_time;
+  const contextCacheTime = contextCacheTimeSeconds(config);
   const contexts =
     contextCacheTime > 0
       ? new ContextCache({

@@ -11,6 +11,7 @@
  */
 import type { EdgeMetrics, MetricsView } from "../admin/metrics.js";
 import type { StatusReporter } from "../admin/status.js";
+import { contextCacheTimeSeconds, shadowConfirmAfterMs } from "../config/derived.js";
 import type { Config } from "../config/schema.js";
 import { insecureEndpoints, insecureEndpointWarning } from "../config/warnings.js";
 import { isIdentityHeader } from "../contract/strip.js";
@@ -209,9 +210,7 @@ export async function buildCore(
     pollIntervalMs: k.revocation_poll_interval_ms,
     tokenExpirationSeconds: config.fernet.token_expiration,
     allowExpiredWindowSeconds: config.fernet.allow_expired_window,
-    contextLifetimeSeconds:
-      (config.cache.context_cache_time ?? config.cache.token_cache_time) +
-      config.cache.stale_if_error,
+    contextLifetimeSeconds: contextCacheTimeSeconds(config) + config.cache.stale_if_error,
     maxEvents: k.revocation_max_events,
     logger,
     mode: context.loops?.role === "follower" ? "follow" : "poll",
@@ -453,7 +452,7 @@ function shadowValidation(
     sampleRatio: s.sample_ratio,
     maxPerSecond: s.max_per_second,
     maxInFlight: s.max_in_flight,
-    confirmAfterMs: s.confirm_after_ms ?? 2 * config.keystone.revocation_poll_interval_ms,
+    confirmAfterMs: shadowConfirmAfterMs(config),
     logger: parts.logger,
     onOutcome: (outcome, tier, skip) => {
       metrics.shadowValidations.inc({ outcome, tier });

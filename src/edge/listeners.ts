@@ -52,19 +52,21 @@ function listen(
   const parsed = parseListenAddress(hostPort);
   if (!parsed) throw new Error(`invalid listen address ${hostPort}`);
   return new Promise((resolve, reject) => {
-    server.once("error", (error) => {
+    const failed = (error: Error): void => {
       reject(listenError(option, hostPort, error));
-    });
+    };
+    server.once("error", failed);
     server.listen({ port: parsed.port, host: parsed.host, exclusive }, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       const a = server.address() as AddressInfo;
       resolve({ host: a.address, port: a.port });
     });
   });
 }
 
-/** The options that name a listener. */
-export type ListenOption = "listen" | "admin_listen" | "identity_listen";
+/** The options that name a listener, in the order they are opened. */
+export const LISTEN_OPTIONS = ["listen", "admin_listen", "identity_listen"] as const;
+export type ListenOption = (typeof LISTEN_OPTIONS)[number];
 
 /**
  * The {@link ListenError} for `error`, the failure to bind `hostPort` of `option`: one line
@@ -115,12 +117,8 @@ export function listenError(option: ListenOption, hostPort: string, error: unkno
 export async function checkListenable(
   config: Pick<Config, "listen" | "admin_listen" | "identity_listen">,
 ): Promise<void> {
-  const options: readonly [ListenOption, string | undefined][] = [
-    ["listen", config.listen],
-    ["admin_listen", config.admin_listen],
-    ["identity_listen", config.identity_listen],
-  ];
-  for (const [option, hostPort] of options) {
+  for (const option of LISTEN_OPTIONS) {
+    const hostPort = config[option];
     if (hostPort === undefined) continue;
     const probe = createNetServer();
     await listen(probe, option, hostPort, true);

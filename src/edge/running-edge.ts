@@ -24,7 +24,7 @@ import { loadListenerTls, type ListenerTlsMaterial } from "../proxy/tls.js";
 import type { CacheFactory } from "./cache-factory.js";
 import { buildCore, type EdgeCore, type LoopSharing } from "./core.js";
 import type { FeedUpdate } from "../keystone/revocation-feed.js";
-import { Listeners, type BoundAddress, type Handlers } from "./listeners.js";
+import { LISTEN_OPTIONS, Listeners, type BoundAddress, type Handlers } from "./listeners.js";
 
 export type { CacheFactory } from "./cache-factory.js";
 
@@ -80,8 +80,6 @@ export type ReloadOutcome =
 
 /** How long a core replaced by a reload keeps its pools for requests in flight, ms. */
 const RETIRE_AFTER_MS = 30_000;
-
-const LISTEN_OPTIONS = ["listen", "admin_listen", "identity_listen"] as const;
 
 /** The answer of every listener in the moment between binding and the core being built. */
 const starting: RequestListener = (_req, res) => {

@@ -6,7 +6,6 @@
  * commands do and against `ExitStatus`.
  */
 import { spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
@@ -15,6 +14,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { ExitStatus } from "../../src/errors.js";
+import { generateFernetKeyText } from "../../src/fernet/envelope.js";
+import { freePort } from "../harness/net.js";
 
 const BIN = fileURLToPath(new URL("../../dist/src/cli/main.js", import.meta.url));
 const README = fileURLToPath(new URL("../../README.md", import.meta.url));
@@ -37,14 +38,15 @@ let busyPort: number;
 /** A closed loopback port: Keystone and the upstream are never reached in these tests. */
 let closedPort: number;
 
-function freePort(): Promise<{ server: Server; port: number }> {
+/** A loopback port held open by this process until `server` is closed. */
+function holdPort(): Promise<{ server: Server; port: number }> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      if (address === null || typeof address === "string") throw new Error("no port");
-      resolve({ server, port: address.port });
+      if (address === null || typeof address === "string") reject(new Error("no port"));
+      else resolve({ server, port: address.port });
     });
   });
 }
@@ -95,12 +97,10 @@ beforeAll(async () => {
   keys = join(dir, "fernet-keys");
   mkdirSync(keys);
   for (const index of [0, 1]) {
-    writeFileSync(join(keys, String(index)), randomBytes(32).toString("base64url") + "=");
+    writeFileSync(join(keys, String(index)), generateFernetKeyText());
   }
-  ({ server: busy, port: busyPort } = await freePort());
-  const closed = await freePort();
-  closedPort = closed.port;
-  await new Promise((resolve) => closed.server.close(resolve));
+  ({ server: busy, port: busyPort } = await holdPort());
+  closedPort = await freePort();
 });
 
 afterAll(async () => {
@@ -152,7 +152,7 @@ describe("serve: start-up failures exit 2 with one line naming the option and th
   it("a key repository the edge's user cannot read", () => {
     const locked = join(dir, "locked-keys");
     mkdirSync(locked, { mode: 0o700 });
-    writeFileSync(join(locked, "0"), randomBytes(32).toString("base64url") + "=", { mode: 0o600 });
+    writeFileSync(join(locked, "0"), generateFernetKeyText(), { mode: 0o600 });
     chownSync(locked, OTHER_UID, OTHER_UID);
     const run = serve(config("locked-keys", { fernet: { key_repository: locked } }), true);
     expect(run.status).toBe(ExitStatus.usage);

@@ -537,8 +537,7 @@ const BEHIND = {
 describe("keystone-edge keys status --admin", () => {
   it("adds the running edge's ring and key-lag state", async () => {
     // the shape admin/status.ts answers
-    const lag = BEHIND;
-    const admin = await fakeAdmin({ status: 200, body: edgeStatus({ lag }) });
+    const admin = await fakeAdmin({ status: 200, body: edgeStatus({ lag: BEHIND }) });
     const r = await runCli([
       "keys",
       "status",
@@ -556,7 +555,7 @@ describe("keystone-edge keys status --admin", () => {
         admin: admin.url,
         status: "degraded",
         keys: { primary_index: 2, key_count: 3, healthy: true },
-        lag,
+        lag: BEHIND,
       },
     });
     expect(r.stderr).toBe("");
@@ -644,8 +643,7 @@ describe("keystone-edge keys status --admin", () => {
   });
 
   it("prints the edge's view readably by default, under the repository", async () => {
-    const lag = BEHIND;
-    const admin = await fakeAdmin({ status: 200, body: edgeStatus({ lag }) });
+    const admin = await fakeAdmin({ status: 200, body: edgeStatus({ lag: BEHIND }) });
     const r = await runCli([
       "keys",
       "status",

@@ -144,7 +144,7 @@ describe("the configuration reference", () => {
     const check = async (document: Json, label: string): Promise<number> => {
       const file = join(dir, `${label}.yaml`);
       await writeFile(file, JSON.stringify(document));
-      const config = loadConfig(file, secrets);
+      const config = loadConfig(file, { sources: secrets });
       const shown = new Map(documentedRows().map((r) => [r.path, r.cells[2]]));
       let compared = 0;
       for (const row of rows) {

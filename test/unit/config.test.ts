@@ -15,6 +15,7 @@ import { ConfigError } from "../../src/errors.js";
 import { runCli } from "../harness/cli.js";
 import { generateFernetKeyText } from "../../src/fernet/envelope.js";
 import { makeRepository } from "./helpers.js";
+import { noSecrets, problemsOf } from "./config/helpers.js";
 import { createPki, type Issued } from "../harness/pki.js";
 
 /** The configuration contract, verbatim from the proxy issue. */
@@ -49,35 +50,18 @@ auth_token:
   service_token_roles_required: true
 `;
 
-const noSecrets: SecretSources = {
-  env: {},
-  readFile: () => {
-    throw Object.assign(new Error("no"), { code: "ENOENT" });
-  },
-};
-
 function contract(): Record<string, unknown> {
   return parse(CONTRACT) as Record<string, unknown>;
 }
 
 function problemsOfFile(file: string): readonly string[] {
   try {
-    loadConfig(file, noSecrets);
+    loadConfig(file, { sources: noSecrets });
   } catch (error) {
     expect(error).toBeInstanceOf(ConfigError);
     return (error as ConfigError).problems;
   }
   throw new Error("expected the file to be refused");
-}
-
-function problemsOf(doc: unknown, sources: SecretSources = noSecrets): readonly string[] {
-  try {
-    validateConfig(doc, { sources });
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error("expected the configuration to be refused");
 }
 
 const minimal = {
@@ -255,17 +239,17 @@ describe("configuration", () => {
     expect(config.cache.memcache_secret_key).toBe("sixteen-characters-at-least");
 
     auth.password = "inline";
-    expect(problemsOf(doc, sources)).toEqual([
+    expect(problemsOf(doc, { sources })).toEqual([
       "keystone.auth.password: give only one of password, password_file",
     ]);
     delete auth.password;
     auth.password_file = "/run/secrets/missing";
-    expect(problemsOf(doc, sources)).toEqual([
+    expect(problemsOf(doc, { sources })).toEqual([
       "keystone.auth.password_file: cannot read /run/secrets/missing (ENOENT)",
     ]);
     delete auth.password_file;
     auth.password_env = "NOT_SET";
-    expect(problemsOf(doc, sources)).toEqual([
+    expect(problemsOf(doc, { sources })).toEqual([
       "keystone.auth.password_env: environment variable NOT_SET is not set",
     ]);
   });

@@ -5,20 +5,9 @@
  * the same pass.
  */
 import { describe, expect, it } from "vitest";
-import {
-  editDistance,
-  suggestOption,
-  validateConfig,
-  type SecretSources,
-} from "../../../src/config/load.js";
-import { ConfigError } from "../../../src/errors.js";
-
-const noSecrets: SecretSources = {
-  env: {},
-  readFile: () => {
-    throw Object.assign(new Error("no"), { code: "ENOENT" });
-  },
-};
+import { suggestOption, validateConfig } from "../../../src/config/load.js";
+import { editDistance } from "../../../src/edit-distance.js";
+import { noSecrets, problemsOf } from "./helpers.js";
 
 type Doc = Record<string, unknown> & {
   keystone: Record<string, unknown> & { auth: Record<string, unknown> };
@@ -34,16 +23,6 @@ function valid(): Doc {
     },
     fernet: { key_repository: "/etc/keystone/fernet-keys" },
   };
-}
-
-function problemsOf(doc: unknown): readonly string[] {
-  try {
-    validateConfig(doc, { sources: noSecrets });
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error("expected the configuration to be refused");
 }
 
 describe("a missing option", () => {
@@ -134,6 +113,10 @@ describe("an unknown option", () => {
     expect(editDistance("listne", "listen")).toBe(2);
     expect(editDistance("", "abc")).toBe(3);
     expect(editDistance("kitten", "sitting")).toBe(3);
+    // the command line's hints count a swap of two neighbours as one edit
+    expect(editDistance("listne", "listen", { transpositions: true })).toBe(1);
+    expect(editDistance("gracee", "grace", { transpositions: true })).toBe(1);
+    expect(editDistance("kitten", "sitting", { transpositions: true })).toBe(3);
     expect(suggestOption("Upstream", ["upstream", "listen"])).toBe("upstream");
     expect(suggestOption("lsten", ["listen", "upstream"])).toBe("listen");
     expect(suggestOption("abc", ["listen", "upstream"])).toBeUndefined();

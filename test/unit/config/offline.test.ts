@@ -15,8 +15,8 @@ import {
   validateConfig,
   type SecretSources,
 } from "../../../src/config/load.js";
-import { ConfigError } from "../../../src/errors.js";
 import { runCli } from "../../harness/cli.js";
+import { problemsOf } from "./helpers.js";
 
 /** Sources that fail the test if anything is read. */
 function untouchable(): { sources: SecretSources; reads: string[] } {
@@ -66,16 +66,6 @@ tls:
 
 const doc = (): Record<string, unknown> => parse(FILE) as Record<string, unknown>;
 
-function problemsOf(document: unknown, sources: SecretSources): readonly string[] {
-  try {
-    validateConfig(document, { sources, offline: true });
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error("expected the configuration to be refused");
-}
-
 describe("validateConfig offline", () => {
   it("reads no secret and no file, and says so where a secret would be", () => {
     const { sources, reads } = untouchable();
@@ -94,21 +84,7 @@ describe("validateConfig offline", () => {
   });
 
   it("without offline the same file is refused for each thing it cannot read", () => {
-    const problems = (() => {
-      try {
-        validateConfig(doc(), {
-          sources: {
-            env: {},
-            readFile: () => {
-              throw Object.assign(new Error("no"), { code: "ENOENT" });
-            },
-          },
-        });
-      } catch (error) {
-        return (error as ConfigError).problems;
-      }
-      return [];
-    })();
+    const problems = problemsOf(doc());
     expect(problems.map((p) => p.split(":")[0]).sort()).toEqual(
       [
         "admin_secret_env",
@@ -141,7 +117,7 @@ describe("validateConfig offline", () => {
     d.admin_secret_env = "not a variable name";
     (d.cache as Record<string, unknown>).memcache_secret_key_file = "";
     d.upstrem = "x";
-    expect([...problemsOf(d, sources)].sort()).toEqual(
+    expect([...problemsOf(d, { sources, offline: true })].sort()).toEqual(
       [
         "keystone.auth.password: give only one of password, password_file",
         "cache.memcache_secret_key_file: expected a file path",

@@ -243,7 +243,7 @@ describe("normalizeCatalog and X-Service-Catalog", () => {
   });
 });
 
-describe("serviceCatalogHeaderValue per catalog object", () => {
+describe("serviceCatalogHeaderValue: each catalog its own value", () => {
   it("gives another catalog object its own value", () => {
     const a = structuredClone(CATALOG) as CatalogService[];
     const b = structuredClone(CATALOG) as CatalogService[];
