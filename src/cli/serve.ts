@@ -172,6 +172,8 @@ export const serve: Command = {
       };
       process.on("SIGHUP", reload);
       try {
+        // A taken port: one line, before any Keystone or memcached call.
+        await checkListenable(first);
         edge = await startEdge(first, { logger, cache: createCacheFactory() });
         state.phase = "serving";
         if (state.reloadPending) reload();

@@ -108,9 +108,10 @@ export function listenError(option: ListenOption, hostPort: string, error: unkno
 }
 
 /**
- * Binds each listener address of `config` for a moment and closes it again: the
- * supervisor's pre-flight before it forks workers, so that a taken port is one
- * {@link ListenError} from one process rather than one per worker. Port 0 always binds.
+ * Binds each listener address of `config` for a moment and closes it again: `serve`'s
+ * pre-flight before anything starts, so that a taken port is one {@link ListenError}
+ * before any Keystone call, from one process rather than one per worker. Port 0 always
+ * binds.
  *
  * @throws ListenError for the first address that cannot be bound.
  */

@@ -1,17 +1,14 @@
 /**
  * keystone-edge running: one process from one validated configuration, reloadable.
  *
- * Owns: the lifecycle — the listeners opened (listeners.ts; a taken port fails start-up
- * before anything else starts) onto whichever core is in force, the first core (core.ts)
- * built, a reload (SIGHUP) building a new core and
+ * Owns: the lifecycle — the first core (core.ts) built, the listeners opened onto
+ * whichever core is in force (listeners.ts), a reload (SIGHUP) building a new core and
  * switching to it between two requests, the replaced core retired and closed once its
  * requests in flight are done, and the orderly close (SIGTERM). The drills and the metrics
  * belong to the running edge, not to one configuration: a drill under way survives a
  * reload (re-fitted to the new endpoints), and the metrics' state gauges read the core in
  * force.
  */
-import type { RequestListener } from "node:http";
-
 import { EdgeMetrics } from "../admin/metrics.js";
 import type { Config } from "../config/schema.js";
 import { FaultInjector, type DrillState, type Fault } from "../drill/faults.js";
@@ -24,7 +21,7 @@ import { loadListenerTls, type ListenerTlsMaterial } from "../proxy/tls.js";
 import type { CacheFactory } from "./cache-factory.js";
 import { buildCore, type EdgeCore, type LoopSharing } from "./core.js";
 import type { FeedUpdate } from "../keystone/revocation-feed.js";
-import { LISTEN_OPTIONS, Listeners, type BoundAddress, type Handlers } from "./listeners.js";
+import { LISTEN_OPTIONS, Listeners, type BoundAddress } from "./listeners.js";
 
 export type { CacheFactory } from "./cache-factory.js";
 
@@ -81,15 +78,8 @@ export type ReloadOutcome =
 /** How long a core replaced by a reload keeps its pools for requests in flight, ms. */
 const RETIRE_AFTER_MS = 30_000;
 
-/** The answer of every listener in the moment between binding and the core being built. */
-const starting: RequestListener = (_req, res) => {
-  res.writeHead(503, { "content-type": "text/plain", "retry-after": "1", connection: "close" });
-  res.end("keystone-edge is starting\n");
-};
-const STARTING: Handlers = { proxy: starting, admin: starting, identity: starting };
-
 /**
- * Starts keystone-edge: binds the listeners, then builds the configuration's core.
+ * Starts keystone-edge: builds the configuration's core, then binds the listeners.
  * Refuses to start (rejects with the {@link EdgeError} that says why) when a listener
  * cannot be opened or the key repository does not load.
  */
@@ -115,24 +105,19 @@ export async function startEdge(
     logger,
     ...(deps.loops === undefined ? {} : { loops: deps.loops }),
   };
-  // The listeners first: a taken port fails start-up before any Keystone or memcached
-  // call, and the one line the operator reads is the listener's. Until the core is built
-  // (the key repository read, the pools made) they answer 503 "starting".
+  // The core first, then the listeners: a listener (in a worker, a share of the cluster's)
+  // takes connections only once it can serve them. `serve` binds each address for a
+  // moment before anything starts (checkListenable), so a taken port costs no Keystone call.
+  core = await buildCore(config, context, undefined);
+  metrics.currentView = () => inForce().view;
   let listeners: Listeners;
   try {
-    listeners = await Listeners.open(config, () => core?.handlers ?? STARTING, metrics, tls);
+    listeners = await Listeners.open(config, () => inForce().handlers, metrics, tls);
   } catch (error) {
     drills.close();
+    await core.close(false);
     throw error;
   }
-  try {
-    core = await buildCore(config, context, undefined);
-  } catch (error) {
-    drills.close();
-    await listeners.close(0);
-    throw error;
-  }
-  metrics.currentView = () => inForce().view;
   logger.info("keystone-edge listening", {
     listen: `${listeners.address.host}:${String(listeners.address.port)}`,
     admin: `${listeners.adminAddress.host}:${String(listeners.adminAddress.port)}`,
